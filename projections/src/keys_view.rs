@@ -1,0 +1,98 @@
+//! The keys view: every key as the API shows it (minus `last_used_at`, which is not an event).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::event::{Actor, ApiKeyKind, Event, UserId};
+use crate::projection::{decode, encode, Projection, RowError};
+use crate::RecordedEvent;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KeysView {
+    keys: HashMap<Uuid, ApiKey>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub kind: ApiKeyKind,
+    pub name: String,
+    pub description: Option<String>,
+    pub user_id: Option<UserId>,
+    pub group_id: Option<Uuid>,
+    pub role_id: Option<Uuid>,
+    pub on_call_role_id: Option<Uuid>,
+    pub service_account_id: Option<Uuid>,
+    pub token_digest: String,
+    pub created_by: Actor,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub grace_period_ends_at: Option<DateTime<Utc>>,
+}
+
+impl KeysView {
+    pub fn get(&self, id: Uuid) -> Option<&ApiKey> {
+        self.keys.get(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+impl Projection for KeysView {
+    const NAME: &'static str = "keys";
+
+    fn apply(&mut self, recorded: &RecordedEvent, touched: &mut Vec<String>) {
+        if let Event::ApiKeyCreated(e) = &recorded.event {
+            self.keys.insert(
+                e.api_key_id,
+                ApiKey {
+                    id: e.api_key_id,
+                    organization_id: e.organization_id,
+                    kind: e.kind,
+                    name: e.name.clone(),
+                    description: e.description.clone(),
+                    user_id: e.user_id,
+                    group_id: e.group_id,
+                    role_id: e.role_id,
+                    on_call_role_id: e.on_call_role_id,
+                    service_account_id: e.service_account_id,
+                    token_digest: e.token_digest.clone(),
+                    created_by: recorded.actor.clone(),
+                    created_at: recorded.recorded_at,
+                    updated_at: recorded.recorded_at,
+                    expires_at: e.expires_at,
+                    grace_period_ends_at: None,
+                },
+            );
+            touched.push(e.api_key_id.to_string());
+        }
+    }
+
+    fn encode_row(&self, key: &str) -> Option<Vec<u8>> {
+        let id = Uuid::parse_str(key).ok()?;
+        self.keys.get(&id).and_then(encode)
+    }
+
+    fn load_row(&mut self, key: &str, value: &[u8]) -> Result<(), RowError> {
+        let api_key: ApiKey = decode(Self::NAME, key, value)?;
+        self.keys.insert(api_key.id, api_key);
+        Ok(())
+    }
+
+    fn row_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.keys.keys().map(Uuid::to_string).collect();
+        keys.sort();
+        keys
+    }
+}

@@ -1,0 +1,84 @@
+//! The name index: which (organization, kind, scope, name) is taken, and by which key.
+//!
+//! Names are unique per kind within their scope (the user for personal keys, the team for
+//! team keys, the organization for organization keys), compared case-insensitively after
+//! trimming. The writer stores this index in the same transaction as the event that claims
+//! a name, so no committed key exists without its reservation.
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use crate::event::{ApiKeyKind, Event, UserId};
+use crate::projection::{Projection, RowError};
+use crate::RecordedEvent;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NameIndex {
+    holders: HashMap<String, Uuid>,
+}
+
+/// Where a name must be unique.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameScope {
+    User(UserId),
+    Team(Uuid),
+    Organization,
+}
+
+/// The index key of a name: `<organization>/<kind>/<scope>/<trimmed, lowercased name>`.
+pub fn name_key(organization_id: Uuid, kind: ApiKeyKind, scope: NameScope, name: &str) -> String {
+    let scope = match scope {
+        NameScope::User(id) => id.to_string(),
+        NameScope::Team(id) => id.to_string(),
+        NameScope::Organization => organization_id.to_string(),
+    };
+    format!("{organization_id}/{}/{scope}/{}", kind.as_str(), name.trim().to_lowercase())
+}
+
+/// The scope a key's name lives in, from the fields its creation recorded.
+pub fn scope_of(kind: ApiKeyKind, user_id: Option<UserId>, group_id: Option<Uuid>) -> NameScope {
+    match (kind, user_id, group_id) {
+        (ApiKeyKind::Personal, Some(user), _) => NameScope::User(user),
+        (ApiKeyKind::Team, _, Some(team)) => NameScope::Team(team),
+        _ => NameScope::Organization,
+    }
+}
+
+impl NameIndex {
+    /// The key holding `key`, if the name is taken.
+    pub fn holder(&self, key: &str) -> Option<Uuid> {
+        self.holders.get(key).copied()
+    }
+}
+
+impl Projection for NameIndex {
+    const NAME: &'static str = "name_index";
+
+    fn apply(&mut self, recorded: &RecordedEvent, touched: &mut Vec<String>) {
+        if let Event::ApiKeyCreated(e) = &recorded.event {
+            let key = name_key(e.organization_id, e.kind, scope_of(e.kind, e.user_id, e.group_id), &e.name);
+            self.holders.insert(key.clone(), e.api_key_id);
+            touched.push(key);
+        }
+    }
+
+    fn encode_row(&self, key: &str) -> Option<Vec<u8>> {
+        self.holders.get(key).map(|id| id.to_string().into_bytes())
+    }
+
+    fn load_row(&mut self, key: &str, value: &[u8]) -> Result<(), RowError> {
+        let id = std::str::from_utf8(value)
+            .ok()
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .ok_or_else(|| RowError::new(Self::NAME, key, "value is not a key id"))?;
+        self.holders.insert(key.to_owned(), id);
+        Ok(())
+    }
+
+    fn row_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.holders.keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+}

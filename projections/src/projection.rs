@@ -1,0 +1,53 @@
+//! What every persisted projection provides.
+//!
+//! A projection keeps its state in memory as a fold over events and is persisted as rows
+//! (a key and an encoded value per entity). `apply` reports which rows an event touched, so
+//! that the writer can store exactly those rows in the same transaction as the event, and
+//! a restart loads rows instead of replaying the whole log.
+
+use crate::RecordedEvent;
+
+/// A stored row could not be read back.
+#[derive(Debug, thiserror::Error)]
+#[error("row {key:?} of projection {projection} is unreadable: {reason}")]
+pub struct RowError {
+    pub projection: &'static str,
+    pub key: String,
+    pub reason: String,
+}
+
+impl RowError {
+    pub fn new(projection: &'static str, key: &str, reason: impl ToString) -> Self {
+        RowError { projection, key: key.to_owned(), reason: reason.to_string() }
+    }
+}
+
+pub trait Projection {
+    /// Stable name: the prefix of its rows and the name of its checkpoint.
+    const NAME: &'static str;
+
+    /// Folds one event in and pushes the keys of the rows it changed onto `touched`.
+    fn apply(&mut self, event: &RecordedEvent, touched: &mut Vec<String>);
+
+    /// The current encoding of row `key`, or `None` when the row no longer exists.
+    fn encode_row(&self, key: &str) -> Option<Vec<u8>>;
+
+    /// Restores one row written by [`Projection::encode_row`].
+    fn load_row(&mut self, key: &str, value: &[u8]) -> Result<(), RowError>;
+
+    /// Every row, in key order: what `rebuild --check` compares.
+    fn row_keys(&self) -> Vec<String>;
+}
+
+/// Encodes a row value; projections hold only plain data, which always serializes.
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Option<Vec<u8>> {
+    serde_json::to_vec(value).ok()
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    projection: &'static str,
+    key: &str,
+    value: &[u8],
+) -> Result<T, RowError> {
+    serde_json::from_slice(value).map_err(|e| RowError::new(projection, key, e))
+}

@@ -1,0 +1,78 @@
+//! The service-account view: the identity a team or organization key acts as.
+//!
+//! A team key's account is a member of its team with the rights of a team admin; an
+//! organization key's account holds the role and on-call role chosen at creation. Accounts
+//! belong to the organization, not to the user who created the key, so they outlive them.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::event::{ApiKeyKind, Event};
+use crate::projection::{decode, encode, Projection, RowError};
+use crate::RecordedEvent;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServiceAccounts {
+    accounts: HashMap<Uuid, ServiceAccount>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceAccount {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub api_key_id: Uuid,
+    pub kind: ApiKeyKind,
+    pub group_id: Option<Uuid>,
+    pub role_id: Option<Uuid>,
+    pub on_call_role_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl ServiceAccounts {
+    pub fn get(&self, id: Uuid) -> Option<&ServiceAccount> {
+        self.accounts.get(&id)
+    }
+}
+
+impl Projection for ServiceAccounts {
+    const NAME: &'static str = "service_accounts";
+
+    fn apply(&mut self, recorded: &RecordedEvent, touched: &mut Vec<String>) {
+        if let Event::ServiceAccountCreated(e) = &recorded.event {
+            self.accounts.insert(
+                e.service_account_id,
+                ServiceAccount {
+                    id: e.service_account_id,
+                    organization_id: e.organization_id,
+                    api_key_id: e.api_key_id,
+                    kind: e.kind,
+                    group_id: e.group_id,
+                    role_id: e.role_id,
+                    on_call_role_id: e.on_call_role_id,
+                    created_at: recorded.recorded_at,
+                },
+            );
+            touched.push(e.service_account_id.to_string());
+        }
+    }
+
+    fn encode_row(&self, key: &str) -> Option<Vec<u8>> {
+        let id = Uuid::parse_str(key).ok()?;
+        self.accounts.get(&id).and_then(encode)
+    }
+
+    fn load_row(&mut self, key: &str, value: &[u8]) -> Result<(), RowError> {
+        let account: ServiceAccount = decode(Self::NAME, key, value)?;
+        self.accounts.insert(account.id, account);
+        Ok(())
+    }
+
+    fn row_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.accounts.keys().map(Uuid::to_string).collect();
+        keys.sort();
+        keys
+    }
+}

@@ -1,0 +1,118 @@
+//! All projections together: what the service decides against and answers from.
+
+use crate::directory::Directory;
+use crate::expiry_schedule::ExpirySchedule;
+use crate::keys_view::KeysView;
+use crate::name_index::NameIndex;
+use crate::projection::{Projection, RowError};
+use crate::service_accounts::ServiceAccounts;
+use crate::token_index::TokenIndex;
+use crate::RecordedEvent;
+
+/// Rows touched by applied events, as (projection name, row key); duplicates are allowed.
+pub type Touched = Vec<(&'static str, String)>;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct State {
+    /// Position of the last event folded in (0: none).
+    pub position: u64,
+    pub directory: Directory,
+    pub name_index: NameIndex,
+    pub tokens: TokenIndex,
+    pub keys: KeysView,
+    pub service_accounts: ServiceAccounts,
+    pub expiry_schedule: ExpirySchedule,
+}
+
+/// Names of every persisted projection, in the order they are stored and checked.
+pub const PROJECTIONS: [&str; 6] = [
+    Directory::NAME,
+    NameIndex::NAME,
+    TokenIndex::NAME,
+    KeysView::NAME,
+    ServiceAccounts::NAME,
+    ExpirySchedule::NAME,
+];
+
+fn apply_one<P: Projection>(p: &mut P, event: &RecordedEvent, scratch: &mut Vec<String>, touched: &mut Touched) {
+    scratch.clear();
+    p.apply(event, scratch);
+    touched.extend(scratch.drain(..).map(|k| (P::NAME, k)));
+}
+
+impl State {
+    /// Folds one event into every projection, recording which rows changed.
+    pub fn apply(&mut self, event: &RecordedEvent, touched: &mut Touched) {
+        let mut scratch = Vec::new();
+        apply_one(&mut self.directory, event, &mut scratch, touched);
+        apply_one(&mut self.name_index, event, &mut scratch, touched);
+        apply_one(&mut self.tokens, event, &mut scratch, touched);
+        apply_one(&mut self.keys, event, &mut scratch, touched);
+        apply_one(&mut self.service_accounts, event, &mut scratch, touched);
+        apply_one(&mut self.expiry_schedule, event, &mut scratch, touched);
+        self.position = event.position;
+    }
+
+    /// Folds events in without keeping track of rows (for read-only copies and replays).
+    pub fn fold<'a>(&mut self, events: impl IntoIterator<Item = &'a RecordedEvent>) {
+        let mut touched = Touched::new();
+        for event in events {
+            self.apply(event, &mut touched);
+            touched.clear();
+        }
+    }
+
+    /// Folds one event into the named projection only: how a projection that is behind
+    /// catches up.
+    pub fn apply_to(&mut self, projection: &str, event: &RecordedEvent, touched: &mut Touched) {
+        let mut scratch = Vec::new();
+        match projection {
+            Directory::NAME => apply_one(&mut self.directory, event, &mut scratch, touched),
+            NameIndex::NAME => apply_one(&mut self.name_index, event, &mut scratch, touched),
+            TokenIndex::NAME => apply_one(&mut self.tokens, event, &mut scratch, touched),
+            KeysView::NAME => apply_one(&mut self.keys, event, &mut scratch, touched),
+            ServiceAccounts::NAME => apply_one(&mut self.service_accounts, event, &mut scratch, touched),
+            ExpirySchedule::NAME => apply_one(&mut self.expiry_schedule, event, &mut scratch, touched),
+            _ => {}
+        }
+    }
+
+    /// The current encoding of one row of one projection (`None`: the row is gone).
+    pub fn encode_row(&self, projection: &str, key: &str) -> Option<Vec<u8>> {
+        match projection {
+            Directory::NAME => self.directory.encode_row(key),
+            NameIndex::NAME => self.name_index.encode_row(key),
+            TokenIndex::NAME => self.tokens.encode_row(key),
+            KeysView::NAME => self.keys.encode_row(key),
+            ServiceAccounts::NAME => self.service_accounts.encode_row(key),
+            ExpirySchedule::NAME => self.expiry_schedule.encode_row(key),
+            _ => None,
+        }
+    }
+
+    /// Restores one stored row into the named projection.
+    pub fn load_row(&mut self, projection: &str, key: &str, value: &[u8]) -> Result<(), RowError> {
+        match projection {
+            Directory::NAME => self.directory.load_row(key, value),
+            NameIndex::NAME => self.name_index.load_row(key, value),
+            TokenIndex::NAME => self.tokens.load_row(key, value),
+            KeysView::NAME => self.keys.load_row(key, value),
+            ServiceAccounts::NAME => self.service_accounts.load_row(key, value),
+            ExpirySchedule::NAME => self.expiry_schedule.load_row(key, value),
+            other => Err(RowError::new("unknown", key, format!("no projection named {other:?}"))),
+        }
+    }
+
+    /// Every row key of the named projection, sorted.
+    pub fn row_keys(&self, projection: &str) -> Vec<String> {
+        match projection {
+            Directory::NAME => self.directory.row_keys(),
+            NameIndex::NAME => self.name_index.row_keys(),
+            TokenIndex::NAME => self.tokens.row_keys(),
+            KeysView::NAME => self.keys.row_keys(),
+            ServiceAccounts::NAME => self.service_accounts.row_keys(),
+            ExpirySchedule::NAME => self.expiry_schedule.row_keys(),
+            _ => Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Keys view: given keys created, then each key as the API shows it.
+
+mod support;
+
+use chrono::Duration;
+use keyledger_projections::event::ApiKeyCreated;
+use keyledger_projections::keys_view::KeysView;
+use keyledger_projections::{Actor, ApiKeyKind, Projection};
+use support::*;
+
+#[test]
+fn created_key_shows_every_recorded_field() {
+    let event = ApiKeyCreated {
+        description: Some("deploys from CI".to_owned()),
+        role_id: Some(id(0x1)),
+        on_call_role_id: Some(id(0x4)),
+        expires_at: day(2026, 6, 1),
+        ..organization_key(org_a(), id(0x103), id(0x201), "Terraform")
+    };
+    let view: KeysView = fold([created(event.clone())]);
+
+    let key = view.get(id(0x103)).expect("the key is shown");
+    assert_eq!(key.id, id(0x103));
+    assert_eq!(key.organization_id, org_a());
+    assert_eq!(key.kind, ApiKeyKind::Organization);
+    assert_eq!(key.name, "Terraform");
+    assert_eq!(key.description.as_deref(), Some("deploys from CI"));
+    assert_eq!(key.user_id, Some(1));
+    assert_eq!(key.group_id, None);
+    assert_eq!(key.role_id, Some(id(0x1)));
+    assert_eq!(key.on_call_role_id, Some(id(0x4)));
+    assert_eq!(key.service_account_id, Some(id(0x201)));
+    assert_eq!(key.token_digest, event.token_digest);
+    assert_eq!(key.expires_at, day(2026, 6, 1));
+    assert_eq!(key.grace_period_ends_at, None, "no rotation yet");
+}
+
+#[test]
+fn team_key_shows_its_group() {
+    let view: KeysView = fold([created(team_key(org_a(), id(0x102), id(0x5), id(0x200), "Deploy"))]);
+
+    let key = view.get(id(0x102)).unwrap();
+    assert_eq!((key.kind, key.group_id), (ApiKeyKind::Team, Some(id(0x5))));
+}
+
+#[test]
+fn created_and_updated_at_are_when_the_creation_was_recorded() {
+    let mut view = KeysView::default();
+    let mut touched = Vec::new();
+    let event = recorded(5, created(personal_key(org_a(), id(0x100), 7, "Laptop")));
+
+    view.apply(&event, &mut touched);
+
+    let key = view.get(id(0x100)).unwrap();
+    assert_eq!(key.created_at, event.recorded_at);
+    assert_eq!(key.updated_at, event.recorded_at);
+    assert_eq!(key.created_at, log_start() + Duration::seconds(4));
+}
+
+#[test]
+fn created_by_is_the_actor_of_the_creation() {
+    let creator = Actor::User { organization_id: org_a(), user_id: 7, api_key_id: id(0x99) };
+    let mut view = KeysView::default();
+    let mut touched = Vec::new();
+
+    view.apply(
+        &recorded_by(1, creator.clone(), created(personal_key(org_a(), id(0x100), 7, "Laptop"))),
+        &mut touched,
+    );
+
+    assert_eq!(view.get(id(0x100)).unwrap().created_by, creator);
+}
+
+#[test]
+fn an_unknown_key_is_not_shown() {
+    let view: KeysView = fold([created(personal_key(org_a(), id(0x100), 7, "Laptop"))]);
+
+    assert!(view.get(id(0x101)).is_none());
+    assert_eq!(view.len(), 1);
+    assert!(!view.is_empty());
+    assert!(KeysView::default().is_empty());
+}
+
+#[test]
+fn every_created_key_is_kept() {
+    let view: KeysView = fold(a_busy_history());
+
+    assert_eq!(view.len(), 6);
+    for n in 0x100..=0x105 {
+        assert!(view.get(id(n)).is_some(), "key {n:#x}");
+    }
+    assert_eq!(view.get(id(0x104)).unwrap().organization_id, org_b());
+}
+
+#[test]
+fn api_key_created_touches_exactly_its_key_row() {
+    let mut view = KeysView::default();
+
+    let touched = touched_by(&mut view, 1, created(personal_key(org_a(), id(0x100), 7, "Laptop")));
+
+    assert_eq!(touched, vec![id(0x100).to_string()]);
+    assert_eq!(view.row_keys(), touched);
+}
+
+#[test]
+fn other_events_touch_nothing() {
+    let mut view = KeysView::default();
+
+    let touched = touched_per_event(
+        &mut view,
+        [
+            organization_created(org_a(), "acme"),
+            team_created(org_a(), id(0x5), "platform"),
+            account_created(team_account(org_a(), id(0x200), id(0x102), id(0x5))),
+        ],
+    );
+
+    assert!(touched.iter().all(Vec::is_empty), "{touched:?}");
+    assert!(view.is_empty());
+}
+
+#[test]
+fn row_keys_are_the_sorted_key_ids() {
+    let view: KeysView = fold([
+        created(personal_key(org_a(), id(0x102), 1, "c")),
+        created(personal_key(org_a(), id(0x100), 1, "a")),
+        created(personal_key(org_a(), id(0x101), 1, "b")),
+    ]);
+
+    assert_eq!(view.row_keys(), vec![id(0x100).to_string(), id(0x101).to_string(), id(0x102).to_string()]);
+}
+
+#[test]
+fn encode_row_of_an_unknown_or_malformed_key_is_none() {
+    let view: KeysView = fold([created(personal_key(org_a(), id(0x100), 7, "Laptop"))]);
+
+    assert!(view.encode_row(&id(0x101).to_string()).is_none());
+    assert!(view.encode_row("not-a-uuid").is_none());
+}
+
+#[test]
+fn rows_load_back_into_an_equal_keys_view() {
+    let view: KeysView = fold(a_busy_history());
+
+    assert_eq!(round_trip_all_rows(&view), view);
+}
+
+#[test]
+fn a_row_keeps_sub_second_timestamps_and_the_actor() {
+    let creator = Actor::ServiceAccount { organization_id: org_a(), service_account_id: id(0x201), api_key_id: id(0x103) };
+    let mut event = recorded_by(1, creator, created(personal_key(org_a(), id(0x100), 7, "Laptop")));
+    event.recorded_at += Duration::microseconds(123_456);
+    let mut view = KeysView::default();
+    view.apply(&event, &mut Vec::new());
+
+    assert_eq!(round_trip_all_rows(&view), view);
+}
+
+#[test]
+fn touched_rows_alone_rebuild_an_equal_keys_view() {
+    let (original, rebuilt) = round_trip_touched::<KeysView>(a_busy_history());
+
+    assert_eq!(rebuilt, original);
+}
+
+#[test]
+fn garbage_row_is_an_error_naming_the_keys_view() {
+    let mut view = KeysView::default();
+
+    let err = view.load_row(&id(0x100).to_string(), b"\xff not json").unwrap_err();
+
+    assert_eq!(err.projection, "keys");
+    assert_eq!(err.key, id(0x100).to_string());
+    assert!(err.to_string().contains("keys"), "{err}");
+    assert!(view.is_empty());
+}

@@ -1,0 +1,130 @@
+//! Token index: given keys created, then which key a token digest belongs to.
+
+mod support;
+
+use keyledger_projections::event::ApiKeyCreated;
+use keyledger_projections::token_index::TokenIndex;
+use keyledger_projections::Projection;
+use support::*;
+
+fn key_with_token(key: u128, token: &str) -> ApiKeyCreated {
+    ApiKeyCreated { token_digest: digest_of(token), ..personal_key(org_a(), id(key), 1, &format!("key {key}")) }
+}
+
+#[test]
+fn created_keys_digest_leads_to_the_key() {
+    let index: TokenIndex = fold([created(key_with_token(0x100, "rootly_secret"))]);
+
+    assert_eq!(index.key_for(&digest_hash("rootly_secret")), Some(id(0x100)));
+}
+
+#[test]
+fn an_unknown_digest_leads_nowhere() {
+    let index: TokenIndex = fold([created(key_with_token(0x100, "rootly_secret"))]);
+
+    assert_eq!(index.key_for(&digest_hash("rootly_other")), None);
+    assert_eq!(TokenIndex::default().key_for(&digest_hash("rootly_secret")), None);
+}
+
+#[test]
+fn each_key_is_found_by_its_own_digest() {
+    let index: TokenIndex = fold([
+        created(key_with_token(0x100, "rootly_one")),
+        created(key_with_token(0x101, "rootly_two")),
+        created(ApiKeyCreated {
+            token_digest: digest_of("rootly_three"),
+            ..organization_key(org_b(), id(0x102), id(0x200), "Terraform")
+        }),
+    ]);
+
+    assert_eq!(index.key_for(&digest_hash("rootly_one")), Some(id(0x100)));
+    assert_eq!(index.key_for(&digest_hash("rootly_two")), Some(id(0x101)));
+    assert_eq!(index.key_for(&digest_hash("rootly_three")), Some(id(0x102)));
+}
+
+#[test]
+fn api_key_created_touches_exactly_its_digest_row() {
+    let mut index = TokenIndex::default();
+
+    let touched = touched_by(&mut index, 1, created(key_with_token(0x100, "rootly_secret")));
+
+    assert_eq!(touched, vec![digest_of("rootly_secret")]);
+    assert_eq!(index.row_keys(), touched, "the touched key is the key the row is listed under");
+}
+
+#[test]
+fn other_events_touch_nothing() {
+    let mut index = TokenIndex::default();
+
+    let touched = touched_per_event(
+        &mut index,
+        [
+            organization_created(org_a(), "acme"),
+            user_joined(org_a(), 1, "ada@acme.test", id(0x1), None),
+            account_created(organization_account(org_a(), id(0x200), id(0x100), id(0x1), None)),
+        ],
+    );
+
+    assert!(touched.iter().all(Vec::is_empty), "{touched:?}");
+    assert_eq!(index, TokenIndex::default());
+}
+
+#[test]
+fn row_keys_are_sorted_hex_digests() {
+    let index: TokenIndex = fold(a_busy_history());
+
+    let keys = index.row_keys();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    assert_eq!(keys.len(), 6);
+    assert!(keys.iter().all(|k| k.len() == 64 && k.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())));
+}
+
+#[test]
+fn encode_row_is_the_key_id_and_none_for_an_unknown_digest() {
+    let index: TokenIndex = fold([created(key_with_token(0x100, "rootly_secret"))]);
+
+    assert_eq!(index.encode_row(&digest_of("rootly_secret")), Some(id(0x100).to_string().into_bytes()));
+    assert_eq!(index.encode_row(&digest_of("rootly_other")), None);
+    assert_eq!(index.encode_row("not hex"), None);
+}
+
+#[test]
+fn rows_load_back_into_an_equal_token_index() {
+    let index: TokenIndex = fold(a_busy_history());
+
+    assert_eq!(round_trip_all_rows(&index), index);
+}
+
+#[test]
+fn touched_rows_alone_rebuild_an_equal_token_index() {
+    let (original, rebuilt) = round_trip_touched::<TokenIndex>(a_busy_history());
+
+    assert_eq!(rebuilt, original);
+    assert_eq!(rebuilt.key_for(&digest_hash(&format!("token-{}", id(0x100)))), Some(id(0x100)));
+}
+
+#[test]
+fn garbage_value_is_an_error_naming_the_token_index() {
+    let mut index = TokenIndex::default();
+    let key = digest_of("rootly_secret");
+
+    let err = index.load_row(&key, b"\xff\xfe not a uuid").unwrap_err();
+
+    assert_eq!(err.projection, "token_index");
+    assert_eq!(err.key, key);
+    assert!(err.to_string().contains("token_index"), "{err}");
+    assert_eq!(index, TokenIndex::default());
+}
+
+#[test]
+fn garbage_key_is_an_error_naming_the_token_index() {
+    let mut index = TokenIndex::default();
+
+    let err = index.load_row("not a digest", id(0x100).to_string().as_bytes()).unwrap_err();
+
+    assert_eq!(err.projection, "token_index");
+    assert_eq!(err.key, "not a digest");
+    assert_eq!(index, TokenIndex::default());
+}

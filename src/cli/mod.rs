@@ -1,0 +1,87 @@
+//! Command-line parsing and dispatch. Every flag can also be given as a `KEYLEDGER_*`
+//! environment variable.
+
+mod offline;
+mod serve;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use keyledger::service::rules::directory::DirectoryFile;
+
+#[derive(Parser)]
+#[command(name = "keyledger", version, about = "An event-sourced, hash-chained ledger of API keys")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct DataDir {
+    /// The data directory (the event log and the projections).
+    #[arg(long, env = "KEYLEDGER_DATA", default_value = "./keyledger-data")]
+    data: PathBuf,
+}
+
+#[derive(Args, Clone)]
+struct TokenPrefix {
+    /// Prefix of minted tokens: `<prefix>_<64 hex>`.
+    #[arg(long, env = "KEYLEDGER_TOKEN_PREFIX", default_value = "rootly")]
+    token_prefix: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API (initializing an empty data directory first).
+    Serve(serve::ServeArgs),
+    /// Create the organization(s) of a new ledger and print the first owner's token.
+    Init(offline::InitArgs),
+    /// Manage organizations, roles, users and teams.
+    #[command(subcommand)]
+    Directory(DirectoryCommand),
+    /// Operator actions on keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum DirectoryCommand {
+    /// Create or update the organization(s) a directory file describes (idempotent).
+    Apply(offline::ApplyArgs),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Mint a personal key for a user; prints the token as the only line on stdout.
+    Issue(offline::IssueArgs),
+}
+
+pub fn run() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Serve(args) => serve::run(args),
+        Command::Init(args) => offline::init(args),
+        Command::Directory(DirectoryCommand::Apply(args)) => offline::apply(args),
+        Command::Keys(KeysCommand::Issue(args)) => offline::issue(args),
+    }
+}
+
+/// Reads a directory file: one organization object, or an array of them.
+fn read_directory(path: &Path) -> anyhow::Result<Vec<DirectoryFile>> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(DirectoryFile),
+        Many(Vec<DirectoryFile>),
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read directory file {}", path.display()))?;
+    let parsed: OneOrMany = serde_json::from_str(&text).or_else(|_| {
+        // Re-parse as a single object to report the precise error of the common case.
+        serde_json::from_str::<DirectoryFile>(&text).map(OneOrMany::One)
+    })
+    .with_context(|| format!("directory file {} is not a valid directory (see fixtures/directory.example.json)", path.display()))?;
+    Ok(match parsed {
+        OneOrMany::One(file) => vec![file],
+        OneOrMany::Many(files) => files,
+    })
+}

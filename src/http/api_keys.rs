@@ -1,0 +1,150 @@
+//! `/v1/api_keys`: create and show.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::auth::Authenticated;
+use super::errors::ApiError;
+use super::{resource, AppState, JSON_API};
+use crate::service::rules::create_api_key::NewApiKey;
+use crate::service::rules::Problem;
+
+const ATTRIBUTES: [&str; 7] = ["name", "kind", "expires_at", "description", "group_id", "role_id", "on_call_role_id"];
+
+fn document(status: StatusCode, body: Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_API));
+    response
+}
+
+/// The caller's `X-Request-Id` when it is a sane one, else a fresh id; recorded with events.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned)
+}
+
+/// 415 unless the body is declared as one of the two JSON media types (or not declared).
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else { return Ok(()) };
+    let essence = value.to_str().unwrap_or_default().split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    if essence == "application/vnd.api+json" || essence == "application/json" {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported media type",
+            "Send the body as application/vnd.api+json (or application/json).",
+        ))
+    }
+}
+
+fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large", "The request body is larger than this server accepts.")
+        } else {
+            ApiError::bad_request("The request body could not be read.")
+        }
+    })?;
+    serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("The body is not valid JSON: {e}.")))
+}
+
+fn escape_pointer(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1")
+}
+
+/// Reads the attributes of a create document, noting every shape problem rather than
+/// stopping at the first.
+fn new_api_key(document: &Value) -> NewApiKey {
+    let mut attrs = NewApiKey::default();
+    let Some(data) = document.get("data").and_then(Value::as_object) else {
+        attrs.problems.push(Problem::new(
+            "/data",
+            "Data can't be blank",
+            r#"Send {"data": {"type": "api_keys", "attributes": {...}}}."#,
+        ));
+        return attrs;
+    };
+    if data.get("type").and_then(Value::as_str) != Some("api_keys") {
+        attrs.problems.push(Problem::new("/data/type", "Type must be api_keys", r#"Set data.type to "api_keys"."#));
+    }
+    let empty = Map::new();
+    let attributes = match data.get("attributes") {
+        Some(Value::Object(map)) => map,
+        _ => {
+            attrs.problems.push(Problem::new("/data/attributes", "Attributes can't be blank", "Send the key's attributes as an object."));
+            &empty
+        }
+    };
+    for (name, value) in attributes {
+        if !ATTRIBUTES.contains(&name.as_str()) {
+            attrs.problems.push(Problem::attribute(
+                &escape_pointer(name),
+                format!("Unknown attribute {name}"),
+                format!("Allowed attributes: {}.", ATTRIBUTES.join(", ")),
+            ));
+            continue;
+        }
+        let text = match value {
+            Value::Null => None,
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) if name.ends_with("_id") => Some(n.to_string()),
+            _ => {
+                let label = name.replace('_', " ");
+                let mut label_chars = label.chars();
+                let label = label_chars.next().map(|c| c.to_uppercase().chain(label_chars).collect()).unwrap_or(label);
+                attrs.problems.push(Problem::attribute(name, format!("{label} must be a string"), format!("Send {name} as a JSON string.")));
+                continue;
+            }
+        };
+        match name.as_str() {
+            "name" => attrs.name = text,
+            "kind" => attrs.kind = text,
+            "expires_at" => attrs.expires_at = text,
+            "description" => attrs.description = text,
+            "group_id" => attrs.group_id = text,
+            "role_id" => attrs.role_id = text,
+            _ => attrs.on_call_role_id = text,
+        }
+    }
+    attrs
+}
+
+pub(super) async fn create(
+    State(app): State<AppState>,
+    Authenticated(caller): Authenticated,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    check_content_type(&headers)?;
+    let document = read_body(body)?;
+    let attributes = new_api_key(&document);
+    let created = app.service.create_api_key(&caller, attributes, request_id(&headers)).await?;
+    let mut response = document_response(StatusCode::CREATED, &created.key, Some(created.token.reveal()));
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/api_keys/{}", created.key.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+fn document_response(status: StatusCode, key: &keyledger_projections::keys_view::ApiKey, token: Option<&str>) -> Response {
+    document(status, json!({ "data": resource::api_key(key, token) }))
+}
+
+pub(super) async fn show(
+    State(app): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
+    let key = app.service.show_api_key(&caller, id).ok_or_else(ApiError::not_found)?;
+    Ok(document_response(StatusCode::OK, &key, None))
+}

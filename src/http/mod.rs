@@ -1,0 +1,46 @@
+//! The HTTP front end: axum routes, JSON:API documents, bearer authentication.
+//!
+//! This module knows HTTP and nothing of disks: it turns requests into service calls and
+//! service answers into JSON:API documents. Every failure, including a panic in a handler,
+//! leaves as a JSON:API error document.
+
+mod api_keys;
+mod auth;
+mod errors;
+mod resource;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::service::Service;
+
+pub use errors::ApiError;
+
+/// The media type of every response.
+pub const JSON_API: &str = "application/vnd.api+json";
+
+/// Request body limit unless configured otherwise.
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+
+#[derive(Clone)]
+pub(crate) struct AppState {
+    service: Arc<Service>,
+}
+
+/// The whole API as one router.
+pub fn router(service: Arc<Service>, body_limit: usize) -> Router {
+    Router::new()
+        .route("/v1/api_keys", axum::routing::post(api_keys::create))
+        .route("/v1/api_keys/{id}", get(api_keys::show))
+        .fallback(errors::not_found)
+        .method_not_allowed_fallback(errors::method_not_allowed)
+        .with_state(AppState { service })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::custom(errors::panicked))
+        .layer(TraceLayer::new_for_http())
+}

@@ -1,0 +1,214 @@
+//! Envelopes and the hash chain.
+//!
+//! An envelope's canonical bytes are its JSON encoding without `hash`; serde writes struct
+//! fields in declaration order and `serde_json::Value` objects with sorted keys, so the same
+//! envelope always has the same bytes. `hash = blake3(prev_hash ‖ canonical bytes)`, with
+//! 32 zero bytes before the first event: rewriting any event changes every later hash.
+
+use chrono::{DateTime, Utc};
+use keyledger_projections::event::DecodeError;
+use keyledger_projections::{Actor, Event, RecordedEvent};
+use serde::{Deserialize, Serialize};
+
+use super::LedgerError;
+
+/// The position and hash of the last event in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChainHead {
+    pub position: u64,
+    pub hash: blake3::Hash,
+}
+
+impl ChainHead {
+    /// The head of an empty log: position 0, all-zero hash.
+    pub fn genesis() -> Self {
+        ChainHead { position: 0, hash: blake3::Hash::from_bytes([0; 32]) }
+    }
+}
+
+/// An event as stored: its canonical bytes and the hash that chains it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub position: u64,
+    pub hash: blake3::Hash,
+    pub canonical: Vec<u8>,
+}
+
+/// The wire and disk shape of an event. Field order is part of the format.
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    position: u64,
+    stream: String,
+    stream_version: u64,
+    #[serde(rename = "type")]
+    event_type: String,
+    schema_version: u32,
+    recorded_at: DateTime<Utc>,
+    actor: Actor,
+    request_id: String,
+    payload: serde_json::Value,
+    prev_hash: String,
+}
+
+/// Seals an event onto the chain after `prev`.
+pub fn seal(event: &RecordedEvent, prev: ChainHead) -> StoredEvent {
+    debug_assert_eq!(event.position, prev.position + 1, "positions must be contiguous");
+    let envelope = Envelope {
+        position: event.position,
+        stream: event.stream.clone(),
+        stream_version: event.stream_version,
+        event_type: event.event.type_name().to_owned(),
+        schema_version: event.event.schema_version(),
+        recorded_at: event.recorded_at,
+        actor: event.actor.clone(),
+        request_id: event.request_id.clone(),
+        payload: event.event.payload(),
+        prev_hash: prev.hash.to_hex().to_string(),
+    };
+    // An envelope is plain data with string keys: encoding it cannot fail.
+    let canonical = serde_json::to_vec(&envelope).unwrap_or_default();
+    StoredEvent { position: event.position, hash: link(&prev.hash, &canonical), canonical }
+}
+
+/// `blake3(prev_hash ‖ canonical)`.
+pub fn link(prev: &blake3::Hash, canonical: &[u8]) -> blake3::Hash {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(prev.as_bytes());
+    hasher.update(canonical);
+    hasher.finalize()
+}
+
+/// Checks that `stored` follows `prev` and decodes it.
+pub fn open(stored: &StoredEvent, prev: ChainHead) -> Result<RecordedEvent, LedgerError> {
+    let corrupt = |reason: String| LedgerError::Corrupt { position: stored.position, reason };
+    if stored.position != prev.position + 1 {
+        return Err(corrupt(format!("expected position {}, found {}", prev.position + 1, stored.position)));
+    }
+    let computed = link(&prev.hash, &stored.canonical);
+    if computed != stored.hash {
+        return Err(corrupt(format!(
+            "stored hash {} but blake3(prev_hash ‖ event) is {computed}",
+            stored.hash
+        )));
+    }
+    let envelope: Envelope = serde_json::from_slice(&stored.canonical)
+        .map_err(|e| corrupt(format!("envelope does not decode: {e}")))?;
+    if envelope.position != stored.position {
+        return Err(corrupt(format!("envelope says position {}", envelope.position)));
+    }
+    if envelope.prev_hash != prev.hash.to_hex().as_str() {
+        return Err(corrupt(format!("prev_hash {} but the previous event's hash is {}", envelope.prev_hash, prev.hash)));
+    }
+    let event = Event::decode(&envelope.event_type, envelope.schema_version, envelope.payload)
+        .map_err(|e: DecodeError| corrupt(e.to_string()))?;
+    Ok(RecordedEvent {
+        position: envelope.position,
+        stream: envelope.stream,
+        stream_version: envelope.stream_version,
+        recorded_at: envelope.recorded_at,
+        actor: envelope.actor,
+        request_id: envelope.request_id,
+        event,
+    })
+}
+
+/// Replays stored events in order, checking every link from `head` on.
+pub struct Replay<I> {
+    stored: I,
+    head: ChainHead,
+}
+
+impl<I> Replay<I> {
+    pub fn new(stored: I, head: ChainHead) -> Self {
+        Replay { stored, head }
+    }
+
+    /// The last event checked so far.
+    pub fn head(&self) -> ChainHead {
+        self.head
+    }
+}
+
+impl<I: Iterator<Item = Result<StoredEvent, LedgerError>>> Iterator for Replay<I> {
+    type Item = Result<RecordedEvent, LedgerError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let stored = match self.stored.next()? {
+            Ok(stored) => stored,
+            Err(e) => return Some(Err(e)),
+        };
+        let opened = open(&stored, self.head);
+        if opened.is_ok() {
+            self.head = ChainHead { position: stored.position, hash: stored.hash };
+        }
+        Some(opened)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyledger_projections::event::TeamDeleted;
+    use uuid::Uuid;
+
+    fn event(position: u64) -> RecordedEvent {
+        RecordedEvent {
+            position,
+            stream: "team-x".into(),
+            stream_version: position,
+            recorded_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
+            actor: Actor::Operator,
+            request_id: format!("req-{position}"),
+            event: Event::TeamDeleted(TeamDeleted { organization_id: Uuid::nil(), team_id: Uuid::nil() }),
+        }
+    }
+
+    fn chain(n: u64) -> Vec<StoredEvent> {
+        let mut head = ChainHead::genesis();
+        (1..=n)
+            .map(|p| {
+                let stored = seal(&event(p), head);
+                head = ChainHead { position: p, hash: stored.hash };
+                stored
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sealed_events_open_back_to_the_same_event() {
+        let stored = chain(3);
+        let replayed: Vec<_> = Replay::new(stored.into_iter().map(Ok), ChainHead::genesis()).collect();
+        assert_eq!(replayed.len(), 3);
+        assert_eq!(replayed[2].as_ref().ok(), Some(&event(3)));
+    }
+
+    #[test]
+    fn sealing_is_deterministic() {
+        assert_eq!(chain(2), chain(2));
+    }
+
+    #[test]
+    fn a_flipped_byte_is_found_at_its_position() {
+        let mut stored = chain(3);
+        let i = stored[1].canonical.len() / 2;
+        stored[1].canonical[i] ^= 0x01;
+        let results: Vec<_> = Replay::new(stored.into_iter().map(Ok), ChainHead::genesis()).collect();
+        assert!(results[0].is_ok());
+        match &results[1] {
+            Err(LedgerError::Corrupt { position, .. }) => assert_eq!(*position, 2),
+            other => panic!("expected corruption at 2, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_rechained_rewrite_is_caught_by_the_next_prev_hash() {
+        let mut stored = chain(3);
+        // Rewrite event 2 and recompute its own hash, but not event 3's prev_hash.
+        let mut forged = event(2);
+        forged.request_id = "forged".into();
+        stored[1] = seal(&forged, ChainHead { position: 1, hash: stored[0].hash });
+        let results: Vec<_> = Replay::new(stored.into_iter().map(Ok), ChainHead::genesis()).collect();
+        assert!(results[1].is_ok());
+        assert!(matches!(results[2], Err(LedgerError::Corrupt { position: 3, .. })));
+    }
+}

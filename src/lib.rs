@@ -1,0 +1,8 @@
+//! keyledger: an event-sourced, hash-chained ledger of API keys behind a JSON:API front end.
+//!
+//! Layers, arrows pointing down only (see ARCHITECTURE.md):
+//! [`http`] (and the binary's CLI) → [`service`] → [`ledger`] and `keyledger_projections`.
+
+pub mod http;
+pub mod ledger;
+pub mod service;

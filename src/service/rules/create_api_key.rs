@@ -1,0 +1,297 @@
+//! Creating a key: the "Create" rules of API.md.
+//!
+//! Authorization comes before field validation: someone who may not create a kind of key
+//! learns nothing about names already taken in that scope.
+
+use chrono::{DateTime, Months, SubsecRound, Utc};
+use keyledger_projections::directory::Organization;
+use keyledger_projections::event::{ApiKeyCreated, ServiceAccountCreated, UserId};
+use keyledger_projections::name_index::{name_key, NameScope};
+use keyledger_projections::{Actor, ApiKeyKind, Event, Permission, State};
+use uuid::Uuid;
+
+use super::caller::{self, Caller};
+use super::{Decision, Problem, Rejection};
+
+pub const MAX_NAME_CHARS: usize = 255;
+pub const MAX_DESCRIPTION_CHARS: usize = 1000;
+pub const MAX_LIFETIME_YEARS: u32 = 5;
+
+/// Who asks for the key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Requester {
+    /// A request authenticated by this key.
+    Key(Uuid),
+    /// An operator at the data directory (`keyledger keys issue`, `init`), minting a
+    /// personal key for a user.
+    Operator { organization_id: Uuid, user_id: UserId },
+}
+
+/// The attributes of a create request, as read from the document; `problems` holds what
+/// was already wrong with its shape (unknown attributes, wrong JSON types), so that every
+/// problem of a request is reported together.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewApiKey {
+    pub name: Option<String>,
+    pub kind: Option<String>,
+    pub expires_at: Option<String>,
+    pub description: Option<String>,
+    pub group_id: Option<String>,
+    pub role_id: Option<String>,
+    pub on_call_role_id: Option<String>,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateApiKey {
+    pub requester: Requester,
+    pub api_key_id: Uuid,
+    /// Used only for team and organization keys.
+    pub service_account_id: Uuid,
+    pub token_digest: blake3::Hash,
+    pub attributes: NewApiKey,
+}
+
+/// Everything the kind-specific checks resolved.
+struct Target {
+    kind: ApiKeyKind,
+    scope: NameScope,
+    owner: Option<UserId>,
+    group_id: Option<Uuid>,
+    role_id: Option<Uuid>,
+    on_call_role_id: Option<Uuid>,
+}
+
+pub fn decide(cmd: &CreateApiKey, state: &State, now: DateTime<Utc>) -> Result<Decision, Rejection> {
+    let (organization_id, caller) = match &cmd.requester {
+        Requester::Key(key) => {
+            let caller = caller::resolve(state, *key, now).ok_or(Rejection::Unauthenticated)?;
+            (caller.organization_id, Some(caller))
+        }
+        Requester::Operator { organization_id, .. } => (*organization_id, None),
+    };
+    let org = state.directory.organization(organization_id).ok_or(Rejection::Unauthenticated)?;
+    let attrs = &cmd.attributes;
+    let mut problems = attrs.problems.clone();
+
+    let target = resolve_target(cmd, caller.as_ref(), org, &mut problems)?;
+    let name = check_name(attrs, &target, org.id, state, &mut problems);
+    let expires_at = check_expires_at(attrs.expires_at.as_deref(), now, &mut problems);
+    let description = attrs.description.clone();
+    if description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS) {
+        problems.push(Problem::attribute(
+            "description",
+            format!("Description is too long (maximum is {MAX_DESCRIPTION_CHARS} characters)"),
+            format!("The description has more than {MAX_DESCRIPTION_CHARS} characters."),
+        ));
+    }
+
+    let (Some(target), Some(name), Some(expires_at), true) = (target, name, expires_at, problems.is_empty()) else {
+        return Err(Rejection::Invalid(problems));
+    };
+    let service_account_id = (target.kind != ApiKeyKind::Personal).then_some(cmd.service_account_id);
+    let mut events = vec![Event::ApiKeyCreated(ApiKeyCreated {
+        api_key_id: cmd.api_key_id,
+        organization_id: org.id,
+        kind: target.kind,
+        name,
+        description,
+        user_id: target.owner.or(caller.as_ref().and_then(Caller::user_id)),
+        group_id: target.group_id,
+        role_id: target.role_id,
+        on_call_role_id: target.on_call_role_id,
+        service_account_id,
+        token_digest: cmd.token_digest.to_hex().to_string(),
+        expires_at,
+    })];
+    if let Some(service_account_id) = service_account_id {
+        events.push(Event::ServiceAccountCreated(ServiceAccountCreated {
+            service_account_id,
+            organization_id: org.id,
+            api_key_id: cmd.api_key_id,
+            kind: target.kind,
+            group_id: target.group_id,
+            role_id: target.role_id,
+            on_call_role_id: target.on_call_role_id,
+        }));
+    }
+    let actor = caller.as_ref().map_or(Actor::Operator, Caller::actor);
+    Ok(Decision { actor, events })
+}
+
+/// Kind, team, roles and permission. `Ok(None)` when the kind could not be resolved (the
+/// problems say why); `Err` when the caller may not create this kind of key at all.
+fn resolve_target(
+    cmd: &CreateApiKey,
+    caller: Option<&Caller>,
+    org: &Organization,
+    problems: &mut Vec<Problem>,
+) -> Result<Option<Target>, Rejection> {
+    let attrs = &cmd.attributes;
+    let kind = match attrs.kind.as_deref() {
+        Some("personal") => Some(ApiKeyKind::Personal),
+        Some("team") => Some(ApiKeyKind::Team),
+        Some("organization") => Some(ApiKeyKind::Organization),
+        Some(other) => {
+            problems.push(Problem::attribute(
+                "kind",
+                "Kind is not included in the list",
+                format!("{other:?} is not a kind; use personal, team or organization."),
+            ));
+            None
+        }
+        None => {
+            problems.push(Problem::attribute("kind", "Kind can't be blank", "Give kind: personal, team or organization."));
+            None
+        }
+    };
+
+    if kind != Some(ApiKeyKind::Team) && attrs.group_id.is_some() {
+        problems.push(Problem::attribute("group_id", "Group is only allowed for team keys", "Remove group_id, or create a team key."));
+    }
+    if kind != Some(ApiKeyKind::Organization) {
+        for field in [("role_id", &attrs.role_id, "Role"), ("on_call_role_id", &attrs.on_call_role_id, "On-call role")] {
+            if field.1.is_some() {
+                problems.push(Problem::attribute(
+                    field.0,
+                    format!("{} is only allowed for organization keys", field.2),
+                    format!("Remove {}, or create an organization key.", field.0),
+                ));
+            }
+        }
+    }
+
+    let Some(kind) = kind else { return Ok(None) };
+    match kind {
+        ApiKeyKind::Personal => {
+            let owner = match (&cmd.requester, caller) {
+                (Requester::Operator { user_id, .. }, _) => *user_id,
+                (Requester::Key(_), Some(caller)) => {
+                    let Some(user_id) = caller.user_id() else {
+                        return Err(Rejection::Forbidden("A service account cannot create personal keys.".into()));
+                    };
+                    if !caller.has_permission(org, Permission::Create) {
+                        return Err(Rejection::Forbidden("Your role may not create API keys.".into()));
+                    }
+                    user_id
+                }
+                (Requester::Key(_), None) => return Err(Rejection::Unauthenticated),
+            };
+            Ok(Some(Target { kind, scope: NameScope::User(owner), owner: Some(owner), group_id: None, role_id: None, on_call_role_id: None }))
+        }
+        ApiKeyKind::Team => {
+            let team = match attrs.group_id.as_deref() {
+                Some(id) => org.team(id),
+                None => None,
+            };
+            let Some(team) = team else {
+                problems.push(Problem::attribute("group_id", "Group must exist", "group_id must name a team of your organization."));
+                return Ok(None);
+            };
+            let allowed = caller.is_some_and(|c| c.is_organization_admin(org) || c.administers_team(org, team.id));
+            if !allowed {
+                return Err(Rejection::Forbidden("Only owners, admins and admins of the team may create team keys.".into()));
+            }
+            Ok(Some(Target { kind, scope: NameScope::Team(team.id), owner: None, group_id: Some(team.id), role_id: None, on_call_role_id: None }))
+        }
+        ApiKeyKind::Organization => {
+            if !caller.is_some_and(|c| c.is_organization_admin(org)) {
+                return Err(Rejection::Forbidden("Only owners and admins may create organization keys.".into()));
+            }
+            let role_id = match attrs.role_id.as_deref() {
+                Some(id) => org.role(id).map(|r| r.id).or_else(|| {
+                    problems.push(Problem::attribute("role_id", "Role must exist", "role_id must name a role of your organization (its id or slug)."));
+                    None
+                }),
+                None => org.role("user").map(|r| r.id),
+            };
+            let on_call_role_id = match attrs.on_call_role_id.as_deref() {
+                Some(id) => match org.on_call_role(id) {
+                    Some(r) => Some(r.id),
+                    None => {
+                        problems.push(Problem::attribute(
+                            "on_call_role_id",
+                            "On-call role must exist",
+                            "on_call_role_id must name an on-call role of your organization (its id or slug).",
+                        ));
+                        return Ok(None);
+                    }
+                },
+                None => None,
+            };
+            Ok(role_id.map(|role_id| Target {
+                kind,
+                scope: NameScope::Organization,
+                owner: None,
+                group_id: None,
+                role_id: Some(role_id),
+                on_call_role_id,
+            }))
+        }
+    }
+}
+
+/// The trimmed name, if it is present, short enough and free in its scope.
+fn check_name(
+    attrs: &NewApiKey,
+    target: &Option<Target>,
+    organization_id: Uuid,
+    state: &State,
+    problems: &mut Vec<Problem>,
+) -> Option<String> {
+    let name = attrs.name.as_deref().map(str::trim).unwrap_or_default();
+    if name.is_empty() {
+        problems.push(Problem::attribute("name", "Name can't be blank", "Give the key a name."));
+        return None;
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        problems.push(Problem::attribute(
+            "name",
+            format!("Name is too long (maximum is {MAX_NAME_CHARS} characters)"),
+            format!("The name has more than {MAX_NAME_CHARS} characters after trimming."),
+        ));
+        return None;
+    }
+    let target = target.as_ref()?;
+    if state.name_index.holder(&name_key(organization_id, target.kind, target.scope, name)).is_some() {
+        problems.push(Problem::attribute(
+            "name",
+            "Name has already been taken",
+            format!("A {} key named {name:?} already exists in this scope; names are compared ignoring case.", target.kind.as_str()),
+        ));
+        return None;
+    }
+    Some(name.to_owned())
+}
+
+/// Parses `expires_at` (any RFC 3339 offset) to UTC with at most microsecond precision and
+/// checks it lies in (now, now + 5 calendar years].
+pub fn check_expires_at(value: Option<&str>, now: DateTime<Utc>, problems: &mut Vec<Problem>) -> Option<DateTime<Utc>> {
+    let Some(value) = value else {
+        problems.push(Problem::attribute("expires_at", "Expires at can't be blank", "Give expires_at as an RFC 3339 date-time."));
+        return None;
+    };
+    let Ok(parsed) = DateTime::parse_from_rfc3339(value) else {
+        problems.push(Problem::attribute(
+            "expires_at",
+            "Expires at is not a valid date-time",
+            format!("{value:?} is not an RFC 3339 date-time such as 2030-01-31T12:00:00Z."),
+        ));
+        return None;
+    };
+    let expires_at = parsed.with_timezone(&Utc).trunc_subsecs(6);
+    if expires_at <= now {
+        problems.push(Problem::attribute("expires_at", "Expires at must be in the future", "Choose a moment after now."));
+        return None;
+    }
+    let limit = now.checked_add_months(Months::new(12 * MAX_LIFETIME_YEARS))?;
+    if expires_at > limit {
+        problems.push(Problem::attribute(
+            "expires_at",
+            format!("Expires at must be within {MAX_LIFETIME_YEARS} years"),
+            format!("Choose a moment no later than {}.", limit.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+        ));
+        return None;
+    }
+    Some(expires_at)
+}

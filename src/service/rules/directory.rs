@@ -1,0 +1,334 @@
+//! The directory file and the events that make the ledger's directory match it.
+//!
+//! `plan` compares a file with the current state and returns only the differences, so
+//! applying the same file twice records nothing the second time. Users and teams missing
+//! from the file are removed; roles are never deleted (keys may still name them).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use keyledger_projections::directory::{Organization, SYSTEM_ROLES};
+use keyledger_projections::event::{
+    OnCallRoleDefined, OrganizationCreated, OrganizationSettingsChanged, RoleDefined, TeamCreated, TeamDeleted,
+    TeamMembershipChanged, UserChanged, UserId, UserJoined, UserRemoved,
+};
+use keyledger_projections::{Event, Permission, State};
+use serde::Deserialize;
+use uuid::Uuid;
+
+/// The on-call roles every organization has.
+pub const SYSTEM_ON_CALL_ROLES: [(&str, &str); 4] =
+    [("admin", "Admin"), ("responder", "Responder"), ("observer", "Observer"), ("no_access", "No access")];
+
+/// One organization as an operator describes it (see `fixtures/directory.example.json`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryFile {
+    pub organization: String,
+    #[serde(default = "grace_period_default")]
+    pub grace_period: bool,
+    #[serde(default)]
+    pub roles: Vec<RoleSpec>,
+    #[serde(default)]
+    pub on_call_roles: Vec<OnCallRoleSpec>,
+    pub users: Vec<UserSpec>,
+    #[serde(default)]
+    pub teams: Vec<TeamSpec>,
+}
+
+fn grace_period_default() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSpec {
+    pub id: Option<Uuid>,
+    pub slug: String,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub api_keys_permissions: Vec<Permission>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OnCallRoleSpec {
+    pub id: Option<Uuid>,
+    pub slug: String,
+    pub name: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UserSpec {
+    pub id: UserId,
+    pub email: String,
+    /// A role's slug or id.
+    pub role: String,
+    pub on_call_role: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TeamSpec {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    #[serde(default)]
+    pub user_ids: Vec<UserId>,
+    #[serde(default)]
+    pub admin_ids: Vec<UserId>,
+}
+
+impl DirectoryFile {
+    /// The organization `init` creates when given no file: one owner.
+    pub fn single_owner(organization: &str, owner_email: &str) -> Self {
+        DirectoryFile {
+            organization: organization.to_owned(),
+            grace_period: true,
+            roles: Vec::new(),
+            on_call_roles: Vec::new(),
+            users: vec![UserSpec { id: 1, email: owner_email.to_owned(), role: "owner".into(), on_call_role: Some("admin".into()) }],
+            teams: Vec::new(),
+        }
+    }
+
+    /// The first user with the `owner` role: who `init` mints the first token for.
+    pub fn first_owner(&self) -> Option<&UserSpec> {
+        self.users.iter().find(|u| u.role == "owner")
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("the directory for {organization:?} is inconsistent:\n  - {}", problems.join("\n  - "))]
+pub struct DirectoryError {
+    pub organization: String,
+    pub problems: Vec<String>,
+}
+
+/// Roles and on-call roles as they will stand, by slug and by id.
+struct RoleTable {
+    by_slug: HashMap<String, Uuid>,
+}
+
+impl RoleTable {
+    fn find(&self, slug_or_id: &str) -> Option<Uuid> {
+        match Uuid::parse_str(slug_or_id) {
+            Ok(id) => self.by_slug.values().copied().find(|v| *v == id),
+            Err(_) => self.by_slug.get(slug_or_id).copied(),
+        }
+    }
+}
+
+/// The events that bring the organization described by `file` from `state` to the file.
+/// `new_id` supplies ids for things the file does not name.
+pub fn plan(file: &DirectoryFile, state: &State, new_id: &mut dyn FnMut() -> Uuid) -> Result<Vec<Event>, DirectoryError> {
+    check(file)?;
+    let existing = state.directory.organization_by_name(&file.organization);
+    let organization_id = existing.map_or_else(&mut *new_id, |o| o.id);
+    let mut events = Vec::new();
+    match existing {
+        None => events.push(Event::OrganizationCreated(OrganizationCreated {
+            organization_id,
+            name: file.organization.clone(),
+            grace_period: file.grace_period,
+        })),
+        Some(org) if org.grace_period != file.grace_period => {
+            events.push(Event::OrganizationSettingsChanged(OrganizationSettingsChanged {
+                organization_id,
+                grace_period: file.grace_period,
+            }))
+        }
+        Some(_) => {}
+    }
+
+    let roles = plan_roles(file, existing, organization_id, new_id, &mut events);
+    let on_call_roles = plan_on_call_roles(file, existing, organization_id, new_id, &mut events);
+
+    let mut problems = Vec::new();
+    let mut wanted_users = HashSet::new();
+    for user in &file.users {
+        wanted_users.insert(user.id);
+        let Some(role_id) = roles.find(&user.role) else {
+            problems.push(format!("user {} has role {:?}, which is neither a system role nor in roles", user.id, user.role));
+            continue;
+        };
+        let on_call_role_id = match &user.on_call_role {
+            Some(r) => match on_call_roles.find(r) {
+                Some(id) => Some(id),
+                None => {
+                    problems.push(format!("user {} has on_call_role {r:?}, which does not exist", user.id));
+                    continue;
+                }
+            },
+            None => None,
+        };
+        match existing.and_then(|o| o.users.get(&user.id)) {
+            None => events.push(Event::UserJoined(UserJoined {
+                organization_id,
+                user_id: user.id,
+                email: user.email.clone(),
+                role_id,
+                on_call_role_id,
+            })),
+            Some(u) if u.email != user.email || u.role_id != role_id || u.on_call_role_id != on_call_role_id => {
+                events.push(Event::UserChanged(UserChanged {
+                    organization_id,
+                    user_id: user.id,
+                    email: user.email.clone(),
+                    role_id,
+                    on_call_role_id,
+                }))
+            }
+            Some(_) => {}
+        }
+    }
+    if !problems.is_empty() {
+        return Err(DirectoryError { organization: file.organization.clone(), problems });
+    }
+    if let Some(org) = existing {
+        for user_id in org.users.keys().filter(|id| !wanted_users.contains(id)) {
+            events.push(Event::UserRemoved(UserRemoved { organization_id, user_id: *user_id }));
+        }
+    }
+    plan_teams(file, existing, organization_id, &mut events);
+    Ok(events)
+}
+
+fn plan_roles(
+    file: &DirectoryFile,
+    existing: Option<&Organization>,
+    organization_id: Uuid,
+    new_id: &mut dyn FnMut() -> Uuid,
+    events: &mut Vec<Event>,
+) -> RoleTable {
+    let mut by_slug: HashMap<String, Uuid> =
+        existing.map(|o| o.roles.values().map(|r| (r.slug.clone(), r.id)).collect()).unwrap_or_default();
+    let system = SYSTEM_ROLES.iter().map(|(slug, name, perms)| RoleSpec {
+        id: None,
+        slug: (*slug).to_owned(),
+        name: Some((*name).to_owned()),
+        api_keys_permissions: perms.to_vec(),
+    });
+    for spec in system.chain(file.roles.iter().cloned()) {
+        let name = spec.name.clone().unwrap_or_else(|| spec.slug.clone());
+        let current = existing.and_then(|o| o.roles.values().find(|r| r.slug == spec.slug));
+        let unchanged = current.is_some_and(|r| r.name == name && r.api_keys_permissions == spec.api_keys_permissions);
+        if unchanged {
+            continue;
+        }
+        let role_id = current.map(|r| r.id).or(spec.id).unwrap_or_else(&mut *new_id);
+        by_slug.insert(spec.slug.clone(), role_id);
+        events.push(Event::RoleDefined(RoleDefined {
+            organization_id,
+            role_id,
+            slug: spec.slug,
+            name,
+            api_keys_permissions: spec.api_keys_permissions,
+        }));
+    }
+    RoleTable { by_slug }
+}
+
+fn plan_on_call_roles(
+    file: &DirectoryFile,
+    existing: Option<&Organization>,
+    organization_id: Uuid,
+    new_id: &mut dyn FnMut() -> Uuid,
+    events: &mut Vec<Event>,
+) -> RoleTable {
+    let mut by_slug: HashMap<String, Uuid> =
+        existing.map(|o| o.on_call_roles.values().map(|r| (r.slug.clone(), r.id)).collect()).unwrap_or_default();
+    let system = SYSTEM_ON_CALL_ROLES.iter().map(|(slug, name)| OnCallRoleSpec {
+        id: None,
+        slug: (*slug).to_owned(),
+        name: Some((*name).to_owned()),
+    });
+    for spec in system.chain(file.on_call_roles.iter().cloned()) {
+        let name = spec.name.clone().unwrap_or_else(|| spec.slug.clone());
+        let current = existing.and_then(|o| o.on_call_roles.values().find(|r| r.slug == spec.slug));
+        if current.is_some_and(|r| r.name == name) {
+            continue;
+        }
+        let on_call_role_id = current.map(|r| r.id).or(spec.id).unwrap_or_else(&mut *new_id);
+        by_slug.insert(spec.slug.clone(), on_call_role_id);
+        events.push(Event::OnCallRoleDefined(OnCallRoleDefined { organization_id, on_call_role_id, slug: spec.slug, name }));
+    }
+    RoleTable { by_slug }
+}
+
+fn plan_teams(file: &DirectoryFile, existing: Option<&Organization>, organization_id: Uuid, events: &mut Vec<Event>) {
+    let wanted: HashSet<Uuid> = file.teams.iter().map(|t| t.id).collect();
+    if let Some(org) = existing {
+        for team_id in org.teams.keys().filter(|id| !wanted.contains(id)) {
+            events.push(Event::TeamDeleted(TeamDeleted { organization_id, team_id: *team_id }));
+        }
+    }
+    for team in &file.teams {
+        let current = existing.and_then(|o| o.teams.get(&team.id));
+        if current.is_none() {
+            events.push(Event::TeamCreated(TeamCreated {
+                organization_id,
+                team_id: team.id,
+                slug: team.slug.clone(),
+                name: team.name.clone(),
+            }));
+        }
+        let user_ids: BTreeSet<UserId> = team.user_ids.iter().copied().collect();
+        let admin_ids: BTreeSet<UserId> = team.admin_ids.iter().copied().collect();
+        if current.is_none_or(|t| t.user_ids != user_ids || t.admin_ids != admin_ids) {
+            events.push(Event::TeamMembershipChanged(TeamMembershipChanged {
+                organization_id,
+                team_id: team.id,
+                user_ids: user_ids.into_iter().collect(),
+                admin_ids: admin_ids.into_iter().collect(),
+            }));
+        }
+    }
+}
+
+/// Internal consistency of a file, before it is compared with anything.
+fn check(file: &DirectoryFile) -> Result<(), DirectoryError> {
+    let mut problems = Vec::new();
+    if file.organization.trim().is_empty() {
+        problems.push("organization must have a name".to_owned());
+    }
+    let mut seen = HashSet::new();
+    for role in &file.roles {
+        if SYSTEM_ROLES.iter().any(|(slug, _, _)| *slug == role.slug) {
+            problems.push(format!("role {:?} is a system role and cannot be redefined", role.slug));
+        } else if !seen.insert(role.slug.as_str()) {
+            problems.push(format!("role {:?} is listed twice", role.slug));
+        }
+    }
+    let mut ids = HashSet::new();
+    let mut emails = HashSet::new();
+    for user in &file.users {
+        if !ids.insert(user.id) {
+            problems.push(format!("user id {} is listed twice", user.id));
+        }
+        if !emails.insert(user.email.to_lowercase()) {
+            problems.push(format!("email {:?} is listed twice", user.email));
+        }
+    }
+    let mut team_ids = HashSet::new();
+    for team in &file.teams {
+        if !team_ids.insert(team.id) {
+            problems.push(format!("team {} is listed twice", team.id));
+        }
+        for id in team.user_ids.iter().chain(&team.admin_ids) {
+            if !ids.contains(id) {
+                problems.push(format!("team {:?} names user {id}, who is not in users", team.slug));
+            }
+        }
+        for id in &team.admin_ids {
+            if !team.user_ids.contains(id) {
+                problems.push(format!("team {:?} has admin {id} who is not among its user_ids", team.slug));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(DirectoryError { organization: file.organization.clone(), problems })
+    }
+}
