@@ -295,3 +295,7 @@ pub fn check_expires_at(value: Option<&str>, now: DateTime<Utc>, problems: &mut 
     }
     Some(expires_at)
 }
+
+#[cfg(test)]
+#[path = "create_api_key_tests.rs"]
+mod tests;

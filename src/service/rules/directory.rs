@@ -332,3 +332,75 @@ fn check(file: &DirectoryFile) -> Result<(), DirectoryError> {
         Err(DirectoryError { organization: file.organization.clone(), problems })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::given::Given;
+    use super::*;
+    use keyledger_projections::Actor;
+
+    fn acme() -> DirectoryFile {
+        serde_json::from_str(include_str!("../../../fixtures/directory.example.json")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn types(events: &[Event]) -> Vec<&'static str> {
+        events.iter().map(Event::type_name).collect()
+    }
+
+    #[test]
+    fn applying_the_same_file_again_records_nothing() {
+        let given = Given::acme_and_globex();
+        assert_eq!(plan(&acme(), &given.state, &mut Uuid::new_v4), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_new_organization_gets_the_system_roles() {
+        let events = plan(&DirectoryFile::single_owner("Initech", "peter@initech.test"), &State::default(), &mut Uuid::new_v4).unwrap();
+        let roles: Vec<&str> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::RoleDefined(r) => Some(r.slug.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(roles, ["owner", "admin", "user", "observer", "no_access"]);
+        assert_eq!(types(&events[..1]), ["OrganizationCreated"]);
+        assert!(matches!(events.last(), Some(Event::UserJoined(u)) if u.email == "peter@initech.test"));
+    }
+
+    #[test]
+    fn changes_become_the_matching_events() {
+        let mut given = Given::acme_and_globex();
+        let mut file = acme();
+        file.grace_period = false;
+        file.users.retain(|u| u.id != 4);
+        file.users.iter_mut().filter(|u| u.id == 2).for_each(|u| u.role = "user".into());
+        file.teams.retain(|t| t.slug != "security");
+        file.teams[0].user_ids = vec![3];
+        let events = plan(&file, &given.state, &mut Uuid::new_v4).unwrap();
+        assert_eq!(
+            types(&events),
+            ["OrganizationSettingsChanged", "UserChanged", "UserRemoved", "TeamDeleted", "TeamMembershipChanged"]
+        );
+        given.record(Actor::Operator, events);
+        assert_eq!(plan(&file, &given.state, &mut Uuid::new_v4), Ok(vec![]), "and then the file is in effect");
+    }
+
+    #[test]
+    fn inconsistent_files_are_refused_with_every_problem() {
+        let mut file = acme();
+        file.users.push(file.users[0].clone());
+        file.users[1].role = "wizard".into();
+        file.teams[0].admin_ids.push(6);
+        file.roles.push(RoleSpec { id: None, slug: "owner".into(), name: None, api_keys_permissions: vec![] });
+        let err = check(&file).unwrap_err();
+        assert_eq!(err.problems.len(), 4, "{err}");
+        let err = plan(&acme_with_role(&mut acme(), "wizard"), &State::default(), &mut Uuid::new_v4).unwrap_err();
+        assert!(err.to_string().contains("wizard"), "{err}");
+    }
+
+    fn acme_with_role(file: &mut DirectoryFile, role: &str) -> DirectoryFile {
+        file.users[0].role = role.into();
+        file.clone()
+    }
+}

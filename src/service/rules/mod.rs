@@ -10,6 +10,9 @@ pub mod create_api_key;
 pub mod directory;
 pub mod visibility;
 
+#[cfg(test)]
+mod given;
+
 use keyledger_projections::{Actor, Event};
 
 /// One thing wrong with a request, reported with all the others.

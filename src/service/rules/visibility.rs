@@ -29,3 +29,66 @@ pub fn can_see(caller: &Caller, org: &Organization, key: &ApiKey) -> bool {
         Identity::ServiceAccount { .. } => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::caller::resolve;
+    use super::super::given::{attributes, now, Given, PLATFORM};
+    use super::super::create_api_key::{decide, NewApiKey};
+    use super::*;
+    use uuid::Uuid;
+
+    /// Who of the fixture users can see a key created by `creator`.
+    fn seen_by(given: &Given, key: Uuid) -> Vec<&'static str> {
+        let key = given.state.keys.get(key).unwrap();
+        ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "hank", "ivy"]
+            .into_iter()
+            .filter(|name| {
+                let email = if matches!(*name, "hank" | "ivy") { format!("{name}@globex.test") } else { format!("{name}@acme.test") };
+                let caller = resolve(&given.state, Given::login(&email), now()).unwrap();
+                let org = given.state.directory.organization(caller.organization_id).unwrap();
+                can_see(&caller, org, key)
+            })
+            .collect()
+    }
+
+    fn create(given: &mut Given, email: &str, attributes: NewApiKey) -> Uuid {
+        let cmd = given.create_by(email, attributes);
+        let decision = decide(&cmd, &given.state, now()).unwrap();
+        given.accept(decision);
+        cmd.api_key_id
+    }
+
+    #[test]
+    fn personal_keys_are_seen_by_their_owner_and_the_organization_admins() {
+        let mut given = Given::acme_and_globex();
+        let key = create(&mut given, "dave@acme.test", attributes("personal", "mine"));
+        assert_eq!(seen_by(&given, key), ["alice", "bob", "dave"]);
+    }
+
+    #[test]
+    fn team_keys_are_seen_by_team_admins_but_not_members() {
+        let mut given = Given::acme_and_globex();
+        let key = create(&mut given, "carol@acme.test", NewApiKey { group_id: Some(PLATFORM.into()), ..attributes("team", "t") });
+        assert_eq!(seen_by(&given, key), ["alice", "bob", "carol"]);
+    }
+
+    #[test]
+    fn a_team_service_account_sees_its_team_keys_only() {
+        let mut given = Given::acme_and_globex();
+        let team_key = create(&mut given, "carol@acme.test", NewApiKey { group_id: Some(PLATFORM.into()), ..attributes("team", "t") });
+        let other = create(&mut given, "carol@acme.test", NewApiKey { group_id: Some(PLATFORM.into()), ..attributes("team", "u") });
+        let personal = create(&mut given, "carol@acme.test", attributes("personal", "p"));
+        let caller = resolve(&given.state, team_key, now()).unwrap();
+        let org = given.state.directory.organization(caller.organization_id).unwrap();
+        assert!(can_see(&caller, org, given.state.keys.get(other).unwrap()));
+        assert!(!can_see(&caller, org, given.state.keys.get(personal).unwrap()));
+    }
+
+    #[test]
+    fn nothing_is_visible_across_organizations() {
+        let mut given = Given::acme_and_globex();
+        let key = create(&mut given, "hank@globex.test", attributes("organization", "globex wide"));
+        assert_eq!(seen_by(&given, key), ["hank"]);
+    }
+}

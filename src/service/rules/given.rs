@@ -1,0 +1,108 @@
+//! Given-state builders for rule tests: the fixture organizations folded into a [`State`].
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use keyledger_projections::event::ApiKeyCreated;
+use keyledger_projections::{Actor, ApiKeyKind, Event, RecordedEvent, State};
+use uuid::Uuid;
+
+use super::create_api_key::{CreateApiKey, NewApiKey, Requester};
+use super::directory::{plan, DirectoryFile};
+use super::Decision;
+
+pub const PLATFORM: &str = "6f1c1a52-2d0e-4c39-9a57-6b1f3a0d2e11";
+
+pub fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).single().unwrap_or_default()
+}
+
+/// A state built by folding events, as the writer would.
+pub struct Given {
+    pub state: State,
+    next_id: u128,
+}
+
+impl Given {
+    /// Acme (fixtures/directory.example.json) and Globex, each user with a personal key
+    /// whose id is [`Given::login`] of their email.
+    pub fn acme_and_globex() -> Given {
+        let mut given = Given { state: State::default(), next_id: 1 };
+        for text in [
+            include_str!("../../../fixtures/directory.example.json"),
+            include_str!("../../../fixtures/directory.other-org.json"),
+        ] {
+            let file: DirectoryFile = serde_json::from_str(text).unwrap_or_else(|e| panic!("fixture: {e}"));
+            let mut ids = || Uuid::new_v4();
+            let events = plan(&file, &given.state, &mut ids).unwrap_or_else(|e| panic!("{e}"));
+            given.record(Actor::Operator, events);
+        }
+        for org in given.state.directory.organizations().cloned().collect::<Vec<_>>() {
+            for user in org.users.values() {
+                let key = ApiKeyCreated {
+                    api_key_id: Given::login(&user.email),
+                    organization_id: org.id,
+                    kind: ApiKeyKind::Personal,
+                    name: "login".into(),
+                    description: None,
+                    user_id: Some(user.id),
+                    group_id: None,
+                    role_id: None,
+                    on_call_role_id: None,
+                    service_account_id: None,
+                    token_digest: blake3::hash(user.email.as_bytes()).to_hex().to_string(),
+                    expires_at: now() + Duration::days(30),
+                };
+                given.record(Actor::Operator, vec![Event::ApiKeyCreated(key)]);
+            }
+        }
+        given
+    }
+
+    /// The id of the personal key the fixture gives the user with `email`.
+    pub fn login(email: &str) -> Uuid {
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&blake3::hash(email.as_bytes()).as_bytes()[..16]);
+        Uuid::from_bytes(bytes)
+    }
+
+    pub fn record(&mut self, actor: Actor, events: Vec<Event>) {
+        for event in events {
+            let recorded = RecordedEvent {
+                position: self.state.position + 1,
+                stream: event.stream(),
+                stream_version: 1,
+                recorded_at: now() - Duration::hours(1),
+                actor: actor.clone(),
+                request_id: "given".into(),
+                event,
+            };
+            self.state.fold([&recorded]);
+        }
+    }
+
+    /// Records a decision's events, as a committed batch would.
+    pub fn accept(&mut self, decision: Decision) {
+        self.record(decision.actor, decision.events);
+    }
+
+    /// A create command from `email`'s login key.
+    pub fn create_by(&mut self, email: &str, attributes: NewApiKey) -> CreateApiKey {
+        self.next_id += 1;
+        CreateApiKey {
+            requester: Requester::Key(Given::login(email)),
+            api_key_id: Uuid::from_u128(self.next_id),
+            service_account_id: Uuid::from_u128(self.next_id << 64),
+            token_digest: blake3::hash(&self.next_id.to_be_bytes()),
+            attributes,
+        }
+    }
+}
+
+/// Attributes of a valid key of `kind`, expiring in 30 days.
+pub fn attributes(kind: &str, name: &str) -> NewApiKey {
+    NewApiKey {
+        name: Some(name.into()),
+        kind: Some(kind.into()),
+        expires_at: Some((now() + Duration::days(30)).to_rfc3339()),
+        ..NewApiKey::default()
+    }
+}

@@ -1,0 +1,214 @@
+//! Test harness: the real `keyledger` binary on 127.0.0.1:0 over a temporary data directory.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_keyledger");
+pub const PLATFORM_TEAM: &str = "6f1c1a52-2d0e-4c39-9a57-6b1f3a0d2e11";
+pub const SECURITY_TEAM: &str = "0b7d7c5e-8f43-4f4e-b1a9-2f5f0c9d8a22";
+pub const GLOBEX_TEAM: &str = "9a3e4b2c-1d5f-4a6b-8c7d-0e1f2a3b4c55";
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+}
+
+/// Runs `keyledger <args>` to completion.
+pub fn cli(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).env_remove("RUST_LOG").output().expect("run keyledger")
+}
+
+/// Runs a CLI command that must succeed and returns its stdout, trimmed.
+pub fn cli_ok(args: &[&str]) -> String {
+    let out = cli(args);
+    assert!(out.status.success(), "keyledger {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A data directory that outlives server restarts.
+pub struct DataDir {
+    dir: TempDir,
+}
+
+impl DataDir {
+    pub fn new() -> Self {
+        DataDir { dir: tempfile::tempdir().expect("tempdir") }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn arg(&self) -> &str {
+        self.dir.path().to_str().expect("utf-8 temp path")
+    }
+
+    /// Initializes from the Acme and Globex fixtures and mints a personal token for every
+    /// user, keyed by email.
+    pub fn acme_and_globex(&self) -> HashMap<String, String> {
+        let acme = fixture("directory.example.json");
+        cli_ok(&["init", "--data", self.arg(), "--directory", acme.to_str().unwrap()]);
+        let globex = fixture("directory.other-org.json");
+        cli_ok(&["directory", "apply", "--data", self.arg(), globex.to_str().unwrap()]);
+        let mut tokens = HashMap::new();
+        for (org, email) in [
+            ("Acme", "alice@acme.test"),
+            ("Acme", "bob@acme.test"),
+            ("Acme", "carol@acme.test"),
+            ("Acme", "dave@acme.test"),
+            ("Acme", "erin@acme.test"),
+            ("Acme", "frank@acme.test"),
+            ("Acme", "grace@acme.test"),
+            ("Globex", "hank@globex.test"),
+            ("Globex", "ivy@globex.test"),
+        ] {
+            let token = cli_ok(&[
+                "keys", "issue", "--data", self.arg(), "--org", org, "--user", email, "--name", "test login", "--expires-in", "30d",
+            ]);
+            tokens.insert(email.to_owned(), token);
+        }
+        tokens
+    }
+}
+
+/// A running `keyledger serve`.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    /// The first owner's token, when this start initialized the data directory.
+    pub owner_token: Option<String>,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Server {
+    pub fn start(data: &DataDir) -> Server {
+        Server::start_with(data, &[])
+    }
+
+    pub fn start_with(data: &DataDir, extra: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--data", data.arg(), "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn keyledger serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (lines, stderr_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut owner_token = None;
+        let base = loop {
+            let line = match stderr_rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("keyledger serve did not start listening within 60 s");
+                }
+            };
+            if let Some(token) = line.split_whitespace().find(|w| w.starts_with("rootly_")) {
+                owner_token = Some(token.to_owned());
+            }
+            if let Some(address) = line.strip_prefix("keyledger listening on ") {
+                break address.trim().to_owned();
+            }
+        };
+        Server { child, base, owner_token, stderr: stderr_rx }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -9`: no chance to flush or clean up.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let status = self.child.wait().expect("wait for keyledger");
+        assert!(status.success(), "keyledger serve exited with {status}");
+    }
+
+    /// Everything written on stderr so far.
+    pub fn stderr_so_far(&self) -> Vec<String> {
+        self.stderr.try_iter().collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// A create document with the given attributes.
+pub fn create_doc(attributes: Value) -> Value {
+    json!({ "data": { "type": "api_keys", "attributes": attributes } })
+}
+
+/// An `expires_at` `days` from now, RFC 3339 UTC.
+pub fn in_days(days: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::days(days)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// POST /v1/api_keys; returns the status and the parsed body.
+pub async fn create(server: &Server, token: &str, attributes: Value) -> (u16, Value) {
+    let response = client()
+        .post(server.url("/v1/api_keys"))
+        .bearer_auth(token)
+        .header("content-type", "application/vnd.api+json")
+        .body(create_doc(attributes).to_string())
+        .send()
+        .await
+        .expect("POST /v1/api_keys");
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// GET a path with a token; returns the status and the parsed body.
+pub async fn get(server: &Server, token: &str, path: &str) -> (u16, Value) {
+    let response = client().get(server.url(path)).bearer_auth(token).send().await.expect("GET");
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// The titles of a JSON:API error document.
+pub fn titles(body: &Value) -> Vec<String> {
+    body["errors"].as_array().map(|errors| errors.iter().filter_map(|e| e["title"].as_str().map(str::to_owned)).collect()).unwrap_or_default()
+}
+
+/// The `source.pointer`s of a JSON:API error document.
+pub fn pointers(body: &Value) -> Vec<String> {
+    body["errors"]
+        .as_array()
+        .map(|errors| errors.iter().filter_map(|e| e["source"]["pointer"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
