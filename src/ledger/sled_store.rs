@@ -96,7 +96,12 @@ impl SledStorage {
             })?;
         let tree = |name: &str| db.open_tree(name).map_err(storage_error);
         let data_path = dir.join("sled").join("db");
-        let data_file = File::open(&data_path).map_err(|source| LedgerError::Open { dir: dir.to_owned(), source })?;
+        let open_err = |source| LedgerError::Open { dir: dir.to_owned(), source };
+        let data_file = File::open(&data_path).map_err(open_err)?;
+        // A freshly created data file is durable only once its directory entries are.
+        for created in [dir.join("sled"), dir.to_owned()] {
+            File::open(created).and_then(|d| d.sync_all()).map_err(open_err)?;
+        }
         Ok(SledStorage {
             events: tree("events")?,
             projections: tree("projections")?,
