@@ -40,6 +40,11 @@ impl KeysView {
         self.keys.get(&id)
     }
 
+    /// Every key, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &ApiKey> {
+        self.keys.values()
+    }
+
     pub fn len(&self) -> usize {
         self.keys.len()
     }

@@ -1,0 +1,82 @@
+//! A log written by an earlier keyledger must stay readable: `fixtures/golden-log.jsonl` is
+//! such a log (one exported envelope per line), replayed and folded here.
+//!
+//! Regenerate it only when adding events to it, never to paper over a decoding change:
+//! `KEYLEDGER_WRITE_GOLDEN=1 cargo test --test golden_log`.
+
+mod support;
+
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use keyledger::ledger::chain::{from_line, to_line, Replay};
+use keyledger::ledger::{ChainHead, SledStorage, Storage};
+use keyledger::service::operator;
+use keyledger::service::recovery::load_state;
+use keyledger::service::rules::create_api_key::{CreateApiKey, NewApiKey, Requester};
+use keyledger::service::rules::directory::DirectoryFile;
+use keyledger::service::token::TokenFormat;
+use keyledger::service::writer::{Command, Writer};
+use keyledger_projections::{ApiKeyKind, State};
+use uuid::Uuid;
+
+const GOLDEN: &str = "fixtures/golden-log.jsonl";
+
+fn write_golden() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(dir.path()).unwrap());
+    let mut writer = Writer::new(Arc::clone(&storage), load_state(&*storage).unwrap()).unwrap();
+    let acme: DirectoryFile = serde_json::from_str(&std::fs::read_to_string(support::fixture("directory.example.json")).unwrap()).unwrap();
+    let tokens = TokenFormat::new("rootly").unwrap();
+    operator::initialize(&mut writer, &[acme], &tokens).unwrap();
+    let owner_key = writer.state().keys.iter().next().map(|k| k.id).unwrap();
+    let expires = (Utc::now() + Duration::days(365 * 4)).to_rfc3339();
+    for (kind, name, group) in [("team", "platform deploys", Some(support::PLATFORM_TEAM)), ("organization", "audit export", None)] {
+        let command = Command::CreateApiKey(CreateApiKey {
+            requester: Requester::Key(owner_key),
+            api_key_id: Uuid::new_v4(),
+            service_account_id: Uuid::new_v4(),
+            token_digest: tokens.mint().unwrap().digest(),
+            attributes: NewApiKey {
+                name: Some(name.into()),
+                kind: Some(kind.into()),
+                expires_at: Some(expires.clone()),
+                group_id: group.map(str::to_owned),
+                ..NewApiKey::default()
+            },
+        });
+        writer.execute(vec![(command, "golden".into())]).pop().unwrap().unwrap();
+    }
+    let mut out = Vec::new();
+    for stored in storage.events_from(1) {
+        out.extend(to_line(&stored.unwrap()));
+        out.push(b'\n');
+    }
+    std::fs::write(GOLDEN, out).unwrap();
+}
+
+#[test]
+fn the_golden_log_replays_into_the_state_it_recorded() {
+    if std::env::var_os("KEYLEDGER_WRITE_GOLDEN").is_some() {
+        write_golden();
+    }
+    let text = std::fs::read(GOLDEN).expect("fixtures/golden-log.jsonl");
+    let stored = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate().map(|(i, line)| from_line(line, i as u64 + 1));
+    let mut replay = Replay::new(stored, ChainHead::genesis());
+    let events: Vec<_> = replay.by_ref().collect::<Result<_, _>>().expect("every golden event decodes and chains");
+    let mut state = State::default();
+    state.fold(&events);
+
+    let acme = state.directory.organization_by_name("Acme").expect("Acme");
+    assert_eq!(acme.users.len(), 7);
+    assert_eq!(acme.team("platform").map(|t| t.admin_ids.len()), Some(1));
+    let kinds: Vec<ApiKeyKind> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            keyledger_projections::Event::ApiKeyCreated(k) => Some(k.kind),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, [ApiKeyKind::Personal, ApiKeyKind::Team, ApiKeyKind::Organization]);
+    assert_eq!(replay.head().position, events.len() as u64);
+}
