@@ -41,6 +41,9 @@ pub enum LedgerError {
     Row(#[from] keyledger_projections::RowError),
 }
 
+/// A stored projection row: (row key, encoded value).
+pub type Row = (String, Vec<u8>);
+
 /// The seam between the ledger's logic and a storage backend.
 ///
 /// Implementations must make [`Storage::commit`] atomic (all of it or none of it, also
@@ -57,7 +60,7 @@ pub trait Storage: Send + Sync {
     fn last_event(&self) -> Result<Option<StoredEvent>, LedgerError>;
 
     /// Every stored row of a projection, as (row key, value).
-    fn rows(&self, projection: &str) -> Box<dyn Iterator<Item = Result<(String, Vec<u8>), LedgerError>> + '_>;
+    fn rows(&self, projection: &str) -> Box<dyn Iterator<Item = Result<Row, LedgerError>> + '_>;
 
     /// The position a projection's stored rows reflect (0: none).
     fn checkpoint(&self, projection: &str) -> Result<u64, LedgerError>;

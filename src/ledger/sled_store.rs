@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use super::{Commit, LedgerError, Storage, StoredEvent};
+use super::{Commit, LedgerError, Row, Storage, StoredEvent};
 
 /// The sled-backed [`Storage`]. Holds the data directory's lock for as long as it lives.
 pub struct SledStorage {
@@ -160,7 +160,7 @@ impl Storage for SledStorage {
         }
     }
 
-    fn rows(&self, projection: &str) -> Box<dyn Iterator<Item = Result<(String, Vec<u8>), LedgerError>> + '_> {
+    fn rows(&self, projection: &str) -> Box<dyn Iterator<Item = Result<Row, LedgerError>> + '_> {
         let prefix = row_key(projection, "");
         let skip = prefix.len();
         Box::new(self.projections.scan_prefix(prefix).map(move |item| {

@@ -38,6 +38,9 @@ pub enum CommandError {
     Unavailable(String),
 }
 
+/// What a command got: the events it recorded, or why not.
+pub type Answer = Result<Vec<RecordedEvent>, CommandError>;
+
 pub struct Writer {
     storage: Arc<dyn Storage>,
     state: State,
@@ -88,7 +91,7 @@ impl Writer {
 
     /// Decides and records a batch of (command, request id); one answer per command, in
     /// order. Returns only when every recorded event is durable.
-    pub fn execute(&mut self, batch: Vec<(Command, String)>) -> Vec<Result<Vec<RecordedEvent>, CommandError>> {
+    pub fn execute(&mut self, batch: Vec<(Command, String)>) -> Vec<Answer> {
         if let Some(reason) = &self.poisoned {
             return batch.iter().map(|_| Err(CommandError::Unavailable(reason.clone()))).collect();
         }
@@ -103,11 +106,8 @@ impl Writer {
         }
     }
 
-    #[allow(clippy::type_complexity)]
-    fn record(
-        &mut self,
-        batch: Vec<(Command, String)>,
-    ) -> Result<Vec<Result<Vec<RecordedEvent>, CommandError>>, (usize, LedgerError)> {
+    /// Records a batch; on a storage failure, says how many commands it held.
+    fn record(&mut self, batch: Vec<(Command, String)>) -> Result<Vec<Answer>, (usize, LedgerError)> {
         let count = batch.len();
         let mut head = self.head;
         let mut recorded: Vec<RecordedEvent> = Vec::new();
