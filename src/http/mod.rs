@@ -34,12 +34,19 @@ pub(crate) struct AppState {
 
 /// The whole API as one router.
 pub fn router(service: Arc<Service>, body_limit: usize) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/v1/api_keys", axum::routing::post(api_keys::create))
         .route("/v1/api_keys/{id}", get(api_keys::show))
         .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
-        .with_state(AppState { service })
+        .with_state(AppState { service });
+    harden(routes, body_limit)
+}
+
+/// The layers every route runs behind: the body limit, a panic becoming a JSON:API 500
+/// that reveals nothing, and request tracing (method, path, status; never headers).
+pub fn harden(routes: Router, body_limit: usize) -> Router {
+    routes
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(errors::panicked))
         .layer(TraceLayer::new_for_http())
