@@ -65,9 +65,20 @@ pub struct IssueArgs {
     prefix: TokenPrefix,
 }
 
+/// Whether opening a data directory may create a new ledger there.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Open {
+    CreateIfMissing,
+    Existing,
+}
+
 /// Opens the ledger in `dir` with its projections loaded, ready to record.
-pub fn open_writer(dir: &std::path::Path) -> anyhow::Result<Writer> {
-    let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(dir)?);
+pub fn open_writer(dir: &std::path::Path, mode: Open) -> anyhow::Result<Writer> {
+    let storage = match mode {
+        Open::CreateIfMissing => SledStorage::open(dir)?,
+        Open::Existing => SledStorage::open_existing(dir)?,
+    };
+    let storage: Arc<dyn Storage> = Arc::new(storage);
     let state = load_state(&*storage).with_context(|| format!("cannot load the ledger in {}", dir.display()))?;
     Ok(Writer::new(storage, state)?)
 }
@@ -79,7 +90,7 @@ pub fn init(args: InitArgs) -> anyhow::Result<()> {
         (None, Some(org), Some(owner)) => vec![DirectoryFile::single_owner(org, owner)],
         _ => bail!("give either --directory FILE or both --org NAME and --owner EMAIL"),
     };
-    let mut writer = open_writer(&args.data.data)?;
+    let mut writer = open_writer(&args.data.data, Open::CreateIfMissing)?;
     let token = operator::initialize(&mut writer, &files, &tokens)?;
     println!("{}", token.reveal());
     Ok(())
@@ -87,7 +98,7 @@ pub fn init(args: InitArgs) -> anyhow::Result<()> {
 
 pub fn apply(args: ApplyArgs) -> anyhow::Result<()> {
     let files = read_directory(&args.file)?;
-    let mut writer = open_writer(&args.data.data)?;
+    let mut writer = open_writer(&args.data.data, Open::Existing)?;
     let recorded = operator::apply_directory(&mut writer, &files)?;
     if recorded == 0 {
         eprintln!("directory unchanged: nothing recorded");
@@ -122,7 +133,7 @@ pub fn issue(args: IssueArgs) -> anyhow::Result<()> {
             .with_timezone(&Utc),
         (None, None) => bail!("give --expires-in or --expires-at"),
     };
-    let mut writer = open_writer(&args.data.data)?;
+    let mut writer = open_writer(&args.data.data, Open::Existing)?;
     let token = operator::issue_personal_key(&mut writer, args.org.as_deref(), &args.user, &args.name, expires_at, &tokens)?;
     println!("{}", token.reveal());
     Ok(())

@@ -13,7 +13,7 @@ use keyledger::service::token::TokenFormat;
 use keyledger::service::Service;
 use tracing_subscriber::EnvFilter;
 
-use super::offline::open_writer;
+use super::offline::{open_writer, Open};
 use super::{read_directory, DataDir, TokenPrefix};
 
 #[derive(Args)]
@@ -50,7 +50,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let tokens = TokenFormat::new(&args.prefix.token_prefix)?;
-    let mut writer = open_writer(&args.data.data)?;
+    let mut writer = open_writer(&args.data.data, Open::CreateIfMissing)?;
     let files = args.directory.as_deref().map(read_directory).transpose()?;
     if writer.head().position == 0 {
         let files = files.unwrap_or_else(|| vec![DirectoryFile::single_owner(DEFAULT_ORGANIZATION, DEFAULT_OWNER)]);
@@ -65,11 +65,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let (service, writer_thread) = Service::start(writer, tokens).context("cannot start the writer thread")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     let served = runtime.block_on(async {
+        // Signal handlers first: a supervisor may send SIGTERM as soon as it reads the
+        // listening line, and that must already mean a graceful shutdown.
+        let shutdown = shutdown_signal()?;
         let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
         let address = listener.local_addr()?;
         eprintln!("keyledger listening on http://{address}");
         axum::serve(listener, http::router(Arc::new(service), args.body_limit))
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(shutdown)
             .await
             .context("the HTTP server failed")
     });
@@ -79,22 +82,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     served
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Installs the SIGTERM and SIGINT handlers now and returns the future that completes on
+/// either.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {},
+            _ = interrupt.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {},
-        _ = terminate => {},
-    }
-    tracing::info!("shutting down: finishing requests in flight");
+        tracing::info!("shutting down: finishing requests in flight");
+    })
 }

@@ -29,6 +29,8 @@ pub struct Commit {
 pub enum LedgerError {
     #[error("the data directory {dir} is in use by another keyledger process{holder}; stop it (or use the HTTP API) and try again")]
     Locked { dir: PathBuf, holder: String },
+    #[error("no ledger in {dir}; run `keyledger init --data {dir}` (or `keyledger serve`) first, or check --data")]
+    Missing { dir: PathBuf },
     #[error("cannot open the data directory {dir}: {source}")]
     Open { dir: PathBuf, source: std::io::Error },
     #[error("storage failed: {0}")]

@@ -81,6 +81,15 @@ fn row_key(projection: &str, key: &str) -> Vec<u8> {
 }
 
 impl SledStorage {
+    /// Opens the store in `dir`, refusing to create one: a mistyped path must not become a
+    /// new, empty ledger.
+    pub fn open_existing(dir: &Path) -> Result<Self, LedgerError> {
+        if !dir.join("sled").join("db").is_file() {
+            return Err(LedgerError::Missing { dir: dir.to_owned() });
+        }
+        SledStorage::open(dir)
+    }
+
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
         let lock = lock(dir)?;

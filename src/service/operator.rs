@@ -6,10 +6,10 @@ use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 use super::rules::create_api_key::{CreateApiKey, NewApiKey, Requester};
-use super::rules::directory::DirectoryFile;
+use super::rules::directory::{plan, DirectoryFile};
 use super::rules::{Problem, Rejection};
 use super::token::{IssuedToken, TokenError, TokenFormat};
-use super::writer::{Command, CommandError, Writer};
+use super::writer::{Answer, Command, CommandError, Writer};
 
 /// The lifetime of the first owner's token.
 pub const INITIAL_TOKEN_DAYS: i64 = 90;
@@ -19,6 +19,8 @@ pub const INITIAL_KEY_NAME: &str = "Initial owner key";
 pub enum OperatorError {
     #[error("this data directory is already initialized ({0} events recorded); use `keyledger directory apply` to change it")]
     AlreadyInitialized(u64),
+    #[error("this data directory holds no ledger yet; run `keyledger init` (or `keyledger serve`) first")]
+    NotInitialized,
     #[error("the directory names no user with role \"owner\"; the first token is minted for the first owner")]
     NoOwner,
     #[error("organization {0:?} does not exist in this ledger")]
@@ -39,8 +41,8 @@ fn request_id() -> String {
     format!("cli-{}", Uuid::new_v4())
 }
 
-fn run(writer: &mut Writer, command: Command) -> Result<usize, OperatorError> {
-    let answer = writer.execute(vec![(command, request_id())]).pop();
+/// The number of events a command recorded, or why it recorded none.
+fn events_recorded(answer: Option<Answer>) -> Result<usize, OperatorError> {
     match answer {
         Some(Ok(events)) => Ok(events.len()),
         Some(Err(CommandError::Rejected(Rejection::Invalid(problems)))) => Err(OperatorError::Invalid(problems)),
@@ -51,15 +53,19 @@ fn run(writer: &mut Writer, command: Command) -> Result<usize, OperatorError> {
 
 /// Applies directory files; returns how many events that recorded (0: nothing changed).
 pub fn apply_directory(writer: &mut Writer, files: &[DirectoryFile]) -> Result<usize, OperatorError> {
+    if writer.head().position == 0 {
+        return Err(OperatorError::NotInitialized);
+    }
     let mut recorded = 0;
     for file in files {
-        recorded += run(writer, Command::ApplyDirectory(file.clone()))?;
+        recorded += events_recorded(writer.execute(vec![(Command::ApplyDirectory(file.clone()), request_id())]).pop())?;
     }
     Ok(recorded)
 }
 
 /// Creates the organizations of `files` in an empty ledger and mints the first owner's
-/// personal token (of the first file's organization).
+/// personal token (of the first file's organization) — all in one commit, so that a crash
+/// cannot leave an organization without its owner's token.
 pub fn initialize(writer: &mut Writer, files: &[DirectoryFile], tokens: &TokenFormat) -> Result<IssuedToken, OperatorError> {
     let head = writer.head().position;
     if head > 0 {
@@ -67,9 +73,33 @@ pub fn initialize(writer: &mut Writer, files: &[DirectoryFile], tokens: &TokenFo
     }
     let first = files.first().ok_or(OperatorError::NoOwner)?;
     let owner = first.first_owner().ok_or(OperatorError::NoOwner)?.email.clone();
-    apply_directory(writer, files)?;
+    for file in files {
+        plan(file, writer.state(), &mut Uuid::new_v4).map_err(CommandError::from)?;
+    }
+    let token = tokens.mint()?;
     let expires_at = Utc::now() + Duration::days(INITIAL_TOKEN_DAYS);
-    issue_personal_key(writer, Some(&first.organization), &owner, INITIAL_KEY_NAME, expires_at, tokens)
+    let mut batch: Vec<(Command, String)> =
+        files.iter().map(|file| (Command::ApplyDirectory(file.clone()), request_id())).collect();
+    batch.push((personal_key(&first.organization, &owner, INITIAL_KEY_NAME, expires_at, &token), request_id()));
+    for answer in writer.execute(batch) {
+        events_recorded(Some(answer))?;
+    }
+    Ok(token)
+}
+
+fn personal_key(organization: &str, email: &str, name: &str, expires_at: DateTime<Utc>, token: &IssuedToken) -> Command {
+    Command::CreateApiKey(CreateApiKey {
+        requester: Requester::Operator { organization: organization.to_owned(), email: email.to_owned() },
+        api_key_id: Uuid::new_v4(),
+        service_account_id: Uuid::new_v4(),
+        token_digest: token.digest(),
+        attributes: NewApiKey {
+            name: Some(name.to_owned()),
+            kind: Some("personal".into()),
+            expires_at: Some(expires_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+            ..NewApiKey::default()
+        },
+    })
 }
 
 /// Mints a personal key for the user with `email`, recorded with actor `operator`.
@@ -88,27 +118,16 @@ pub fn issue_personal_key(
             let mut all = directory.organizations();
             match (all.next(), all.next()) {
                 (Some(org), None) => org,
-                (None, _) => return Err(OperatorError::NoSuchOrganization(String::new())),
+                (None, _) => return Err(OperatorError::NotInitialized),
                 (Some(_), Some(_)) => return Err(OperatorError::OrganizationAmbiguous),
             }
         }
     };
-    let user = org
-        .user_by_email(email)
-        .ok_or_else(|| OperatorError::NoSuchUser { organization: org.name.clone(), email: email.to_owned() })?;
+    if org.user_by_email(email).is_none() {
+        return Err(OperatorError::NoSuchUser { organization: org.name.clone(), email: email.to_owned() });
+    }
     let token = tokens.mint()?;
-    let command = Command::CreateApiKey(CreateApiKey {
-        requester: Requester::Operator { organization_id: org.id, user_id: user.id },
-        api_key_id: Uuid::new_v4(),
-        service_account_id: Uuid::new_v4(),
-        token_digest: token.digest(),
-        attributes: NewApiKey {
-            name: Some(name.to_owned()),
-            kind: Some("personal".into()),
-            expires_at: Some(expires_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
-            ..NewApiKey::default()
-        },
-    });
-    run(writer, command)?;
+    let command = personal_key(&org.name.clone(), email, name, expires_at, &token);
+    events_recorded(writer.execute(vec![(command, request_id())]).pop())?;
     Ok(token)
 }

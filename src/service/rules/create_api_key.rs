@@ -23,8 +23,10 @@ pub enum Requester {
     /// A request authenticated by this key.
     Key(Uuid),
     /// An operator at the data directory (`keyledger keys issue`, `init`), minting a
-    /// personal key for a user.
-    Operator { organization_id: Uuid, user_id: UserId },
+    /// personal key for the user with `email` in the organization named `organization`.
+    /// Named, not numbered, so that `init` can create an organization and its owner's key
+    /// in one commit.
+    Operator { organization: String, email: String },
 }
 
 /// The attributes of a create request, as read from the document; `problems` holds what
@@ -63,14 +65,16 @@ struct Target {
 }
 
 pub fn decide(cmd: &CreateApiKey, state: &State, now: DateTime<Utc>) -> Result<Decision, Rejection> {
-    let (organization_id, caller) = match &cmd.requester {
+    let (org, caller) = match &cmd.requester {
         Requester::Key(key) => {
             let caller = caller::resolve(state, *key, now).ok_or(Rejection::Unauthenticated)?;
-            (caller.organization_id, Some(caller))
+            let org = state.directory.organization(caller.organization_id).ok_or(Rejection::Unauthenticated)?;
+            (org, Some(caller))
         }
-        Requester::Operator { organization_id, .. } => (*organization_id, None),
+        Requester::Operator { organization, .. } => {
+            (state.directory.organization_by_name(organization).ok_or(Rejection::NotFound)?, None)
+        }
     };
-    let org = state.directory.organization(organization_id).ok_or(Rejection::Unauthenticated)?;
     let attrs = &cmd.attributes;
     let mut problems = attrs.problems.clone();
 
@@ -165,7 +169,7 @@ fn resolve_target(
     match kind {
         ApiKeyKind::Personal => {
             let owner = match (&cmd.requester, caller) {
-                (Requester::Operator { user_id, .. }, _) => *user_id,
+                (Requester::Operator { email, .. }, _) => org.user_by_email(email).ok_or(Rejection::NotFound)?.id,
                 (Requester::Key(_), Some(caller)) => {
                     let Some(user_id) = caller.user_id() else {
                         return Err(Rejection::Forbidden("A service account cannot create personal keys.".into()));

@@ -291,12 +291,23 @@ fn expired_or_removed_callers_are_unauthenticated() {
 #[test]
 fn an_operator_mints_personal_keys_for_a_user() {
     let mut given = Given::acme_and_globex();
-    let org = given.state.directory.organization_by_name("Acme").map(|o| o.id).unwrap();
     let cmd = CreateApiKey {
-        requester: Requester::Operator { organization_id: org, user_id: 5 },
+        requester: Requester::Operator { organization: "Acme".into(), email: "erin@acme.test".into() },
         ..given.create_by("alice@acme.test", attributes("personal", "erin's key"))
     };
     let decision = decide(&cmd, &given.state, now()).unwrap();
     assert_eq!(decision.actor, Actor::Operator);
     assert_eq!(created(&decision).user_id, Some(5), "the role's permissions do not limit an operator");
+}
+
+#[test]
+fn an_operator_names_an_existing_organization_and_user() {
+    let mut given = Given::acme_and_globex();
+    for (organization, email) in [("Initech", "erin@acme.test"), ("Acme", "nobody@acme.test"), ("Globex", "erin@acme.test")] {
+        let cmd = CreateApiKey {
+            requester: Requester::Operator { organization: organization.into(), email: email.into() },
+            ..given.create_by("alice@acme.test", attributes("personal", "k"))
+        };
+        assert_eq!(decide(&cmd, &given.state, now()), Err(Rejection::NotFound), "{organization} {email}");
+    }
 }
