@@ -44,6 +44,15 @@ pub struct NewApiKey {
     pub problems: Vec<Problem>,
 }
 
+impl NewApiKey {
+    /// Whether reading the document already found a problem with `attribute` (e.g. a number
+    /// where a string belongs): then it is not also reported as blank.
+    fn already_reported(&self, attribute: &str) -> bool {
+        let pointer = format!("/data/attributes/{attribute}");
+        self.problems.iter().any(|p| p.pointer == pointer)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CreateApiKey {
     pub requester: Requester,
@@ -80,7 +89,11 @@ pub fn decide(cmd: &CreateApiKey, state: &State, now: DateTime<Utc>) -> Result<D
 
     let target = resolve_target(cmd, caller.as_ref(), org, &mut problems)?;
     let name = check_name(attrs, &target, org.id, state, &mut problems);
-    let expires_at = check_expires_at(attrs.expires_at.as_deref(), now, &mut problems);
+    let expires_at = if attrs.already_reported("expires_at") {
+        None
+    } else {
+        check_expires_at(attrs.expires_at.as_deref(), now, &mut problems)
+    };
     let description = attrs.description.clone();
     if description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS) {
         problems.push(Problem::attribute(
@@ -145,7 +158,9 @@ fn resolve_target(
             None
         }
         None => {
-            problems.push(Problem::attribute("kind", "Kind can't be blank", "Give kind: personal, team or organization."));
+            if !attrs.already_reported("kind") {
+                problems.push(Problem::attribute("kind", "Kind can't be blank", "Give kind: personal, team or organization."));
+            }
             None
         }
     };
@@ -243,6 +258,9 @@ fn check_name(
     state: &State,
     problems: &mut Vec<Problem>,
 ) -> Option<String> {
+    if attrs.already_reported("name") {
+        return None;
+    }
     let name = attrs.name.as_deref().map(str::trim).unwrap_or_default();
     if name.is_empty() {
         problems.push(Problem::attribute("name", "Name can't be blank", "Give the key a name."));

@@ -311,3 +311,17 @@ fn an_operator_names_an_existing_organization_and_user() {
         assert_eq!(decide(&cmd, &given.state, now()), Err(Rejection::NotFound), "{organization} {email}");
     }
 }
+
+#[test]
+fn an_attribute_of_the_wrong_type_is_not_also_blank() {
+    let mut given = Given::acme_and_globex();
+    let problems = ["name", "kind", "expires_at"].map(|a| Problem::attribute(a, format!("{a} must be a string"), ""));
+    let cmd = given.create_by(
+        "carol@acme.test",
+        NewApiKey { name: None, kind: None, expires_at: None, problems: problems.to_vec(), ..NewApiKey::default() },
+    );
+    assert_eq!(
+        titles(decide(&cmd, &given.state, now()).unwrap_err()),
+        ["name must be a string", "kind must be a string", "expires_at must be a string"]
+    );
+}
