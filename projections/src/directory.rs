@@ -36,6 +36,9 @@ pub struct Organization {
     pub on_call_roles: BTreeMap<Uuid, OnCallRole>,
     pub users: BTreeMap<UserId, User>,
     pub teams: BTreeMap<Uuid, Team>,
+    /// Version of each of the organization's streams (organization, roles, users, teams).
+    #[serde(default)]
+    pub stream_versions: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -82,6 +85,11 @@ impl Directory {
 
     pub fn organizations(&self) -> impl Iterator<Item = &Organization> {
         self.organizations.values()
+    }
+
+    /// The version of a directory stream of an organization (0: no event yet).
+    pub fn stream_version(&self, organization_id: Uuid, stream: &str) -> u64 {
+        self.organizations.get(&organization_id).and_then(|o| o.stream_versions.get(stream)).copied().unwrap_or(0)
     }
 }
 
@@ -134,12 +142,16 @@ impl Projection for Directory {
                     on_call_roles: BTreeMap::new(),
                     users: BTreeMap::new(),
                     teams: BTreeMap::new(),
+                    stream_versions: BTreeMap::from([(recorded.stream.clone(), recorded.stream_version)]),
                 },
             );
             touched.push(org_id.to_string());
             return;
         }
         let Some(org) = self.organizations.get_mut(&org_id) else { return };
+        if !matches!(recorded.event, Event::ApiKeyCreated(_) | Event::ServiceAccountCreated(_)) {
+            org.stream_versions.insert(recorded.stream.clone(), recorded.stream_version);
+        }
         match &recorded.event {
             Event::OrganizationSettingsChanged(e) => org.grace_period = e.grace_period,
             Event::RoleDefined(e) => {
@@ -213,6 +225,12 @@ impl Projection for Directory {
         let org: Organization = decode(Self::NAME, key, value)?;
         self.organizations.insert(org.id, org);
         Ok(())
+    }
+
+    fn unload_row(&mut self, key: &str) {
+        if let Ok(id) = Uuid::parse_str(key) {
+            self.organizations.remove(&id);
+        }
     }
 
     fn row_keys(&self) -> Vec<String> {

@@ -1,24 +1,34 @@
 //! The expiry schedule: keys ordered by the moment they stop authenticating.
 //!
-//! Row keys sort by time (`<microseconds since epoch, 20 digits>/<key id>`), so the stored
-//! schedule can be read in due order as well.
+//! Stored rows are keyed `<position>/<microseconds since epoch, 20 digits>/<key id>`: by the
+//! position that scheduled them, so that new rows append; the in-memory schedule is ordered
+//! by time.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
 use crate::event::Event;
-use crate::projection::{Projection, RowError};
+use crate::projection::{positioned, split_positioned, Projection, RowError};
 use crate::RecordedEvent;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ExpirySchedule {
     due: BTreeSet<(DateTime<Utc>, Uuid)>,
+    /// Each scheduled key's entry and the position that scheduled it.
+    scheduled: HashMap<Uuid, (DateTime<Utc>, u64)>,
 }
 
-fn row_key(at: DateTime<Utc>, key_id: Uuid) -> String {
-    format!("{:020}/{key_id}", at.timestamp_micros().max(0))
+fn row_key(position: u64, at: DateTime<Utc>, key_id: Uuid) -> String {
+    positioned(position, &format!("{:020}/{key_id}", at.timestamp_micros().max(0)))
+}
+
+fn parse_row_key(key: &str) -> Option<(u64, DateTime<Utc>, Uuid)> {
+    let (position, rest) = split_positioned(key)?;
+    let (micros, id) = rest.split_once('/')?;
+    let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+    Some((position, at, Uuid::parse_str(id).ok()?))
 }
 
 impl ExpirySchedule {
@@ -31,6 +41,13 @@ impl ExpirySchedule {
     pub fn next(&self) -> Option<(DateTime<Utc>, Uuid)> {
         self.due.first().copied()
     }
+
+    fn schedule(&mut self, key_id: Uuid, at: DateTime<Utc>, position: u64) {
+        if let Some((previous, _)) = self.scheduled.insert(key_id, (at, position)) {
+            self.due.remove(&(previous, key_id));
+        }
+        self.due.insert((at, key_id));
+    }
 }
 
 impl Projection for ExpirySchedule {
@@ -40,29 +57,35 @@ impl Projection for ExpirySchedule {
         if let Event::ApiKeyCreated(e) = &recorded.event {
             // Row keys hold microseconds; keep no more in memory, or a row could not be found again.
             let at = e.expires_at.trunc_subsecs(6);
-            self.due.insert((at, e.api_key_id));
-            touched.push(row_key(at, e.api_key_id));
+            self.schedule(e.api_key_id, at, recorded.position);
+            touched.push(row_key(recorded.position, at, e.api_key_id));
         }
     }
 
     fn encode_row(&self, key: &str) -> Option<Vec<u8>> {
-        let entry = parse_row_key(key)?;
-        self.due.contains(&entry).then(Vec::new)
+        let (position, at, key_id) = parse_row_key(key)?;
+        (self.scheduled.get(&key_id) == Some(&(at, position))).then(Vec::new)
     }
 
     fn load_row(&mut self, key: &str, _value: &[u8]) -> Result<(), RowError> {
-        let entry = parse_row_key(key).ok_or_else(|| RowError::new(Self::NAME, key, "not <micros>/<key id>"))?;
-        self.due.insert(entry);
+        let (position, at, key_id) =
+            parse_row_key(key).ok_or_else(|| RowError::new(Self::NAME, key, "not <position>/<micros>/<key id>"))?;
+        self.schedule(key_id, at, position);
         Ok(())
     }
 
-    fn row_keys(&self) -> Vec<String> {
-        self.due.iter().map(|(at, id)| row_key(*at, *id)).collect()
+    fn unload_row(&mut self, key: &str) {
+        if let Some((position, at, key_id)) = parse_row_key(key) {
+            if self.scheduled.get(&key_id) == Some(&(at, position)) {
+                self.scheduled.remove(&key_id);
+                self.due.remove(&(at, key_id));
+            }
+        }
     }
-}
 
-fn parse_row_key(key: &str) -> Option<(DateTime<Utc>, Uuid)> {
-    let (micros, id) = key.split_once('/')?;
-    let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
-    Some((at, Uuid::parse_str(id).ok()?))
+    fn row_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.scheduled.iter().map(|(id, (at, position))| row_key(*position, *at, *id)).collect();
+        keys.sort();
+        keys
+    }
 }

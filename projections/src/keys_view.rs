@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::event::{Actor, ApiKeyKind, Event, UserId};
-use crate::projection::{decode, encode, Projection, RowError};
+use crate::projection::{decode, encode, positioned, split_positioned, Projection, RowError};
 use crate::RecordedEvent;
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -18,6 +18,10 @@ pub struct KeysView {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ApiKey {
     pub id: Uuid,
+    /// Position of the `ApiKeyCreated` event; keys the stored row.
+    pub position: u64,
+    /// Version of the key's stream (`api_key-<id>`) after its last event.
+    pub stream_version: u64,
     pub organization_id: Uuid,
     pub kind: ApiKeyKind,
     pub name: String,
@@ -63,6 +67,8 @@ impl Projection for KeysView {
                 e.api_key_id,
                 ApiKey {
                     id: e.api_key_id,
+                    position: recorded.position,
+                    stream_version: recorded.stream_version,
                     organization_id: e.organization_id,
                     kind: e.kind,
                     name: e.name.clone(),
@@ -80,13 +86,13 @@ impl Projection for KeysView {
                     grace_period_ends_at: None,
                 },
             );
-            touched.push(e.api_key_id.to_string());
+            touched.push(positioned(recorded.position, &e.api_key_id.to_string()));
         }
     }
 
     fn encode_row(&self, key: &str) -> Option<Vec<u8>> {
-        let id = Uuid::parse_str(key).ok()?;
-        self.keys.get(&id).and_then(encode)
+        let (_, id) = split_positioned(key)?;
+        self.keys.get(&Uuid::parse_str(id).ok()?).and_then(encode)
     }
 
     fn load_row(&mut self, key: &str, value: &[u8]) -> Result<(), RowError> {
@@ -95,8 +101,14 @@ impl Projection for KeysView {
         Ok(())
     }
 
+    fn unload_row(&mut self, key: &str) {
+        if let Some(id) = split_positioned(key).and_then(|(_, id)| Uuid::parse_str(id).ok()) {
+            self.keys.remove(&id);
+        }
+    }
+
     fn row_keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self.keys.keys().map(Uuid::to_string).collect();
+        let mut keys: Vec<String> = self.keys.values().map(|k| positioned(k.position, &k.id.to_string())).collect();
         keys.sort();
         keys
     }

@@ -10,12 +10,19 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use crate::event::{ApiKeyKind, Event, UserId};
-use crate::projection::{Projection, RowError};
+use crate::projection::{positioned, split_positioned, Projection, RowError};
 use crate::RecordedEvent;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct NameIndex {
-    holders: HashMap<String, Uuid>,
+    holders: HashMap<String, Claim>,
+}
+
+/// Who holds a name, since which position (the position keys the stored row).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Claim {
+    api_key_id: Uuid,
+    position: u64,
 }
 
 /// Where a name must be unique.
@@ -48,7 +55,7 @@ pub fn scope_of(kind: ApiKeyKind, user_id: Option<UserId>, group_id: Option<Uuid
 impl NameIndex {
     /// The key holding `key`, if the name is taken.
     pub fn holder(&self, key: &str) -> Option<Uuid> {
-        self.holders.get(key).copied()
+        self.holders.get(key).map(|claim| claim.api_key_id)
     }
 }
 
@@ -58,26 +65,38 @@ impl Projection for NameIndex {
     fn apply(&mut self, recorded: &RecordedEvent, touched: &mut Vec<String>) {
         if let Event::ApiKeyCreated(e) = &recorded.event {
             let key = name_key(e.organization_id, e.kind, scope_of(e.kind, e.user_id, e.group_id), &e.name);
-            self.holders.insert(key.clone(), e.api_key_id);
-            touched.push(key);
+            touched.push(positioned(recorded.position, &key));
+            self.holders.insert(key, Claim { api_key_id: e.api_key_id, position: recorded.position });
         }
     }
 
     fn encode_row(&self, key: &str) -> Option<Vec<u8>> {
-        self.holders.get(key).map(|id| id.to_string().into_bytes())
+        let (position, name) = split_positioned(key)?;
+        let claim = self.holders.get(name).filter(|c| c.position == position)?;
+        Some(claim.api_key_id.to_string().into_bytes())
     }
 
     fn load_row(&mut self, key: &str, value: &[u8]) -> Result<(), RowError> {
-        let id = std::str::from_utf8(value)
+        let (position, name) =
+            split_positioned(key).ok_or_else(|| RowError::new(Self::NAME, key, "not <position>/<name key>"))?;
+        let api_key_id = std::str::from_utf8(value)
             .ok()
             .and_then(|s| Uuid::parse_str(s).ok())
             .ok_or_else(|| RowError::new(Self::NAME, key, "value is not a key id"))?;
-        self.holders.insert(key.to_owned(), id);
+        self.holders.insert(name.to_owned(), Claim { api_key_id, position });
         Ok(())
     }
 
+    fn unload_row(&mut self, key: &str) {
+        if let Some((position, name)) = split_positioned(key) {
+            if self.holders.get(name).is_some_and(|c| c.position == position) {
+                self.holders.remove(name);
+            }
+        }
+    }
+
     fn row_keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self.holders.keys().cloned().collect();
+        let mut keys: Vec<String> = self.holders.iter().map(|(name, claim)| positioned(claim.position, name)).collect();
         keys.sort();
         keys
     }

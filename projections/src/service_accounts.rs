@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::event::{ApiKeyKind, Event};
-use crate::projection::{decode, encode, Projection, RowError};
+use crate::projection::{decode, encode, positioned, split_positioned, Projection, RowError};
 use crate::RecordedEvent;
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -22,6 +22,10 @@ pub struct ServiceAccounts {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ServiceAccount {
     pub id: Uuid,
+    /// Position of the `ServiceAccountCreated` event; keys the stored row.
+    pub position: u64,
+    /// Version of the account's stream after its last event.
+    pub stream_version: u64,
     pub organization_id: Uuid,
     pub api_key_id: Uuid,
     pub kind: ApiKeyKind,
@@ -46,6 +50,8 @@ impl Projection for ServiceAccounts {
                 e.service_account_id,
                 ServiceAccount {
                     id: e.service_account_id,
+                    position: recorded.position,
+                    stream_version: recorded.stream_version,
                     organization_id: e.organization_id,
                     api_key_id: e.api_key_id,
                     kind: e.kind,
@@ -55,13 +61,13 @@ impl Projection for ServiceAccounts {
                     created_at: recorded.recorded_at,
                 },
             );
-            touched.push(e.service_account_id.to_string());
+            touched.push(positioned(recorded.position, &e.service_account_id.to_string()));
         }
     }
 
     fn encode_row(&self, key: &str) -> Option<Vec<u8>> {
-        let id = Uuid::parse_str(key).ok()?;
-        self.accounts.get(&id).and_then(encode)
+        let (_, id) = split_positioned(key)?;
+        self.accounts.get(&Uuid::parse_str(id).ok()?).and_then(encode)
     }
 
     fn load_row(&mut self, key: &str, value: &[u8]) -> Result<(), RowError> {
@@ -70,8 +76,14 @@ impl Projection for ServiceAccounts {
         Ok(())
     }
 
+    fn unload_row(&mut self, key: &str) {
+        if let Some(id) = split_positioned(key).and_then(|(_, id)| Uuid::parse_str(id).ok()) {
+            self.accounts.remove(&id);
+        }
+    }
+
     fn row_keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self.accounts.keys().map(Uuid::to_string).collect();
+        let mut keys: Vec<String> = self.accounts.values().map(|a| positioned(a.position, &a.id.to_string())).collect();
         keys.sort();
         keys
     }

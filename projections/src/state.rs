@@ -7,7 +7,7 @@ use crate::name_index::NameIndex;
 use crate::projection::{Projection, RowError};
 use crate::service_accounts::ServiceAccounts;
 use crate::token_index::TokenIndex;
-use crate::RecordedEvent;
+use crate::{Event, RecordedEvent};
 
 /// Rows touched by applied events, as (projection name, row key); duplicates are allowed.
 pub type Touched = Vec<(&'static str, String)>;
@@ -51,6 +51,16 @@ impl State {
         apply_one(&mut self.service_accounts, event, &mut scratch, touched);
         apply_one(&mut self.expiry_schedule, event, &mut scratch, touched);
         self.position = event.position;
+    }
+
+    /// The version `event`'s stream has before `event`: every stream's version is kept by
+    /// the projection that owns its entity, so the store needs no table of streams.
+    pub fn stream_version(&self, event: &Event) -> u64 {
+        match event {
+            Event::ApiKeyCreated(e) => self.keys.get(e.api_key_id).map_or(0, |k| k.stream_version),
+            Event::ServiceAccountCreated(e) => self.service_accounts.get(e.service_account_id).map_or(0, |a| a.stream_version),
+            other => self.directory.stream_version(other.organization_id(), &other.stream()),
+        }
     }
 
     /// Folds events in without keeping track of rows (for read-only copies and replays).
@@ -100,6 +110,19 @@ impl State {
             ServiceAccounts::NAME => self.service_accounts.load_row(key, value),
             ExpirySchedule::NAME => self.expiry_schedule.load_row(key, value),
             other => Err(RowError::new("unknown", key, format!("no projection named {other:?}"))),
+        }
+    }
+
+    /// Forgets one stored row of the named projection.
+    pub fn unload_row(&mut self, projection: &str, key: &str) {
+        match projection {
+            Directory::NAME => self.directory.unload_row(key),
+            NameIndex::NAME => self.name_index.unload_row(key),
+            TokenIndex::NAME => self.tokens.unload_row(key),
+            KeysView::NAME => self.keys.unload_row(key),
+            ServiceAccounts::NAME => self.service_accounts.unload_row(key),
+            ExpirySchedule::NAME => self.expiry_schedule.unload_row(key),
+            _ => {}
         }
     }
 

@@ -6,6 +6,7 @@
 //! can run against every backend.
 
 pub mod chain;
+pub mod journal;
 pub mod sled_store;
 
 use std::path::PathBuf;
@@ -17,12 +18,10 @@ pub use sled_store::SledStorage;
 #[derive(Debug, Default)]
 pub struct Commit {
     pub events: Vec<StoredEvent>,
-    /// (projection, row key, new value or `None` to delete).
-    pub rows: Vec<(&'static str, String, Option<Vec<u8>>)>,
+    /// The projection rows these events changed, journaled with them.
+    pub rows: Vec<RowChange>,
     /// (projection, position it has now applied).
     pub checkpoints: Vec<(&'static str, u64)>,
-    /// (stream, its new version).
-    pub streams: Vec<(String, u64)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,17 +42,34 @@ pub enum LedgerError {
     Row(#[from] keyledger_projections::RowError),
 }
 
-/// A stored projection row: (row key, encoded value).
-pub type Row = (String, Vec<u8>);
+/// One change to one stored projection row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowChange {
+    pub projection: String,
+    pub key: String,
+    /// The row's new encoding, or `None` when the row is gone.
+    pub value: Option<Vec<u8>>,
+}
 
 /// The seam between the ledger's logic and a storage backend.
 ///
-/// Implementations must make [`Storage::commit`] atomic (all of it or none of it, also
-/// across a crash) and durable before it returns.
+/// [`Storage::append`] must be atomic (all of a commit or none of it, also across a crash)
+/// and keep commits in order: after a crash, what survives is a prefix of the appended
+/// commits. [`Storage::sync`] returns once everything appended before it would survive a
+/// power loss. Splitting the two lets the writer decide and append the next batch while the
+/// previous one is being synced.
 pub trait Storage: Send + Sync {
-    /// Appends events and stores rows, checkpoints and stream versions, all or nothing,
-    /// and returns only once all of it would survive a power loss.
-    fn commit(&self, commit: Commit) -> Result<(), LedgerError>;
+    /// Appends events, journals row changes and stores checkpoints, all or nothing.
+    fn append(&self, commit: Commit) -> Result<(), LedgerError>;
+
+    /// Makes every appended commit durable.
+    fn sync(&self) -> Result<(), LedgerError>;
+
+    /// Appends and syncs.
+    fn commit(&self, commit: Commit) -> Result<(), LedgerError> {
+        self.append(commit)?;
+        self.sync()
+    }
 
     /// Stored events from `position` (inclusive) on, in order.
     fn events_from(&self, position: u64) -> Box<dyn Iterator<Item = Result<StoredEvent, LedgerError>> + '_>;
@@ -61,12 +77,9 @@ pub trait Storage: Send + Sync {
     /// The last stored event, if any.
     fn last_event(&self) -> Result<Option<StoredEvent>, LedgerError>;
 
-    /// Every stored row of a projection, as (row key, value).
-    fn rows(&self, projection: &str) -> Box<dyn Iterator<Item = Result<Row, LedgerError>> + '_>;
+    /// Every journaled row change, in commit order.
+    fn journal(&self) -> Box<dyn Iterator<Item = Result<Vec<RowChange>, LedgerError>> + '_>;
 
     /// The position a projection's stored rows reflect (0: none).
     fn checkpoint(&self, projection: &str) -> Result<u64, LedgerError>;
-
-    /// The version of a stream (0: no event yet).
-    fn stream_version(&self, stream: &str) -> Result<u64, LedgerError>;
 }

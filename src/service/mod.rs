@@ -23,7 +23,7 @@ use self::rules::caller::{self, Caller};
 use self::rules::create_api_key::{CreateApiKey, NewApiKey, Requester};
 use self::rules::visibility::can_see;
 use self::token::{IssuedToken, TokenError, TokenFormat};
-use self::writer::{Command, CommandError, Writer};
+use self::writer::{Answer, Command, CommandError, Durability, Staged, Writer};
 
 /// The most commands one group commit takes. Larger batches amortise the sync further but
 /// make the first caller of a batch wait for the last one's decision.
@@ -32,7 +32,7 @@ pub const MAX_BATCH: usize = 512;
 struct Job {
     command: Command,
     request_id: String,
-    reply: oneshot::Sender<Result<Vec<RecordedEvent>, CommandError>>,
+    reply: oneshot::Sender<Answer>,
 }
 
 /// A created key and its token, which exists only here and in the response built from it.
@@ -57,18 +57,29 @@ pub struct Service {
     tokens: TokenFormat,
 }
 
-/// The writer thread; joins once every [`Service`] handle is gone and the queue is drained.
-pub struct WriterThread(JoinHandle<()>);
+type Replies = Vec<oneshot::Sender<Answer>>;
+
+/// The writer and syncer threads; they stop once every [`Service`] handle is gone and the
+/// queue is drained.
+pub struct WriterThread {
+    writer: JoinHandle<()>,
+    syncer: JoinHandle<()>,
+}
 
 impl WriterThread {
     pub fn join(self) {
-        if self.0.join().is_err() {
-            tracing::error!("the writer thread panicked");
+        for (name, thread) in [("writer", self.writer), ("syncer", self.syncer)] {
+            if thread.join().is_err() {
+                tracing::error!("the {name} thread panicked");
+            }
         }
     }
 }
 
-fn run_writer(mut writer: Writer, mut jobs: mpsc::Receiver<Job>) {
+/// Decides and appends batches while the syncer makes the previous ones durable: a batch
+/// forms from whatever queued up during the last decision, and while the disk syncs, the
+/// next one is already being decided.
+fn run_writer(mut writer: Writer, mut jobs: mpsc::Receiver<Job>, staged: std::sync::mpsc::Sender<(Staged, Replies)>) {
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -79,9 +90,21 @@ fn run_writer(mut writer: Writer, mut jobs: mpsc::Receiver<Job>) {
         }
         let (commands, replies): (Vec<_>, Vec<_>) =
             batch.into_iter().map(|job| ((job.command, job.request_id), job.reply)).unzip();
-        for (reply, answer) in replies.into_iter().zip(writer.execute(commands)) {
-            // A caller that went away (client disconnected) needs no answer; its command stands.
-            let _ = reply.send(answer);
+        if staged.send((writer.stage(commands), replies)).is_err() {
+            break;
+        }
+    }
+}
+
+/// Syncs whatever the writer appended since the last sync, once, then answers it all.
+fn run_syncer(durability: Durability, staged: std::sync::mpsc::Receiver<(Staged, Replies)>) {
+    while let Ok(first) = staged.recv() {
+        let (batches, replies): (Vec<_>, Vec<_>) = std::iter::once(first).chain(staged.try_iter()).unzip();
+        for (replies, answers) in replies.into_iter().zip(durability.complete(batches)) {
+            for (reply, answer) in replies.into_iter().zip(answers) {
+                // A caller that went away (client disconnected) needs no answer; its command stands.
+                let _ = reply.send(answer);
+            }
         }
     }
 }
@@ -90,11 +113,16 @@ impl Service {
     /// Starts the writer thread over `writer` and returns the handle requests use.
     pub fn start(writer: Writer, tokens: TokenFormat) -> std::io::Result<(Service, WriterThread)> {
         let state = writer.published();
+        let durability = writer.durability();
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
-        let thread = std::thread::Builder::new()
+        let (to_syncer, from_writer) = std::sync::mpsc::channel();
+        let syncer = std::thread::Builder::new()
+            .name("keyledger-sync".into())
+            .spawn(move || run_syncer(durability, from_writer))?;
+        let writer = std::thread::Builder::new()
             .name("keyledger-writer".into())
-            .spawn(move || run_writer(writer, queue))?;
-        Ok((Service { state, jobs, tokens }, WriterThread(thread)))
+            .spawn(move || run_writer(writer, queue, to_syncer))?;
+        Ok((Service { state, jobs, tokens }, WriterThread { writer, syncer }))
     }
 
     /// Reads the published (durable) state.

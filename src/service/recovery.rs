@@ -1,7 +1,8 @@
-//! Start-up: load every projection's stored rows and catch up those that are behind.
+//! Start-up: replay the projection journal into every projection and catch up those that
+//! are behind.
 //!
-//! Normally every projection's checkpoint equals the log's head, because the writer stores
-//! rows and checkpoints in the same transaction as the events. A projection is behind when
+//! Normally every projection's checkpoint equals the log's head, because the writer journals
+//! row changes and checkpoints in the same transaction as the events. A projection is behind when
 //! its rows were dropped or it is new; it then replays the log from its checkpoint (checking
 //! the chain as it goes) and its rows are stored before the service opens.
 
@@ -11,16 +12,20 @@ use keyledger_projections::state::{Touched, PROJECTIONS};
 use keyledger_projections::State;
 
 use crate::ledger::chain::Replay;
-use crate::ledger::{ChainHead, Commit, LedgerError, Storage};
+use crate::ledger::{ChainHead, Commit, LedgerError, RowChange, Storage};
 
 pub fn load_state(storage: &dyn Storage) -> Result<State, LedgerError> {
     let mut state = State::default();
     let mut checkpoints = Vec::with_capacity(PROJECTIONS.len());
-    for projection in PROJECTIONS {
-        for row in storage.rows(projection) {
-            let (key, value) = row?;
-            state.load_row(projection, &key, &value)?;
+    for record in storage.journal() {
+        for change in record? {
+            match change.value {
+                Some(value) => state.load_row(&change.projection, &change.key, &value)?,
+                None => state.unload_row(&change.projection, &change.key),
+            }
         }
+    }
+    for projection in PROJECTIONS {
         checkpoints.push((projection, storage.checkpoint(projection)?));
     }
     let head = storage.last_event()?.map_or(0, |e| e.position);
@@ -66,13 +71,9 @@ fn catch_up(
         events: Vec::new(),
         rows: rows
             .into_iter()
-            .map(|(projection, key)| {
-                let value = state.encode_row(projection, &key);
-                (projection, key, value)
-            })
+            .map(|(projection, key)| RowChange { projection: projection.to_owned(), value: state.encode_row(projection, &key), key })
             .collect(),
         checkpoints: checkpoints.iter().map(|(projection, _)| (*projection, head)).collect(),
-        streams: Vec::new(),
     };
     storage.commit(commit)
 }

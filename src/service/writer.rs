@@ -1,15 +1,22 @@
-//! The single writer: decides commands in order, appends them as one batch, syncs once.
+//! The single writer: decides commands in order, appends each batch as one commit, and
+//! answers only once the commit is durable.
 //!
 //! The writer keeps its own copy of the state and folds each decided event into it at
 //! once, so that the next command of the same batch sees it (two creates of one name in
 //! one batch: the second is refused). Readers see a second copy, the published state,
 //! which only receives events after they are durable: nothing is visible, and no caller
-//! is answered, before its commit has been synced. A failed commit poisons the writer:
-//! whether the disk holds the batch is then unknown, and only a restart, which recovers
-//! from what is on disk, can tell.
+//! is answered, before its commit has been synced.
+//!
+//! Deciding and syncing are two stages: [`Writer::stage`] decides a batch and appends it;
+//! [`Durability::complete`] syncs everything appended so far, publishes it and produces the
+//! answers. The service runs them on two threads, so the next batch is decided while the
+//! previous one is being synced; offline commands run both in turn ([`Writer::execute`]).
+//! A failed append or sync poisons the writer: whether the disk holds the batch is then
+//! unknown, and only a restart, which recovers from what is on disk, can tell.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::collections::BTreeSet;
+use std::ops::Range;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use keyledger_projections::state::{Touched, PROJECTIONS};
@@ -18,7 +25,7 @@ use uuid::Uuid;
 
 use super::rules::directory::{self, DirectoryError, DirectoryFile};
 use super::rules::{create_api_key, Decision, Rejection};
-use crate::ledger::{chain, ChainHead, Commit, LedgerError, Storage};
+use crate::ledger::{chain, ChainHead, Commit, LedgerError, RowChange, Storage};
 
 /// Something the writer can be asked to do.
 #[derive(Clone, Debug)]
@@ -44,9 +51,65 @@ pub type Answer = Result<Vec<RecordedEvent>, CommandError>;
 pub struct Writer {
     storage: Arc<dyn Storage>,
     state: State,
-    published: Arc<RwLock<State>>,
     head: ChainHead,
-    poisoned: Option<String>,
+    durability: Durability,
+}
+
+/// A batch appended to the store but not yet known to be durable.
+pub struct Staged {
+    events: Vec<RecordedEvent>,
+    outcomes: Vec<Result<Range<usize>, CommandError>>,
+}
+
+/// The syncing stage: makes appended batches durable, publishes them, answers them.
+#[derive(Clone)]
+pub struct Durability {
+    storage: Arc<dyn Storage>,
+    published: Arc<RwLock<State>>,
+    poisoned: Arc<Mutex<Option<String>>>,
+}
+
+impl Durability {
+    fn poisoned(&self) -> Option<String> {
+        self.poisoned.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn poison(&self, e: &LedgerError) -> String {
+        let reason = format!("{e}; restart keyledger to recover from what is on disk");
+        tracing::error!(error = %e, "the ledger could not record a batch; refusing further changes until restart");
+        *self.poisoned.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason.clone());
+        reason
+    }
+
+    /// Syncs once for all of `staged` (in the order they were staged), then publishes their
+    /// events and returns each batch's answers.
+    pub fn complete(&self, staged: Vec<Staged>) -> Vec<Vec<Answer>> {
+        let failure = if staged.iter().all(|s| s.events.is_empty()) {
+            None
+        } else {
+            self.storage.sync().err().map(|e| self.poison(&e))
+        };
+        if failure.is_none() {
+            let mut published = self.published.write().unwrap_or_else(PoisonError::into_inner);
+            for batch in &staged {
+                published.fold(&batch.events);
+            }
+        }
+        staged
+            .into_iter()
+            .map(|batch| {
+                batch
+                    .outcomes
+                    .into_iter()
+                    .map(|outcome| match (outcome, &failure) {
+                        (Ok(_), Some(reason)) => Err(CommandError::Unavailable(reason.clone())),
+                        (Ok(range), None) => Ok(batch.events[range].to_vec()),
+                        (Err(e), _) => Err(e),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
 }
 
 fn decide(command: &Command, state: &State, now: DateTime<Utc>) -> Result<Decision, CommandError> {
@@ -72,13 +135,22 @@ impl Writer {
                 reason: format!("projections are at position {} but the log ends at {}", state.position, head.position),
             });
         }
-        let published = Arc::new(RwLock::new(state.clone()));
-        Ok(Writer { storage, state, published, head, poisoned: None })
+        let durability = Durability {
+            storage: Arc::clone(&storage),
+            published: Arc::new(RwLock::new(state.clone())),
+            poisoned: Arc::new(Mutex::new(None)),
+        };
+        Ok(Writer { storage, state, head, durability })
     }
 
     /// The state readers answer from: only ever durable events.
     pub fn published(&self) -> Arc<RwLock<State>> {
-        Arc::clone(&self.published)
+        Arc::clone(&self.durability.published)
+    }
+
+    /// The syncing stage, for a second thread.
+    pub fn durability(&self) -> Durability {
+        self.durability.clone()
     }
 
     pub fn head(&self) -> ChainHead {
@@ -92,28 +164,32 @@ impl Writer {
     /// Decides and records a batch of (command, request id); one answer per command, in
     /// order. Returns only when every recorded event is durable.
     pub fn execute(&mut self, batch: Vec<(Command, String)>) -> Vec<Answer> {
-        if let Some(reason) = &self.poisoned {
-            return batch.iter().map(|_| Err(CommandError::Unavailable(reason.clone()))).collect();
+        let staged = self.stage(batch);
+        self.durability.complete(vec![staged]).pop().unwrap_or_default()
+    }
+
+    /// Decides a batch and appends it, without waiting for it to be durable.
+    pub fn stage(&mut self, batch: Vec<(Command, String)>) -> Staged {
+        let unavailable = |reason: &str, count: usize| Staged {
+            events: Vec::new(),
+            outcomes: (0..count).map(|_| Err(CommandError::Unavailable(reason.to_owned()))).collect(),
+        };
+        if let Some(reason) = self.durability.poisoned() {
+            return unavailable(&reason, batch.len());
         }
+        let count = batch.len();
         match self.record(batch) {
-            Ok(answers) => answers,
-            Err((count, e)) => {
-                let reason = format!("{e}; restart keyledger to recover from what is on disk");
-                tracing::error!(error = %e, "commit failed; refusing further changes until restart");
-                self.poisoned = Some(reason.clone());
-                (0..count).map(|_| Err(CommandError::Unavailable(reason.clone()))).collect()
-            }
+            Ok(staged) => staged,
+            Err(e) => unavailable(&self.durability.poison(&e), count),
         }
     }
 
-    /// Records a batch; on a storage failure, says how many commands it held.
-    fn record(&mut self, batch: Vec<(Command, String)>) -> Result<Vec<Answer>, (usize, LedgerError)> {
+    fn record(&mut self, batch: Vec<(Command, String)>) -> Result<Staged, LedgerError> {
         let count = batch.len();
         let mut head = self.head;
         let mut recorded: Vec<RecordedEvent> = Vec::new();
         let mut commit = Commit::default();
         let mut touched = Touched::new();
-        let mut stream_versions: HashMap<String, u64> = HashMap::new();
         let mut outcomes = Vec::with_capacity(count);
 
         for (command, request_id) in batch {
@@ -127,16 +203,12 @@ impl Writer {
             };
             let first = recorded.len();
             for event in decision.events {
-                let stream = event.stream();
-                let version = match stream_versions.get(&stream) {
-                    Some(v) => *v,
-                    None => self.storage.stream_version(&stream).map_err(|e| (count, e))?,
-                } + 1;
-                stream_versions.insert(stream.clone(), version);
+                // The state already holds this batch's earlier events, so versions run on.
+                let stream_version = self.state.stream_version(&event) + 1;
                 let event = RecordedEvent {
                     position: head.position + 1,
-                    stream,
-                    stream_version: version,
+                    stream: event.stream(),
+                    stream_version,
                     recorded_at: now,
                     actor: decision.actor.clone(),
                     request_id: request_id.clone(),
@@ -155,17 +227,16 @@ impl Writer {
             let rows: BTreeSet<(&'static str, String)> = touched.into_iter().collect();
             commit.rows = rows
                 .into_iter()
-                .map(|(projection, key)| {
-                    let value = self.state.encode_row(projection, &key);
-                    (projection, key, value)
+                .map(|(projection, key)| RowChange {
+                    projection: projection.to_owned(),
+                    value: self.state.encode_row(projection, &key),
+                    key,
                 })
                 .collect();
             commit.checkpoints = PROJECTIONS.iter().map(|p| (*p, head.position)).collect();
-            commit.streams = stream_versions.into_iter().collect();
-            self.storage.commit(commit).map_err(|e| (count, e))?;
+            self.storage.append(commit)?;
             self.head = head;
-            self.published.write().unwrap_or_else(PoisonError::into_inner).fold(&recorded);
         }
-        Ok(outcomes.into_iter().map(|o| o.map(|range| recorded[range].to_vec())).collect())
+        Ok(Staged { events: recorded, outcomes })
     }
 }
