@@ -77,3 +77,67 @@ fn catch_up(
     };
     storage.commit(commit)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::ledger::chain;
+    use crate::ledger::SledStorage;
+    use crate::service::operator;
+    use crate::service::rules::directory::DirectoryFile;
+    use crate::service::token::TokenFormat;
+    use crate::service::writer::Writer;
+
+    /// A ledger whose events were stored without any projection rows or checkpoints (as if
+    /// every projection were new) is caught up at start, and stays caught up.
+    #[test]
+    fn projections_behind_the_log_catch_up_from_their_checkpoint() {
+        let source_dir = tempfile::tempdir().unwrap();
+        let source: Arc<dyn Storage> = Arc::new(SledStorage::open(source_dir.path()).unwrap());
+        let mut writer = Writer::new(Arc::clone(&source), load_state(&*source).unwrap()).unwrap();
+        let file = DirectoryFile::single_owner("Initech", "peter@initech.test");
+        operator::initialize(&mut writer, &[file], &TokenFormat::new("rootly").unwrap()).unwrap();
+        let expected = writer.state().clone();
+
+        let bare_dir = tempfile::tempdir().unwrap();
+        let bare = SledStorage::open(bare_dir.path()).unwrap();
+        let events: Vec<_> = source.events_from(1).collect::<Result<_, _>>().unwrap();
+        bare.commit(Commit { events, rows: Vec::new(), checkpoints: Vec::new() }).unwrap();
+        assert_eq!(bare.checkpoint("keys").unwrap(), 0);
+
+        let caught_up = load_state(&bare).unwrap();
+        assert_eq!(caught_up, expected);
+        let head = expected.position;
+        assert!(PROJECTIONS.iter().all(|p| bare.checkpoint(p).unwrap() == head), "checkpoints advanced");
+        assert_eq!(load_state(&bare).unwrap(), expected, "the caught-up rows were stored");
+    }
+
+    #[test]
+    fn a_broken_chain_stops_the_catch_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SledStorage::open(dir.path()).unwrap();
+        let mut events = Vec::new();
+        let mut head = ChainHead::genesis();
+        let file = DirectoryFile::single_owner("Initech", "peter@initech.test");
+        let planned = crate::service::rules::directory::plan(&file, &State::default(), &mut uuid::Uuid::new_v4).unwrap();
+        for (i, event) in planned.into_iter().enumerate() {
+            let recorded = keyledger_projections::RecordedEvent {
+                position: i as u64 + 1,
+                stream: event.stream(),
+                stream_version: 1,
+                recorded_at: chrono::Utc::now(),
+                actor: keyledger_projections::Actor::Operator,
+                request_id: "test".into(),
+                event,
+            };
+            let stored = chain::seal(&recorded, head);
+            head = ChainHead { position: stored.position, hash: stored.hash };
+            events.push(stored);
+        }
+        events[2].canonical[10] ^= 1;
+        storage.commit(Commit { events, rows: Vec::new(), checkpoints: Vec::new() }).unwrap();
+        assert!(matches!(load_state(&storage), Err(LedgerError::Corrupt { position: 3, .. })));
+    }
+}
