@@ -5,7 +5,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::auth::Authenticated;
@@ -16,8 +16,8 @@ use crate::service::rules::Problem;
 
 const ATTRIBUTES: [&str; 7] = ["name", "kind", "expires_at", "description", "group_id", "role_id", "on_call_role_id"];
 
-fn document(status: StatusCode, body: Value) -> Response {
-    let mut response = (status, body.to_string()).into_response();
+fn document(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_API));
     response
 }
@@ -125,18 +125,14 @@ pub(super) async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     check_content_type(&headers)?;
-    let document = read_body(body)?;
-    let attributes = new_api_key(&document);
+    let request = read_body(body)?;
+    let attributes = new_api_key(&request);
     let created = app.service.create_api_key(&caller, attributes, request_id(&headers)).await?;
-    let mut response = document_response(StatusCode::CREATED, &created.key, Some(created.token.reveal()));
+    let mut response = document(StatusCode::CREATED, resource::api_key_document(&created.key, Some(created.token.reveal())));
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/api_keys/{}", created.key.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
-}
-
-fn document_response(status: StatusCode, key: &keyledger_projections::keys_view::ApiKey, token: Option<&str>) -> Response {
-    document(status, json!({ "data": resource::api_key(key, token) }))
 }
 
 pub(super) async fn show(
@@ -145,6 +141,6 @@ pub(super) async fn show(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
-    let key = app.service.show_api_key(&caller, id).ok_or_else(ApiError::not_found)?;
-    Ok(document_response(StatusCode::OK, &key, None))
+    let body = app.service.show_api_key(&caller, id, |key| resource::api_key_document(key, None)).ok_or_else(ApiError::not_found)?;
+    Ok(document(StatusCode::OK, body))
 }

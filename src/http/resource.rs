@@ -1,8 +1,11 @@
-//! The `api_keys` resource as JSON:API.
+//! The `api_keys` resource as JSON:API, serialized straight from the keys view (no
+//! intermediate `serde_json::Value`: the show path is hot).
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use keyledger_projections::event::UserId;
 use keyledger_projections::keys_view::ApiKey;
-use serde_json::{json, Value};
+use serde::{Serialize, Serializer};
+use uuid::Uuid;
 
 /// RFC 3339 in UTC with `Z`; fractional digits only when there are any (at most 6, as the
 /// ledger keeps microseconds).
@@ -10,28 +13,76 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-fn optional_timestamp(at: Option<DateTime<Utc>>) -> Value {
-    at.map_or(Value::Null, |at| Value::String(timestamp(at)))
+fn utc<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&timestamp(*at))
 }
 
-/// The resource object of a key; `token` only in the two responses that may carry it.
-pub fn api_key(key: &ApiKey, token: Option<&str>) -> Value {
-    let mut attributes = json!({
-        "name": key.name,
-        "kind": key.kind.as_str(),
-        "created_at": timestamp(key.created_at),
-        "updated_at": timestamp(key.updated_at),
-        "description": key.description,
-        "role_id": key.role_id.map(|id| id.to_string()),
-        "on_call_role_id": key.on_call_role_id.map(|id| id.to_string()),
-        "group_id": key.group_id.map(|id| id.to_string()),
-        "user_id": key.user_id,
-        "expires_at": timestamp(key.expires_at),
-        "last_used_at": Value::Null,
-        "grace_period_ends_at": optional_timestamp(key.grace_period_ends_at),
-    });
-    if let (Some(token), Some(map)) = (token, attributes.as_object_mut()) {
-        map.insert("token".into(), Value::String(token.to_owned()));
+fn optional_utc<S: Serializer>(at: &Option<DateTime<Utc>>, serializer: S) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => utc(at, serializer),
+        None => serializer.serialize_none(),
     }
-    json!({ "id": key.id.to_string(), "type": "api_keys", "attributes": attributes })
+}
+
+#[derive(Serialize)]
+struct Attributes<'a> {
+    name: &'a str,
+    kind: &'static str,
+    #[serde(serialize_with = "utc")]
+    created_at: DateTime<Utc>,
+    #[serde(serialize_with = "utc")]
+    updated_at: DateTime<Utc>,
+    description: Option<&'a str>,
+    role_id: Option<Uuid>,
+    on_call_role_id: Option<Uuid>,
+    group_id: Option<Uuid>,
+    user_id: Option<UserId>,
+    #[serde(serialize_with = "utc")]
+    expires_at: DateTime<Utc>,
+    #[serde(serialize_with = "optional_utc")]
+    last_used_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "optional_utc")]
+    grace_period_ends_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Resource<'a> {
+    id: Uuid,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    attributes: Attributes<'a>,
+}
+
+#[derive(Serialize)]
+struct Document<'a> {
+    data: Resource<'a>,
+}
+
+/// The JSON:API document of one key; `token` only in the two responses that may carry it.
+pub fn api_key_document(key: &ApiKey, token: Option<&str>) -> Vec<u8> {
+    let document = Document {
+        data: Resource {
+            id: key.id,
+            kind: "api_keys",
+            attributes: Attributes {
+                name: &key.name,
+                kind: key.kind.as_str(),
+                created_at: key.created_at,
+                updated_at: key.updated_at,
+                description: key.description.as_deref(),
+                role_id: key.role_id,
+                on_call_role_id: key.on_call_role_id,
+                group_id: key.group_id,
+                user_id: key.user_id,
+                expires_at: key.expires_at,
+                last_used_at: None,
+                grace_period_ends_at: key.grace_period_ends_at,
+                token,
+            },
+        },
+    };
+    // Plain data with string keys: serialization cannot fail.
+    serde_json::to_vec(&document).unwrap_or_default()
 }

@@ -176,12 +176,12 @@ impl Service {
         Ok(CreatedKey { key, token })
     }
 
-    /// A key the caller may see, as of now.
-    pub fn show_api_key(&self, caller: &Caller, id: Uuid) -> Option<ApiKey> {
+    /// `render`s a key the caller may see, as of now; `None` for anything else.
+    pub fn show_api_key<R>(&self, caller: &Caller, id: Uuid, render: impl FnOnce(&ApiKey) -> R) -> Option<R> {
         self.read(|state| {
             let key = state.keys.get(id)?;
             let org = state.directory.organization(caller.organization_id)?;
-            can_see(caller, org, key).then(|| key.clone())
+            can_see(caller, org, key).then(|| render(key))
         })
     }
 
