@@ -91,8 +91,8 @@ impl Projection for KeysView {
     }
 
     fn encode_row(&self, key: &str) -> Option<Vec<u8>> {
-        let (_, id) = split_positioned(key)?;
-        self.keys.get(&Uuid::parse_str(id).ok()?).and_then(encode)
+        let (position, id) = split_positioned(key)?;
+        self.keys.get(&Uuid::parse_str(id).ok()?).filter(|row| row.position == position).and_then(encode)
     }
 
     fn load_row(&mut self, key: &str, value: &[u8]) -> Result<(), RowError> {
@@ -102,7 +102,9 @@ impl Projection for KeysView {
     }
 
     fn unload_row(&mut self, key: &str) {
-        if let Some(id) = split_positioned(key).and_then(|(_, id)| Uuid::parse_str(id).ok()) {
+        let Some((position, id)) = split_positioned(key) else { return };
+        let Ok(id) = Uuid::parse_str(id) else { return };
+        if self.keys.get(&id).is_some_and(|row| row.position == position) {
             self.keys.remove(&id);
         }
     }

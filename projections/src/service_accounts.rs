@@ -66,8 +66,8 @@ impl Projection for ServiceAccounts {
     }
 
     fn encode_row(&self, key: &str) -> Option<Vec<u8>> {
-        let (_, id) = split_positioned(key)?;
-        self.accounts.get(&Uuid::parse_str(id).ok()?).and_then(encode)
+        let (position, id) = split_positioned(key)?;
+        self.accounts.get(&Uuid::parse_str(id).ok()?).filter(|row| row.position == position).and_then(encode)
     }
 
     fn load_row(&mut self, key: &str, value: &[u8]) -> Result<(), RowError> {
@@ -77,7 +77,9 @@ impl Projection for ServiceAccounts {
     }
 
     fn unload_row(&mut self, key: &str) {
-        if let Some(id) = split_positioned(key).and_then(|(_, id)| Uuid::parse_str(id).ok()) {
+        let Some((position, id)) = split_positioned(key) else { return };
+        let Ok(id) = Uuid::parse_str(id) else { return };
+        if self.accounts.get(&id).is_some_and(|row| row.position == position) {
             self.accounts.remove(&id);
         }
     }

@@ -345,3 +345,129 @@ fn garbage_row_is_an_error_naming_the_directory() {
     assert!(err.to_string().contains("directory"), "{err}");
     assert_eq!(directory, Directory::default(), "nothing half-loaded");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Stream versions
+
+#[test]
+fn stream_versions_record_each_directory_streams_last_version() {
+    let (role, team) = (id(0x1), id(0x5));
+    let directory: Directory = fold([
+        organization_created(org_a(), "acme"),
+        role_defined(org_a(), role, "admin", &ALL),
+        role_defined(org_a(), role, "admin", &[Permission::Read]),
+        user_joined(org_a(), 7, "ada@acme.test", role, None),
+        team_created(org_a(), team, "platform"),
+        membership_changed(org_a(), team, &[7], &[7]),
+        team_deleted(org_a(), team),
+        grace_period_set(org_a(), false),
+    ]);
+
+    let expected: Vec<(String, u64)> = vec![
+        (format!("organization-{}", org_a()), 2),
+        (format!("role-{role}"), 2),
+        (format!("team-{team}"), 3),
+        (format!("user-{}-7", org_a()), 1),
+    ];
+    let got: Vec<(String, u64)> = org(&directory).stream_versions.clone().into_iter().collect();
+    assert_eq!(got, expected);
+    for (stream, version) in &expected {
+        assert_eq!(directory.stream_version(org_a(), stream), *version, "{stream}");
+    }
+}
+
+#[test]
+fn stream_version_of_an_unknown_stream_or_organization_is_zero() {
+    let directory: Directory = fold([organization_created(org_a(), "acme")]);
+
+    assert_eq!(directory.stream_version(org_a(), &format!("organization-{}", org_a())), 1);
+    assert_eq!(directory.stream_version(org_a(), &format!("team-{}", id(0x5))), 0);
+    assert_eq!(directory.stream_version(org_b(), &format!("organization-{}", org_b())), 0);
+    assert_eq!(directory.stream_version(org_b(), &format!("organization-{}", org_a())), 0, "asked of another organization");
+}
+
+#[test]
+fn stream_versions_of_one_organization_are_not_anothers() {
+    let directory: Directory = fold([
+        organization_created(org_a(), "acme"),
+        organization_created(org_b(), "globex"),
+        user_joined(org_b(), 1, "dee@globex.test", id(0x3), None),
+    ]);
+
+    let user_b = format!("user-{}-1", org_b());
+    assert_eq!(directory.stream_version(org_b(), &user_b), 1);
+    assert_eq!(directory.stream_version(org_a(), &user_b), 0);
+    assert_eq!(org(&directory).stream_versions.len(), 1, "only organization A's own stream");
+}
+
+#[test]
+fn key_and_account_events_record_no_stream_version_in_the_directory() {
+    let directory: Directory = fold([
+        organization_created(org_a(), "acme"),
+        created(organization_key(org_a(), id(0x100), id(0x200), "Terraform")),
+        account_created(organization_account(org_a(), id(0x200), id(0x100), id(0x1), None)),
+    ]);
+
+    assert_eq!(org(&directory).stream_versions.len(), 1);
+    assert_eq!(directory.stream_version(org_a(), &format!("api_key-{}", id(0x100))), 0);
+}
+
+#[test]
+fn stream_versions_survive_the_encode_and_load_round_trip() {
+    let directory: Directory = fold(a_busy_history());
+    let versions = org(&directory).stream_versions.clone();
+    assert!(versions.len() > 5, "{versions:?}");
+
+    let mut copy = Directory::default();
+    let value = directory.encode_row(&org_a().to_string()).unwrap();
+    copy.load_row(&org_a().to_string(), &value).unwrap();
+
+    assert_eq!(org(&copy).stream_versions, versions);
+    for (stream, version) in &versions {
+        assert_eq!(copy.stream_version(org_a(), stream), *version, "{stream}");
+    }
+    assert_eq!(round_trip_all_rows(&directory), directory);
+}
+
+#[test]
+fn a_row_written_before_stream_versions_loads_with_none() {
+    let directory: Directory = fold([organization_created(org_a(), "acme"), team_created(org_a(), id(0x5), "platform")]);
+    let mut value: serde_json::Value = serde_json::from_slice(&directory.encode_row(&org_a().to_string()).unwrap()).unwrap();
+    value.as_object_mut().unwrap().remove("stream_versions").expect("the row holds stream_versions");
+
+    let mut copy = Directory::default();
+    copy.load_row(&org_a().to_string(), &serde_json::to_vec(&value).unwrap()).unwrap();
+
+    let loaded = org(&copy);
+    assert!(loaded.stream_versions.is_empty());
+    assert!(loaded.team("platform").is_some(), "the rest of the row still loads");
+    assert_eq!(copy.stream_version(org_a(), &format!("team-{}", id(0x5))), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// unload_row
+
+#[test]
+fn unload_row_removes_the_organization() {
+    let mut directory: Directory = fold([organization_created(org_a(), "acme"), organization_created(org_b(), "globex")]);
+
+    directory.unload_row(&org_a().to_string());
+
+    assert!(directory.organization(org_a()).is_none());
+    assert!(directory.organization_by_name("acme").is_none());
+    assert!(directory.organization(org_b()).is_some(), "other organizations stay");
+    assert_eq!(directory.row_keys(), vec![org_b().to_string()]);
+    assert_eq!(directory.stream_version(org_a(), &format!("organization-{}", org_a())), 0);
+}
+
+#[test]
+fn unload_row_of_an_unknown_or_malformed_key_changes_nothing() {
+    let mut directory: Directory = fold([organization_created(org_a(), "acme")]);
+    let before = directory.clone();
+
+    directory.unload_row(&org_b().to_string());
+    directory.unload_row("not-a-uuid");
+    directory.unload_row(&format!("00000000000000000001/{}", org_a()));
+
+    assert_eq!(directory, before);
+}

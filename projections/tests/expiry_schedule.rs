@@ -5,12 +5,18 @@ mod support;
 use chrono::{DateTime, Duration, Utc};
 use keyledger_projections::event::ApiKeyCreated;
 use keyledger_projections::expiry_schedule::ExpirySchedule;
+use keyledger_projections::projection::{positioned, split_positioned};
 use keyledger_projections::Projection;
 use support::*;
 use uuid::Uuid;
 
 fn expiring(key: u128, at: DateTime<Utc>) -> keyledger_projections::Event {
     created(ApiKeyCreated { expires_at: at, ..personal_key(org_a(), id(key), 1, &format!("key {key}")) })
+}
+
+/// The row key of `key` scheduled at `at` by the event at `position`.
+fn row(position: u64, at: DateTime<Utc>, key: u128) -> String {
+    positioned(position, &format!("{:020}/{}", at.timestamp_micros(), id(key)))
 }
 
 #[test]
@@ -67,9 +73,10 @@ fn api_key_created_touches_exactly_its_time_and_key_row() {
     let mut schedule = ExpirySchedule::default();
     let at = day(2025, 6, 30) + Duration::microseconds(42);
 
-    let touched = touched_by(&mut schedule, 1, expiring(0x100, at));
+    let touched = touched_by(&mut schedule, 5, expiring(0x100, at));
 
-    assert_eq!(touched, vec![format!("{:020}/{}", at.timestamp_micros(), id(0x100))]);
+    assert_eq!(touched, vec![row(5, at, 0x100)]);
+    assert_eq!(touched, vec![format!("00000000000000000005/{:020}/{}", at.timestamp_micros(), id(0x100))]);
     assert_eq!(schedule.row_keys(), touched);
 }
 
@@ -90,33 +97,50 @@ fn other_events_touch_nothing() {
 }
 
 #[test]
-fn row_keys_sort_lexicographically_in_time_order() {
-    // Times whose microsecond counts have different numbers of digits, created out of order.
+fn row_keys_sort_in_position_order_and_the_schedule_stays_in_time_order() {
+    // Times whose microsecond counts have different numbers of digits, created out of time
+    // order, at positions whose numbers have different numbers of digits.
     let times = [
-        (0x100, day(2286, 11, 21)),
-        (0x101, DateTime::from_timestamp(1, 0).unwrap()),
-        (0x102, day(2025, 6, 30) + Duration::microseconds(1)),
-        (0x103, day(9999, 12, 31)),
-        (0x104, DateTime::from_timestamp(999, 999_999_000).unwrap()),
-        (0x105, day(2001, 9, 9)),
-        (0x106, day(2025, 6, 30)),
+        (1, 0x100, day(2286, 11, 21)),
+        (9, 0x101, DateTime::from_timestamp(1, 0).unwrap()),
+        (10, 0x102, day(2025, 6, 30) + Duration::microseconds(1)),
+        (99, 0x103, day(9999, 12, 31)),
+        (100, 0x104, DateTime::from_timestamp(999, 999_999_000).unwrap()),
+        (1_000, 0x105, day(2001, 9, 9)),
+        (10_000_000, 0x106, day(2025, 6, 30)),
     ];
-    let schedule: ExpirySchedule = fold(times.iter().map(|&(key, at)| expiring(key, at)));
+    let mut schedule = ExpirySchedule::default();
+    for &(position, key, at) in &times {
+        touched_by(&mut schedule, position, expiring(key, at));
+    }
 
     let keys = schedule.row_keys();
     let mut lexicographic = keys.clone();
     lexicographic.sort();
     assert_eq!(keys, lexicographic, "row_keys are in key order");
+    let by_position: Vec<String> = times.iter().map(|&(position, key, at)| row(position, at, key)).collect();
+    assert_eq!(keys, by_position, "key order is position order, not time order");
 
-    let mut by_time = times.to_vec();
-    by_time.sort_by_key(|&(key, at)| (at, id(key)));
-    let expected: Vec<String> =
-        by_time.iter().map(|&(key, at)| format!("{:020}/{}", at.timestamp_micros(), id(key))).collect();
-    assert_eq!(keys, expected, "key order is time order");
+    let mut by_time: Vec<(DateTime<Utc>, Uuid)> = times.iter().map(|&(_, key, at)| (at, id(key))).collect();
+    by_time.sort();
+    assert_eq!(schedule.due_by(day(9999, 12, 31)).collect::<Vec<_>>(), by_time, "the schedule is in time order");
+    assert_eq!(schedule.next(), Some(by_time[0]));
 }
 
 #[test]
-fn row_keys_of_the_same_moment_sort_by_key_id() {
+fn a_row_key_is_the_position_then_the_twenty_digit_micros_and_the_key_id() {
+    let mut schedule = ExpirySchedule::default();
+    let at = DateTime::from_timestamp(1, 0).unwrap();
+
+    let touched = touched_by(&mut schedule, 3, expiring(0x100, at));
+
+    let (position, rest) = split_positioned(&touched[0]).unwrap();
+    assert_eq!(position, 3);
+    assert_eq!(rest, format!("00000000000001000000/{}", id(0x100)));
+}
+
+#[test]
+fn same_moment_keys_are_due_in_key_id_order_while_their_rows_sort_by_position() {
     let schedule: ExpirySchedule = fold([
         expiring(0xff, day(2025, 6, 30)),
         expiring(0x1_0000_0000_0000_0000, day(2025, 6, 30)),
@@ -127,9 +151,17 @@ fn row_keys_of_the_same_moment_sort_by_key_id() {
     let mut lexicographic = keys.clone();
     lexicographic.sort();
     assert_eq!(keys, lexicographic);
-    let due: Vec<String> = schedule.due_by(day(2025, 6, 30)).map(|(_, key)| key.to_string()).collect();
-    let ids_in_keys: Vec<String> = keys.iter().map(|k| k.split_once('/').unwrap().1.to_owned()).collect();
-    assert_eq!(ids_in_keys, due, "stored order is due order");
+    assert_eq!(
+        keys,
+        vec![
+            row(1, day(2025, 6, 30), 0xff),
+            row(2, day(2025, 6, 30), 0x1_0000_0000_0000_0000),
+            row(3, day(2025, 6, 30), 0x1),
+        ],
+        "stored order is creation order"
+    );
+    let due: Vec<Uuid> = schedule.due_by(day(2025, 6, 30)).map(|(_, key)| key).collect();
+    assert_eq!(due, vec![id(0x1), id(0xff), id(0x1_0000_0000_0000_0000)], "due order is (time, key id)");
 }
 
 #[test]
@@ -137,10 +169,79 @@ fn encode_row_exists_only_for_a_scheduled_entry() {
     let mut schedule = ExpirySchedule::default();
     let touched = touched_by(&mut schedule, 1, expiring(0x100, day(2025, 6, 30)));
 
+    assert_eq!(touched, vec![row(1, day(2025, 6, 30), 0x100)]);
     assert!(schedule.encode_row(&touched[0]).is_some());
-    assert!(schedule.encode_row(&format!("{:020}/{}", day(2025, 7, 1).timestamp_micros(), id(0x100))).is_none());
-    assert!(schedule.encode_row(&format!("{:020}/{}", day(2025, 6, 30).timestamp_micros(), id(0x101))).is_none());
+    assert!(schedule.encode_row(&row(1, day(2025, 7, 1), 0x100)).is_none(), "another time");
+    assert!(schedule.encode_row(&row(1, day(2025, 6, 30), 0x101)).is_none(), "another key");
+    assert!(schedule.encode_row(&row(2, day(2025, 6, 30), 0x100)).is_none(), "another position");
+    assert!(
+        schedule.encode_row(&format!("{:020}/{}", day(2025, 6, 30).timestamp_micros(), id(0x100))).is_none(),
+        "the old, unpositioned key"
+    );
     assert!(schedule.encode_row("garbage").is_none());
+}
+
+/// Key 0x100 scheduled at position 1, then rescheduled (created again, which the service
+/// never does) at position 2 for a later time.
+fn rescheduled() -> ExpirySchedule {
+    fold([expiring(0x100, day(2025, 6, 30)), expiring(0x100, day(2025, 12, 31))])
+}
+
+#[test]
+fn a_rescheduled_key_is_due_once_at_its_latest_time_with_one_row() {
+    let schedule = rescheduled();
+
+    assert_eq!(schedule.next(), Some((day(2025, 12, 31), id(0x100))));
+    assert_eq!(schedule.due_by(day(2025, 12, 31)).count(), 1);
+    assert_eq!(schedule.row_keys(), vec![row(2, day(2025, 12, 31), 0x100)]);
+    assert!(schedule.encode_row(&row(1, day(2025, 6, 30), 0x100)).is_none(), "the earlier row is gone");
+}
+
+#[test]
+fn unload_row_removes_the_entry_from_the_rows_and_the_schedule() {
+    let mut schedule: ExpirySchedule = fold([expiring(0x100, day(2025, 3, 1)), expiring(0x101, day(2025, 6, 30))]);
+
+    schedule.unload_row(&row(1, day(2025, 3, 1), 0x100));
+
+    assert_eq!(schedule.next(), Some((day(2025, 6, 30), id(0x101))));
+    assert_eq!(schedule.due_by(day(2026, 1, 1)).count(), 1);
+    assert_eq!(schedule.row_keys(), vec![row(2, day(2025, 6, 30), 0x101)]);
+}
+
+#[test]
+fn unload_row_of_a_stale_entry_leaves_the_newer_schedule() {
+    let mut schedule = rescheduled();
+    let before = schedule.clone();
+
+    schedule.unload_row(&row(1, day(2025, 6, 30), 0x100));
+    schedule.unload_row(&row(1, day(2025, 12, 31), 0x100));
+    schedule.unload_row(&row(2, day(2025, 6, 30), 0x100));
+    schedule.unload_row(&row(3, day(2025, 12, 31), 0x100));
+
+    assert_eq!(schedule, before, "only position 2 at 2025-12-31 is the current row");
+    assert_eq!(schedule.next(), Some((day(2025, 12, 31), id(0x100))));
+}
+
+#[test]
+fn unload_row_of_an_unknown_or_malformed_key_changes_nothing() {
+    let mut schedule: ExpirySchedule = fold([expiring(0x100, day(2025, 6, 30))]);
+    let before = schedule.clone();
+
+    schedule.unload_row(&row(1, day(2025, 6, 30), 0x101));
+    schedule.unload_row(&format!("{:020}/{}", day(2025, 6, 30).timestamp_micros(), id(0x100)));
+    schedule.unload_row("garbage");
+
+    assert_eq!(schedule, before);
+}
+
+#[test]
+fn rows_loaded_in_key_order_keep_the_latest_schedule() {
+    let mut schedule = ExpirySchedule::default();
+
+    schedule.load_row(&row(1, day(2025, 6, 30), 0x100), b"").unwrap();
+    schedule.load_row(&row(2, day(2025, 12, 31), 0x100), b"").unwrap();
+
+    assert_eq!(schedule, rescheduled());
 }
 
 #[test]
@@ -173,7 +274,9 @@ fn touched_row_of_a_sub_microsecond_expiry_is_encodable_and_reloads() {
 fn garbage_row_key_is_an_error_naming_the_expiry_schedule() {
     let mut schedule = ExpirySchedule::default();
 
-    for key in ["garbage", "12/not-a-uuid", &format!("soon/{}", id(0x100))] {
+    let old_format = format!("{:020}/{}", day(2025, 6, 30).timestamp_micros(), id(0x100));
+    let soon = positioned(1, &format!("soon/{}", id(0x100)));
+    for key in ["garbage", "12/not-a-uuid", &format!("soon/{}", id(0x100)), &old_format, &soon, "1/2/not-a-uuid"] {
         let err = schedule.load_row(key, b"").unwrap_err();
         assert_eq!(err.projection, "expiry_schedule", "{key}");
         assert_eq!(err.key, key);

@@ -5,6 +5,7 @@ mod support;
 use chrono::Duration;
 use keyledger_projections::event::ApiKeyCreated;
 use keyledger_projections::keys_view::KeysView;
+use keyledger_projections::projection::positioned;
 use keyledger_projections::{Actor, ApiKeyKind, Projection};
 use support::*;
 
@@ -33,6 +34,27 @@ fn created_key_shows_every_recorded_field() {
     assert_eq!(key.token_digest, event.token_digest);
     assert_eq!(key.expires_at, day(2026, 6, 1));
     assert_eq!(key.grace_period_ends_at, None, "no rotation yet");
+}
+
+#[test]
+fn created_key_keeps_the_position_and_stream_version_of_its_creation() {
+    let mut view = KeysView::default();
+    let mut event = recorded(9, created(personal_key(org_a(), id(0x100), 7, "Laptop")));
+    event.stream_version = 1;
+
+    view.apply(&event, &mut Vec::new());
+
+    let key = view.get(id(0x100)).unwrap();
+    assert_eq!((key.position, key.stream_version), (9, 1));
+}
+
+#[test]
+fn keys_of_a_history_keep_their_own_positions_and_stream_versions() {
+    let view: KeysView = fold(a_busy_history());
+
+    let positions: Vec<(u64, u64)> =
+        (0x100..=0x105).map(|n| view.get(id(n)).map(|k| (k.position, k.stream_version)).unwrap()).collect();
+    assert_eq!(positions, vec![(21, 1), (22, 1), (23, 1), (25, 1), (27, 1), (28, 1)]);
 }
 
 #[test]
@@ -96,9 +118,10 @@ fn every_created_key_is_kept() {
 fn api_key_created_touches_exactly_its_key_row() {
     let mut view = KeysView::default();
 
-    let touched = touched_by(&mut view, 1, created(personal_key(org_a(), id(0x100), 7, "Laptop")));
+    let touched = touched_by(&mut view, 12, created(personal_key(org_a(), id(0x100), 7, "Laptop")));
 
-    assert_eq!(touched, vec![id(0x100).to_string()]);
+    assert_eq!(touched, vec![positioned(12, &id(0x100).to_string())]);
+    assert_eq!(touched, vec![format!("00000000000000000012/{}", id(0x100))]);
     assert_eq!(view.row_keys(), touched);
 }
 
@@ -120,22 +143,95 @@ fn other_events_touch_nothing() {
 }
 
 #[test]
-fn row_keys_are_the_sorted_key_ids() {
+fn row_keys_sort_by_creation_position_not_by_key_id() {
     let view: KeysView = fold([
         created(personal_key(org_a(), id(0x102), 1, "c")),
         created(personal_key(org_a(), id(0x100), 1, "a")),
         created(personal_key(org_a(), id(0x101), 1, "b")),
     ]);
 
-    assert_eq!(view.row_keys(), vec![id(0x100).to_string(), id(0x101).to_string(), id(0x102).to_string()]);
+    assert_eq!(
+        view.row_keys(),
+        vec![
+            positioned(1, &id(0x102).to_string()),
+            positioned(2, &id(0x100).to_string()),
+            positioned(3, &id(0x101).to_string()),
+        ]
+    );
+}
+
+#[test]
+fn row_keys_of_a_history_sort_by_position_across_digit_counts() {
+    // Positions 9, 10, 99, 100: numeric order must equal the rows' string order.
+    let mut view = KeysView::default();
+    for (position, n) in [(9, 0x104), (10, 0x103), (99, 0x102), (100, 0x101)] {
+        touched_by(&mut view, position, created(personal_key(org_a(), id(n), 1, &format!("k{n}"))));
+    }
+
+    assert_eq!(
+        view.row_keys(),
+        vec![
+            positioned(9, &id(0x104).to_string()),
+            positioned(10, &id(0x103).to_string()),
+            positioned(99, &id(0x102).to_string()),
+            positioned(100, &id(0x101).to_string()),
+        ]
+    );
 }
 
 #[test]
 fn encode_row_of_an_unknown_or_malformed_key_is_none() {
     let view: KeysView = fold([created(personal_key(org_a(), id(0x100), 7, "Laptop"))]);
 
-    assert!(view.encode_row(&id(0x101).to_string()).is_none());
+    assert!(view.encode_row(&positioned(1, &id(0x100).to_string())).is_some());
+    assert!(view.encode_row(&positioned(1, &id(0x101).to_string())).is_none());
+    assert!(view.encode_row(&positioned(1, "not-a-uuid")).is_none());
+    assert!(view.encode_row(&id(0x100).to_string()).is_none(), "an unpositioned (old-format) key");
     assert!(view.encode_row("not-a-uuid").is_none());
+}
+
+#[test]
+fn encode_row_of_another_position_is_none() {
+    let view: KeysView = fold([created(personal_key(org_a(), id(0x100), 7, "Laptop"))]);
+
+    assert!(view.encode_row(&positioned(2, &id(0x100).to_string())).is_none());
+}
+
+#[test]
+fn unload_row_removes_the_key() {
+    let mut view: KeysView = fold([
+        created(personal_key(org_a(), id(0x100), 7, "Laptop")),
+        created(personal_key(org_a(), id(0x101), 7, "Desktop")),
+    ]);
+
+    view.unload_row(&positioned(1, &id(0x100).to_string()));
+
+    assert!(view.get(id(0x100)).is_none());
+    assert!(view.get(id(0x101)).is_some(), "other keys stay");
+    assert_eq!(view.row_keys(), vec![positioned(2, &id(0x101).to_string())]);
+}
+
+#[test]
+fn unload_row_of_an_unknown_or_malformed_key_changes_nothing() {
+    let mut view: KeysView = fold([created(personal_key(org_a(), id(0x100), 7, "Laptop"))]);
+    let before = view.clone();
+
+    view.unload_row(&positioned(1, &id(0x101).to_string()));
+    view.unload_row(&positioned(1, "not-a-uuid"));
+    view.unload_row(&id(0x100).to_string());
+    view.unload_row("garbage");
+
+    assert_eq!(view, before);
+}
+
+#[test]
+fn unload_row_of_a_stale_position_leaves_the_key() {
+    let mut view: KeysView = fold([created(personal_key(org_a(), id(0x100), 7, "Laptop"))]);
+    let before = view.clone();
+
+    view.unload_row(&positioned(2, &id(0x100).to_string()));
+
+    assert_eq!(view, before);
 }
 
 #[test]
@@ -157,6 +253,20 @@ fn a_row_keeps_sub_second_timestamps_and_the_actor() {
 }
 
 #[test]
+fn a_row_keeps_the_position_and_stream_version() {
+    let mut view = KeysView::default();
+    let mut event = recorded(41, created(personal_key(org_a(), id(0x100), 7, "Laptop")));
+    event.stream_version = 3;
+    view.apply(&event, &mut Vec::new());
+
+    let copy = round_trip_all_rows(&view);
+
+    let key = copy.get(id(0x100)).unwrap();
+    assert_eq!((key.position, key.stream_version), (41, 3));
+    assert_eq!(copy.row_keys(), vec![positioned(41, &id(0x100).to_string())]);
+}
+
+#[test]
 fn touched_rows_alone_rebuild_an_equal_keys_view() {
     let (original, rebuilt) = round_trip_touched::<KeysView>(a_busy_history());
 
@@ -167,10 +277,12 @@ fn touched_rows_alone_rebuild_an_equal_keys_view() {
 fn garbage_row_is_an_error_naming_the_keys_view() {
     let mut view = KeysView::default();
 
-    let err = view.load_row(&id(0x100).to_string(), b"\xff not json").unwrap_err();
+    let key = positioned(1, &id(0x100).to_string());
+
+    let err = view.load_row(&key, b"\xff not json").unwrap_err();
 
     assert_eq!(err.projection, "keys");
-    assert_eq!(err.key, id(0x100).to_string());
+    assert_eq!(err.key, key);
     assert!(err.to_string().contains("keys"), "{err}");
     assert!(view.is_empty());
 }

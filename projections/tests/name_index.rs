@@ -2,7 +2,9 @@
 
 mod support;
 
+use keyledger_projections::event::ApiKeyCreated;
 use keyledger_projections::name_index::{name_key, scope_of, NameIndex, NameScope};
+use keyledger_projections::projection::{positioned, split_positioned};
 use keyledger_projections::{ApiKeyKind, Projection};
 use support::*;
 
@@ -143,13 +145,25 @@ fn same_name_in_different_organizations_is_held_separately() {
 }
 
 #[test]
-fn api_key_created_touches_exactly_its_name_key() {
+fn api_key_created_touches_exactly_its_claim_positioned_name_key() {
     let mut index = NameIndex::default();
 
-    let touched = touched_by(&mut index, 1, created(team_key(org_a(), id(0x102), id(0x5), id(0x200), " Deploy ")));
+    let touched = touched_by(&mut index, 7, created(team_key(org_a(), id(0x102), id(0x5), id(0x200), " Deploy ")));
 
-    assert_eq!(touched, vec![team(org_a(), id(0x5), "deploy")]);
+    assert_eq!(touched, vec![positioned(7, &team(org_a(), id(0x5), "deploy"))]);
+    assert_eq!(touched, vec![format!("00000000000000000007/{}/team/{}/deploy", org_a(), id(0x5))]);
     assert_eq!(index.row_keys(), touched);
+}
+
+#[test]
+fn a_positioned_row_key_splits_back_into_the_claim_position_and_the_whole_name_key() {
+    let mut index = NameIndex::default();
+    let name = personal(org_a(), 7, "laptop");
+
+    let touched = touched_by(&mut index, 42, created(personal_key(org_a(), id(0x100), 7, "Laptop")));
+
+    assert!(name.contains('/'), "the name key has slashes of its own: {name}");
+    assert_eq!(split_positioned(&touched[0]), Some((42, name.as_str())));
 }
 
 #[test]
@@ -170,7 +184,7 @@ fn other_events_touch_nothing_and_take_no_name() {
 }
 
 #[test]
-fn row_keys_are_sorted() {
+fn row_keys_are_sorted_in_claim_position_order() {
     let index: NameIndex = fold(a_busy_history());
 
     let keys = index.row_keys();
@@ -178,14 +192,121 @@ fn row_keys_are_sorted() {
     sorted.sort();
     assert_eq!(keys, sorted);
     assert_eq!(keys.len(), 6);
+    let positions: Vec<u64> = keys.iter().map(|k| split_positioned(k).unwrap().0).collect();
+    assert_eq!(positions, vec![21, 22, 23, 25, 27, 28], "the positions of the six ApiKeyCreated");
+}
+
+#[test]
+fn row_keys_sort_by_position_not_by_name() {
+    // "zz" is claimed first, "aa" last: the rows append in claim order.
+    let index: NameIndex = fold([
+        created(personal_key(org_a(), id(0x100), 1, "zz")),
+        created(personal_key(org_a(), id(0x101), 1, "mm")),
+        created(personal_key(org_a(), id(0x102), 1, "aa")),
+    ]);
+
+    assert_eq!(
+        index.row_keys(),
+        vec![
+            positioned(1, &personal(org_a(), 1, "zz")),
+            positioned(2, &personal(org_a(), 1, "mm")),
+            positioned(3, &personal(org_a(), 1, "aa")),
+        ]
+    );
 }
 
 #[test]
 fn encode_row_is_the_holders_id_and_none_for_a_free_name() {
     let index: NameIndex = fold([created(personal_key(org_a(), id(0x100), 7, "Laptop"))]);
 
-    assert_eq!(index.encode_row(&personal(org_a(), 7, "laptop")), Some(id(0x100).to_string().into_bytes()));
-    assert_eq!(index.encode_row(&personal(org_a(), 7, "desktop")), None);
+    assert_eq!(
+        index.encode_row(&positioned(1, &personal(org_a(), 7, "laptop"))),
+        Some(id(0x100).to_string().into_bytes())
+    );
+    assert_eq!(index.encode_row(&positioned(1, &personal(org_a(), 7, "desktop"))), None);
+}
+
+#[test]
+fn encode_row_is_none_when_the_position_is_not_that_of_the_current_claim() {
+    let index: NameIndex = fold([created(personal_key(org_a(), id(0x100), 7, "Laptop"))]);
+    let name = personal(org_a(), 7, "laptop");
+
+    assert_eq!(index.encode_row(&positioned(2, &name)), None, "a later position");
+    assert_eq!(index.encode_row(&positioned(0, &name)), None, "an earlier position");
+    assert_eq!(index.encode_row(&name), None, "an unpositioned (old-format) key");
+    assert_eq!(index.encode_row("garbage"), None);
+}
+
+/// The same name claimed at position 1 by key 0x100, then at position 2 by key 0x101 (the
+/// service refuses this; the projection must still keep the two rows apart).
+fn reclaimed_name() -> NameIndex {
+    fold([
+        created(personal_key(org_a(), id(0x100), 7, "Laptop")),
+        created(ApiKeyCreated { token_digest: digest_of("other"), ..personal_key(org_a(), id(0x101), 7, "LAPTOP") }),
+    ])
+}
+
+#[test]
+fn a_reclaimed_name_has_one_row_at_the_latest_claim_and_the_earlier_row_is_gone() {
+    let index = reclaimed_name();
+    let name = personal(org_a(), 7, "laptop");
+
+    assert_eq!(index.holder(&name), Some(id(0x101)));
+    assert_eq!(index.row_keys(), vec![positioned(2, &name)]);
+    assert_eq!(index.encode_row(&positioned(1, &name)), None);
+    assert_eq!(index.encode_row(&positioned(2, &name)), Some(id(0x101).to_string().into_bytes()));
+}
+
+#[test]
+fn unload_row_removes_the_claim() {
+    let mut index: NameIndex = fold([
+        created(personal_key(org_a(), id(0x100), 7, "Laptop")),
+        created(personal_key(org_a(), id(0x101), 8, "Laptop")),
+    ]);
+
+    index.unload_row(&positioned(1, &personal(org_a(), 7, "laptop")));
+
+    assert_eq!(index.holder(&personal(org_a(), 7, "laptop")), None);
+    assert_eq!(index.holder(&personal(org_a(), 8, "laptop")), Some(id(0x101)), "other names stay");
+    assert_eq!(index.row_keys(), vec![positioned(2, &personal(org_a(), 8, "laptop"))]);
+}
+
+#[test]
+fn unload_row_of_a_stale_position_leaves_the_newer_claim() {
+    let mut index = reclaimed_name();
+    let before = index.clone();
+    let name = personal(org_a(), 7, "laptop");
+
+    index.unload_row(&positioned(1, &name));
+    index.unload_row(&positioned(3, &name));
+
+    assert_eq!(index, before, "neither an older nor a newer position is the current row");
+    assert_eq!(index.holder(&name), Some(id(0x101)));
+}
+
+#[test]
+fn unload_row_of_a_free_name_or_a_malformed_key_changes_nothing() {
+    let mut index: NameIndex = fold([created(personal_key(org_a(), id(0x100), 7, "Laptop"))]);
+    let before = index.clone();
+
+    index.unload_row(&positioned(1, &personal(org_a(), 7, "desktop")));
+    index.unload_row(&personal(org_a(), 7, "laptop"));
+    index.unload_row("garbage");
+    index.unload_row("");
+
+    assert_eq!(index, before);
+}
+
+#[test]
+fn rows_loaded_in_key_order_keep_the_latest_claim() {
+    // Two stored rows for one name: loading them in key (= position) order ends on the newer.
+    let name = personal(org_a(), 7, "laptop");
+    let mut index = NameIndex::default();
+
+    index.load_row(&positioned(1, &name), id(0x100).to_string().as_bytes()).unwrap();
+    index.load_row(&positioned(2, &name), id(0x101).to_string().as_bytes()).unwrap();
+
+    assert_eq!(index, reclaimed_name());
 }
 
 #[test]
@@ -205,12 +326,27 @@ fn touched_rows_alone_rebuild_an_equal_name_index() {
 #[test]
 fn garbage_row_is_an_error_naming_the_name_index() {
     let mut index = NameIndex::default();
-    let key = personal(org_a(), 7, "laptop");
+    let name = personal(org_a(), 7, "laptop");
+    let key = positioned(1, &name);
 
     let err = index.load_row(&key, b"\xff\xfe not a uuid").unwrap_err();
 
     assert_eq!(err.projection, "name_index");
     assert_eq!(err.key, key);
     assert!(err.to_string().contains("name_index"), "{err}");
-    assert_eq!(index.holder(&key), None);
+    assert_eq!(index.holder(&name), None);
+}
+
+#[test]
+fn a_row_key_without_a_position_is_an_error_naming_the_name_index() {
+    let mut index = NameIndex::default();
+
+    let old_format = personal(org_a(), 7, "laptop");
+    for key in ["garbage".to_owned(), format!("soon/{old_format}"), old_format.clone()] {
+        let err = index.load_row(&key, id(0x100).to_string().as_bytes()).unwrap_err();
+
+        assert_eq!(err.projection, "name_index", "{key}");
+        assert_eq!(err.key, key);
+    }
+    assert_eq!(index, NameIndex::default());
 }

@@ -3,6 +3,7 @@
 mod support;
 
 use chrono::Duration;
+use keyledger_projections::projection::positioned;
 use keyledger_projections::service_accounts::ServiceAccounts;
 use keyledger_projections::{ApiKeyKind, Projection};
 use support::*;
@@ -44,6 +45,18 @@ fn created_at_is_when_the_account_was_recorded() {
 }
 
 #[test]
+fn account_keeps_the_position_and_stream_version_of_its_creation() {
+    let mut accounts = ServiceAccounts::default();
+    let mut event = recorded(8, account_created(team_account(org_a(), id(0x200), id(0x102), id(0x5))));
+    event.stream_version = 1;
+
+    accounts.apply(&event, &mut Vec::new());
+
+    let account = accounts.get(id(0x200)).unwrap();
+    assert_eq!((account.position, account.stream_version), (8, 1));
+}
+
+#[test]
 fn an_unknown_account_is_not_found() {
     let accounts: ServiceAccounts = fold([account_created(team_account(org_a(), id(0x200), id(0x102), id(0x5)))]);
 
@@ -63,9 +76,10 @@ fn a_key_alone_creates_no_account() {
 fn service_account_created_touches_exactly_its_row() {
     let mut accounts = ServiceAccounts::default();
 
-    let touched = touched_by(&mut accounts, 1, account_created(team_account(org_a(), id(0x200), id(0x102), id(0x5))));
+    let touched = touched_by(&mut accounts, 4, account_created(team_account(org_a(), id(0x200), id(0x102), id(0x5))));
 
-    assert_eq!(touched, vec![id(0x200).to_string()]);
+    assert_eq!(touched, vec![positioned(4, &id(0x200).to_string())]);
+    assert_eq!(touched, vec![format!("00000000000000000004/{}", id(0x200))]);
     assert_eq!(accounts.row_keys(), touched);
 }
 
@@ -87,18 +101,90 @@ fn other_events_touch_nothing() {
 }
 
 #[test]
-fn row_keys_are_the_sorted_account_ids() {
+fn row_keys_are_the_account_ids_at_their_creation_positions() {
     let accounts: ServiceAccounts = fold(a_busy_history());
 
-    assert_eq!(accounts.row_keys(), vec![id(0x200).to_string(), id(0x201).to_string(), id(0x202).to_string()]);
+    assert_eq!(
+        accounts.row_keys(),
+        vec![
+            positioned(24, &id(0x200).to_string()),
+            positioned(26, &id(0x201).to_string()),
+            positioned(29, &id(0x202).to_string()),
+        ]
+    );
+}
+
+#[test]
+fn row_keys_sort_by_creation_position_not_by_account_id() {
+    let accounts: ServiceAccounts = fold([
+        account_created(team_account(org_a(), id(0x202), id(0x102), id(0x5))),
+        account_created(team_account(org_a(), id(0x200), id(0x100), id(0x5))),
+        account_created(team_account(org_a(), id(0x201), id(0x101), id(0x5))),
+    ]);
+
+    assert_eq!(
+        accounts.row_keys(),
+        vec![
+            positioned(1, &id(0x202).to_string()),
+            positioned(2, &id(0x200).to_string()),
+            positioned(3, &id(0x201).to_string()),
+        ]
+    );
 }
 
 #[test]
 fn encode_row_of_an_unknown_or_malformed_key_is_none() {
     let accounts: ServiceAccounts = fold([account_created(team_account(org_a(), id(0x200), id(0x102), id(0x5)))]);
 
-    assert!(accounts.encode_row(&id(0x201).to_string()).is_none());
+    assert!(accounts.encode_row(&positioned(1, &id(0x200).to_string())).is_some());
+    assert!(accounts.encode_row(&positioned(1, &id(0x201).to_string())).is_none());
+    assert!(accounts.encode_row(&positioned(1, "not-a-uuid")).is_none());
+    assert!(accounts.encode_row(&id(0x200).to_string()).is_none(), "an unpositioned (old-format) key");
     assert!(accounts.encode_row("not-a-uuid").is_none());
+}
+
+#[test]
+fn encode_row_of_another_position_is_none() {
+    let accounts: ServiceAccounts = fold([account_created(team_account(org_a(), id(0x200), id(0x102), id(0x5)))]);
+
+    assert!(accounts.encode_row(&positioned(2, &id(0x200).to_string())).is_none());
+}
+
+#[test]
+fn unload_row_removes_the_account() {
+    let mut accounts: ServiceAccounts = fold([
+        account_created(team_account(org_a(), id(0x200), id(0x102), id(0x5))),
+        account_created(organization_account(org_a(), id(0x201), id(0x103), id(0x1), None)),
+    ]);
+
+    accounts.unload_row(&positioned(1, &id(0x200).to_string()));
+
+    assert!(accounts.get(id(0x200)).is_none());
+    assert!(accounts.get(id(0x201)).is_some(), "other accounts stay");
+    assert_eq!(accounts.row_keys(), vec![positioned(2, &id(0x201).to_string())]);
+}
+
+#[test]
+fn unload_row_of_an_unknown_or_malformed_key_changes_nothing() {
+    let mut accounts: ServiceAccounts = fold([account_created(team_account(org_a(), id(0x200), id(0x102), id(0x5)))]);
+    let before = accounts.clone();
+
+    accounts.unload_row(&positioned(1, &id(0x201).to_string()));
+    accounts.unload_row(&positioned(1, "not-a-uuid"));
+    accounts.unload_row(&id(0x200).to_string());
+    accounts.unload_row("garbage");
+
+    assert_eq!(accounts, before);
+}
+
+#[test]
+fn unload_row_of_a_stale_position_leaves_the_account() {
+    let mut accounts: ServiceAccounts = fold([account_created(team_account(org_a(), id(0x200), id(0x102), id(0x5)))]);
+    let before = accounts.clone();
+
+    accounts.unload_row(&positioned(2, &id(0x200).to_string()));
+
+    assert_eq!(accounts, before);
 }
 
 #[test]
@@ -106,6 +192,20 @@ fn rows_load_back_into_equal_service_accounts() {
     let accounts: ServiceAccounts = fold(a_busy_history());
 
     assert_eq!(round_trip_all_rows(&accounts), accounts);
+}
+
+#[test]
+fn a_row_keeps_the_position_and_stream_version() {
+    let mut accounts = ServiceAccounts::default();
+    let mut event = recorded(17, account_created(team_account(org_a(), id(0x200), id(0x102), id(0x5))));
+    event.stream_version = 2;
+    accounts.apply(&event, &mut Vec::new());
+
+    let copy = round_trip_all_rows(&accounts);
+
+    let account = copy.get(id(0x200)).unwrap();
+    assert_eq!((account.position, account.stream_version), (17, 2));
+    assert_eq!(copy, accounts);
 }
 
 #[test]
@@ -119,10 +219,12 @@ fn touched_rows_alone_rebuild_equal_service_accounts() {
 fn garbage_row_is_an_error_naming_the_service_accounts() {
     let mut accounts = ServiceAccounts::default();
 
-    let err = accounts.load_row(&id(0x200).to_string(), b"\xff not json").unwrap_err();
+    let key = positioned(1, &id(0x200).to_string());
+
+    let err = accounts.load_row(&key, b"\xff not json").unwrap_err();
 
     assert_eq!(err.projection, "service_accounts");
-    assert_eq!(err.key, id(0x200).to_string());
+    assert_eq!(err.key, key);
     assert!(err.to_string().contains("service_accounts"), "{err}");
     assert_eq!(accounts, ServiceAccounts::default());
 }

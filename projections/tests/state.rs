@@ -2,10 +2,12 @@
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
+use keyledger_projections::event::ApiKeyCreated;
+use keyledger_projections::projection::positioned;
 use keyledger_projections::state::{Touched, PROJECTIONS};
-use keyledger_projections::{Projection, RecordedEvent, State};
+use keyledger_projections::{Event, Permission, Projection, RecordedEvent, State};
 use support::*;
 
 fn applied(events: &[RecordedEvent]) -> (State, Touched) {
@@ -66,8 +68,9 @@ fn api_key_created_touches_name_token_keys_and_expiry_rows() {
 
     let projections: Vec<&str> = touched.iter().map(|(p, _)| *p).collect();
     assert_eq!(projections, vec!["name_index", "token_index", "keys", "expiry_schedule"]);
-    assert!(touched.contains(&("token_index", key.token_digest.clone())));
-    assert!(touched.contains(&("keys", id(0x100).to_string())));
+    assert!(touched.iter().all(|(_, row)| row.starts_with("00000000000000000001/")), "{touched:?}");
+    assert!(touched.contains(&("token_index", positioned(1, &key.token_digest))));
+    assert!(touched.contains(&("keys", positioned(1, &id(0x100).to_string()))));
 }
 
 #[test]
@@ -77,7 +80,7 @@ fn service_account_created_touches_only_its_row() {
 
     state.apply(&recorded(1, account_created(team_account(org_a(), id(0x200), id(0x102), id(0x5)))), &mut touched);
 
-    assert_eq!(touched, vec![("service_accounts", id(0x200).to_string())]);
+    assert_eq!(touched, vec![("service_accounts", positioned(1, &id(0x200).to_string()))]);
 }
 
 #[test]
@@ -158,7 +161,7 @@ fn apply_to_folds_the_event_into_the_named_projection_only() {
     assert_eq!(state.tokens, Default::default());
     assert_eq!(state.name_index, Default::default());
     assert_eq!(state.expiry_schedule, Default::default());
-    assert_eq!(touched, vec![("keys", id(0x100).to_string())]);
+    assert_eq!(touched, vec![("keys", positioned(1, &id(0x100).to_string()))]);
 }
 
 #[test]
@@ -238,4 +241,298 @@ fn a_row_for_an_unknown_projection_is_an_error() {
 
     assert!(err.to_string().contains("nonsense"), "{err}");
     assert_eq!(state, State::default());
+}
+
+// ---------------------------------------------------------------------------------------------
+// unload_row
+
+#[test]
+fn unloading_every_row_of_every_projection_leaves_an_empty_state() {
+    let (mut state, _) = applied(&given(a_busy_history()));
+
+    for projection in PROJECTIONS {
+        for key in state.row_keys(projection) {
+            state.unload_row(projection, &key);
+        }
+    }
+
+    state.position = 0;
+    assert_eq!(state, State::default());
+}
+
+#[test]
+fn unload_row_reaches_only_the_named_projection() {
+    let (original, _) = applied(&given(a_busy_history()));
+
+    for projection in PROJECTIONS {
+        let mut state = original.clone();
+        let key = state.row_keys(projection).remove(0);
+
+        state.unload_row(projection, &key);
+
+        assert!(!state.row_keys(projection).contains(&key), "{projection} row {key:?} still listed");
+        assert_eq!(state.encode_row(projection, &key), None, "{projection} row {key:?} still encodes");
+        for other in PROJECTIONS.iter().filter(|p| **p != projection) {
+            assert_eq!(state.row_keys(other), original.row_keys(other), "unloading {projection} touched {other}");
+        }
+    }
+}
+
+#[test]
+fn unload_row_of_an_unknown_projection_or_row_changes_nothing() {
+    let (original, _) = applied(&given(a_busy_history()));
+    let mut state = original.clone();
+
+    state.unload_row("nonsense", &org_a().to_string());
+    for projection in PROJECTIONS {
+        state.unload_row(projection, "garbage");
+        state.unload_row(projection, &positioned(1, &id(0x999).to_string()));
+    }
+
+    assert_eq!(state, original);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Journal replay: what the writer stores and recovery reads back
+
+/// One journal record per batch of `batch` events, as the writer makes it: the events are
+/// applied, the rows they touched are deduplicated and sorted, and each is encoded against the
+/// state after the batch (`None`: the row is gone).
+type Journal = Vec<Vec<(&'static str, String, Option<Vec<u8>>)>>;
+
+fn journal(events: &[RecordedEvent], batch: usize) -> (State, Journal) {
+    let mut state = State::default();
+    let mut journal = Journal::new();
+    for chunk in events.chunks(batch) {
+        let mut touched = Touched::new();
+        for e in chunk {
+            state.apply(e, &mut touched);
+        }
+        let rows: BTreeSet<(&'static str, String)> = touched.into_iter().collect();
+        journal.push(
+            rows.into_iter()
+                .map(|(projection, key)| {
+                    let value = state.encode_row(projection, &key);
+                    (projection, key, value)
+                })
+                .collect(),
+        );
+    }
+    (state, journal)
+}
+
+/// A fresh state from the journal alone: `load_row` for every value, `unload_row` for every `None`.
+fn replayed(journal: &Journal) -> State {
+    let mut state = State::default();
+    for record in journal {
+        for (projection, key, value) in record {
+            match value {
+                Some(value) => state
+                    .load_row(projection, key, value)
+                    .unwrap_or_else(|e| panic!("{projection} row {key:?} does not load back: {e}")),
+                None => state.unload_row(projection, key),
+            }
+        }
+    }
+    state
+}
+
+/// The busy history, then names, tokens and expiries taken again by later events (which the
+/// service refuses, but which the projections keep apart by position): the journal then holds
+/// rows that are gone by the end of their batch.
+fn a_history_with_reclaims() -> Vec<Event> {
+    let mut events = a_busy_history();
+    events.extend([
+        // "Laptop" of user 1 in organization A, first held by key 0x100.
+        created(ApiKeyCreated { token_digest: digest_of("fresh-1"), ..personal_key(org_a(), id(0x110), 1, "LAPTOP") }),
+        // The token of key 0x101.
+        created(ApiKeyCreated {
+            token_digest: digest_of(&format!("token-{}", id(0x101))),
+            ..personal_key(org_a(), id(0x111), 1, "fresh 2")
+        }),
+        // Key 0x104 created again: a new row everywhere, an earlier expiry.
+        created(ApiKeyCreated { expires_at: day(2025, 2, 1), ..personal_key(org_b(), id(0x104), 1, "Laptop") }),
+        // And the same name twice in a row, so that both claims can fall into one batch.
+        created(ApiKeyCreated { token_digest: digest_of("fresh-3"), ..personal_key(org_b(), id(0x112), 1, "twice") }),
+        created(ApiKeyCreated { token_digest: digest_of("fresh-4"), ..personal_key(org_b(), id(0x113), 1, "Twice") }),
+        user_changed(org_a(), 1, "ada@acme.test", id(0x2), None),
+    ]);
+    events
+}
+
+fn assert_journal_replays_to_the_original(events: &[RecordedEvent]) {
+    for batch in [1, 2, 3, 7, events.len()] {
+        let (original, journal) = journal(events, batch);
+
+        let mut rebuilt = replayed(&journal);
+
+        assert_eq!(rebuilt.position, 0, "the position is not a row");
+        rebuilt.position = original.position;
+        assert_eq!(rebuilt, original, "batches of {batch}");
+        for projection in PROJECTIONS {
+            assert_eq!(rebuilt.row_keys(projection), original.row_keys(projection), "{projection}, batches of {batch}");
+        }
+    }
+}
+
+#[test]
+fn a_journal_of_touched_rows_replays_into_an_equal_state() {
+    assert_journal_replays_to_the_original(&given(a_busy_history()));
+}
+
+#[test]
+fn a_journal_with_rows_gone_by_the_end_of_their_batch_replays_into_an_equal_state() {
+    let events = given(a_history_with_reclaims());
+    let (_, whole) = journal(&events, events.len());
+    let gone: Vec<&(&str, String, Option<Vec<u8>>)> = whole[0].iter().filter(|(_, _, v)| v.is_none()).collect();
+    assert!(
+        gone.iter().any(|(p, _, _)| *p == "name_index") && gone.iter().any(|(p, _, _)| *p == "token_index"),
+        "the history must exercise unload_row: {gone:?}"
+    );
+    assert!(gone.iter().any(|(p, _, _)| *p == "expiry_schedule"), "{gone:?}");
+
+    assert_journal_replays_to_the_original(&events);
+}
+
+#[test]
+fn a_journal_replayed_in_the_order_events_touched_rows_equals_the_original() {
+    // Without the writer's sorting: each touched row in apply order, encoded at the end.
+    let events = given(a_history_with_reclaims());
+    let (original, touched) = applied(&events);
+    let journal: Journal = vec![touched
+        .into_iter()
+        .map(|(projection, key)| {
+            let value = original.encode_row(projection, &key);
+            (projection, key, value)
+        })
+        .collect()];
+
+    let mut rebuilt = replayed(&journal);
+
+    rebuilt.position = original.position;
+    assert_eq!(rebuilt, original);
+}
+
+#[test]
+fn a_replayed_state_numbers_streams_on_where_the_original_left_off() {
+    let events = given(a_history_with_reclaims());
+    let (original, journal) = journal(&events, 4);
+
+    let rebuilt = replayed(&journal);
+
+    for e in &events {
+        assert_eq!(rebuilt.stream_version(&e.event), original.stream_version(&e.event), "{}", e.stream);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stream versions
+
+/// Records each event as the writer does, numbering its stream on from `State::stream_version`,
+/// and checks that number against an independent count of the events of each stream.
+fn record_as_the_writer(events: impl IntoIterator<Item = Event>) -> (State, HashMap<String, u64>) {
+    let mut state = State::default();
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    for (i, event) in events.into_iter().enumerate() {
+        let count = counts.entry(event.stream()).or_insert(0);
+        assert_eq!(state.stream_version(&event), *count, "before event #{} on {}", i + 1, event.stream());
+        *count += 1;
+        let mut e = recorded(i as u64 + 1, event);
+        e.stream_version = *count;
+        state.apply(&e, &mut Touched::new());
+        assert_eq!(state.stream_version(&e.event), *count, "after event #{} on {}", i + 1, e.stream);
+    }
+    (state, counts)
+}
+
+#[test]
+fn a_new_stream_is_at_version_zero() {
+    let state = State::default();
+
+    assert_eq!(state.stream_version(&organization_created(org_a(), "acme")), 0);
+    assert_eq!(state.stream_version(&created(personal_key(org_a(), id(0x100), 1, "Laptop"))), 0);
+    assert_eq!(state.stream_version(&account_created(team_account(org_a(), id(0x200), id(0x102), id(0x5)))), 0);
+    assert_eq!(state.stream_version(&role_defined(org_a(), id(0x1), "admin", &[])), 0);
+
+    let (state, _) = applied(&given(a_busy_history()));
+    assert_eq!(state.stream_version(&created(personal_key(org_a(), id(0x1ff), 1, "New"))), 0, "an unknown key");
+    assert_eq!(state.stream_version(&account_created(team_account(org_a(), id(0x2ff), id(0x1ff), id(0x5)))), 0);
+    assert_eq!(state.stream_version(&team_created(org_a(), id(0x9), "new")), 0, "an unknown team");
+    assert_eq!(state.stream_version(&user_joined(org_a(), 99, "new@acme.test", id(0x1), None)), 0);
+    assert_eq!(state.stream_version(&organization_created(id(0xc0), "initech")), 0, "an unknown organization");
+}
+
+#[test]
+fn stream_versions_count_the_events_of_each_stream_of_a_busy_history() {
+    let (_, counts) = record_as_the_writer(a_busy_history());
+
+    assert_eq!(counts[&format!("organization-{}", org_b())], 2, "created, settings changed");
+    assert_eq!(counts[&format!("role-{}", id(0x2))], 2, "the user role, defined twice");
+    assert_eq!(counts[&format!("user-{}-2", org_a())], 2, "joined, changed");
+    assert_eq!(counts[&format!("team-{}", id(0x5))], 2, "created, membership changed");
+}
+
+#[test]
+fn stream_versions_count_on_for_directory_streams() {
+    let (a, b) = (org_a(), org_b());
+    let (role, on_call, team) = (id(0x1), id(0x4), id(0x5));
+    let (state, _) = record_as_the_writer([
+        organization_created(a, "acme"),
+        organization_created(b, "globex"),
+        grace_period_set(a, false),
+        grace_period_set(a, true),
+        role_defined(a, role, "admin", &[Permission::Read]),
+        role_defined(a, role, "admin", &[Permission::Read, Permission::Create]),
+        role_defined(a, role, "boss", &[]),
+        on_call_role_defined(a, on_call, "responder"),
+        user_joined(a, 1, "ada@acme.test", role, None),
+        user_joined(b, 1, "dee@globex.test", id(0x3), None),
+        user_changed(a, 1, "ada@acme.test", role, Some(on_call)),
+        team_created(a, team, "platform"),
+        membership_changed(a, team, &[1], &[1]),
+        membership_changed(a, team, &[], &[]),
+        user_removed(a, 1),
+        team_deleted(a, team),
+    ]);
+
+    assert_eq!(state.stream_version(&grace_period_set(a, false)), 3);
+    assert_eq!(state.stream_version(&grace_period_set(b, false)), 1);
+    assert_eq!(state.stream_version(&role_defined(a, role, "admin", &[])), 3);
+    assert_eq!(state.stream_version(&on_call_role_defined(a, on_call, "responder")), 1);
+    assert_eq!(state.stream_version(&user_joined(a, 1, "ada@acme.test", role, None)), 3, "kept after removal");
+    assert_eq!(state.stream_version(&user_changed(b, 1, "dee@globex.test", id(0x3), None)), 1, "per organization");
+    assert_eq!(state.stream_version(&team_created(a, team, "platform")), 4, "kept after deletion");
+}
+
+#[test]
+fn stream_versions_of_keys_and_service_accounts_are_their_own() {
+    let (a, team) = (org_a(), id(0x5));
+    let (state, _) = record_as_the_writer([
+        organization_created(a, "acme"),
+        team_created(a, team, "platform"),
+        created(team_key(a, id(0x102), team, id(0x200), "Deploy")),
+        account_created(team_account(a, id(0x200), id(0x102), team)),
+        created(personal_key(a, id(0x100), 1, "Laptop")),
+    ]);
+
+    assert_eq!(state.stream_version(&created(personal_key(a, id(0x100), 1, "Laptop"))), 1);
+    assert_eq!(state.stream_version(&created(team_key(a, id(0x102), team, id(0x200), "Deploy"))), 1);
+    assert_eq!(state.stream_version(&account_created(team_account(a, id(0x200), id(0x102), team))), 1);
+    assert_eq!(state.stream_version(&grace_period_set(a, true)), 1, "keys do not count on the organization");
+    assert!(
+        !state.directory.organization(a).unwrap().stream_versions.keys().any(|s| s.starts_with("api_key-")
+            || s.starts_with("service_account-")),
+        "the directory keeps no key or account streams"
+    );
+}
+
+#[test]
+fn stream_versions_survive_rebuilding_from_touched_rows() {
+    let (original, touched) = applied(&given(a_busy_history()));
+    let rebuilt = rebuilt_from_rows(&original, &touched);
+
+    for event in a_busy_history() {
+        assert_eq!(rebuilt.stream_version(&event), original.stream_version(&event), "{}", event.stream());
+        assert!(original.stream_version(&event) >= 1, "{}", event.stream());
+    }
 }

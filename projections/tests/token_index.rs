@@ -3,6 +3,7 @@
 mod support;
 
 use keyledger_projections::event::ApiKeyCreated;
+use keyledger_projections::projection::{positioned, split_positioned};
 use keyledger_projections::token_index::TokenIndex;
 use keyledger_projections::Projection;
 use support::*;
@@ -46,10 +47,25 @@ fn each_key_is_found_by_its_own_digest() {
 fn api_key_created_touches_exactly_its_digest_row() {
     let mut index = TokenIndex::default();
 
-    let touched = touched_by(&mut index, 1, created(key_with_token(0x100, "rootly_secret")));
+    let touched = touched_by(&mut index, 3, created(key_with_token(0x100, "rootly_secret")));
 
-    assert_eq!(touched, vec![digest_of("rootly_secret")]);
+    assert_eq!(touched, vec![positioned(3, &digest_of("rootly_secret"))]);
+    assert_eq!(touched, vec![format!("00000000000000000003/{}", digest_of("rootly_secret"))]);
     assert_eq!(index.row_keys(), touched, "the touched key is the key the row is listed under");
+}
+
+#[test]
+fn the_row_key_holds_the_lowercase_hex_of_an_uppercase_recorded_digest() {
+    let mut index = TokenIndex::default();
+    let event = ApiKeyCreated {
+        token_digest: digest_of("rootly_secret").to_uppercase(),
+        ..key_with_token(0x100, "rootly_secret")
+    };
+
+    let touched = touched_by(&mut index, 1, created(event));
+
+    assert_eq!(touched, vec![positioned(1, &digest_of("rootly_secret"))]);
+    assert_eq!(index.key_for(&digest_hash("rootly_secret")), Some(id(0x100)));
 }
 
 #[test]
@@ -70,7 +86,7 @@ fn other_events_touch_nothing() {
 }
 
 #[test]
-fn row_keys_are_sorted_hex_digests() {
+fn row_keys_are_positioned_lowercase_hex_digests_sorted_by_position() {
     let index: TokenIndex = fold(a_busy_history());
 
     let keys = index.row_keys();
@@ -78,16 +94,81 @@ fn row_keys_are_sorted_hex_digests() {
     sorted.sort();
     assert_eq!(keys, sorted);
     assert_eq!(keys.len(), 6);
-    assert!(keys.iter().all(|k| k.len() == 64 && k.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())));
+    let split: Vec<(u64, &str)> = keys.iter().map(|k| split_positioned(k).expect("positioned")).collect();
+    assert_eq!(split.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![21, 22, 23, 25, 27, 28]);
+    assert!(split
+        .iter()
+        .all(|(_, hex)| hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())));
+}
+
+#[test]
+fn row_keys_sort_by_position_not_by_digest() {
+    let mut tokens: Vec<String> = (0..12).map(|n| format!("rootly_{n}")).collect();
+    // Create the keys in descending digest order, so that digest order and position order differ.
+    tokens.sort_by_key(|t| std::cmp::Reverse(digest_of(t)));
+    let index: TokenIndex = fold(tokens.iter().enumerate().map(|(n, t)| created(key_with_token(0x100 + n as u128, t))));
+
+    let expected: Vec<String> = tokens.iter().enumerate().map(|(n, t)| positioned(n as u64 + 1, &digest_of(t))).collect();
+    assert_eq!(index.row_keys(), expected, "positions 1..=12 in order, across the 9 → 10 digit change");
 }
 
 #[test]
 fn encode_row_is_the_key_id_and_none_for_an_unknown_digest() {
     let index: TokenIndex = fold([created(key_with_token(0x100, "rootly_secret"))]);
 
-    assert_eq!(index.encode_row(&digest_of("rootly_secret")), Some(id(0x100).to_string().into_bytes()));
-    assert_eq!(index.encode_row(&digest_of("rootly_other")), None);
+    assert_eq!(index.encode_row(&positioned(1, &digest_of("rootly_secret"))), Some(id(0x100).to_string().into_bytes()));
+    assert_eq!(index.encode_row(&positioned(1, &digest_of("rootly_other"))), None);
+    assert_eq!(index.encode_row(&positioned(1, "not hex")), None);
     assert_eq!(index.encode_row("not hex"), None);
+}
+
+#[test]
+fn encode_row_is_none_for_another_position_or_an_unpositioned_digest() {
+    let index: TokenIndex = fold([created(key_with_token(0x100, "rootly_secret"))]);
+
+    assert_eq!(index.encode_row(&positioned(2, &digest_of("rootly_secret"))), None);
+    assert_eq!(index.encode_row(&digest_of("rootly_secret")), None, "the old, unpositioned key");
+}
+
+#[test]
+fn unload_row_removes_the_digest() {
+    let mut index: TokenIndex =
+        fold([created(key_with_token(0x100, "rootly_one")), created(key_with_token(0x101, "rootly_two"))]);
+
+    index.unload_row(&positioned(1, &digest_of("rootly_one")));
+
+    assert_eq!(index.key_for(&digest_hash("rootly_one")), None);
+    assert_eq!(index.key_for(&digest_hash("rootly_two")), Some(id(0x101)), "other digests stay");
+    assert_eq!(index.row_keys(), vec![positioned(2, &digest_of("rootly_two"))]);
+}
+
+#[test]
+fn unload_row_of_a_stale_position_leaves_the_newer_entry() {
+    // One digest introduced twice (the service never does this): the later position holds it.
+    let mut index: TokenIndex =
+        fold([created(key_with_token(0x100, "rootly_same")), created(key_with_token(0x101, "rootly_same"))]);
+    assert_eq!(index.row_keys(), vec![positioned(2, &digest_of("rootly_same"))]);
+    assert_eq!(index.encode_row(&positioned(1, &digest_of("rootly_same"))), None, "the earlier row is gone");
+    let before = index.clone();
+
+    index.unload_row(&positioned(1, &digest_of("rootly_same")));
+    index.unload_row(&positioned(3, &digest_of("rootly_same")));
+
+    assert_eq!(index, before);
+    assert_eq!(index.key_for(&digest_hash("rootly_same")), Some(id(0x101)));
+}
+
+#[test]
+fn unload_row_of_an_unknown_digest_or_a_malformed_key_changes_nothing() {
+    let mut index: TokenIndex = fold([created(key_with_token(0x100, "rootly_secret"))]);
+    let before = index.clone();
+
+    index.unload_row(&positioned(1, &digest_of("rootly_other")));
+    index.unload_row(&digest_of("rootly_secret"));
+    index.unload_row(&positioned(1, "not hex"));
+    index.unload_row("garbage");
+
+    assert_eq!(index, before);
 }
 
 #[test]
@@ -108,7 +189,7 @@ fn touched_rows_alone_rebuild_an_equal_token_index() {
 #[test]
 fn garbage_value_is_an_error_naming_the_token_index() {
     let mut index = TokenIndex::default();
-    let key = digest_of("rootly_secret");
+    let key = positioned(1, &digest_of("rootly_secret"));
 
     let err = index.load_row(&key, b"\xff\xfe not a uuid").unwrap_err();
 
@@ -122,9 +203,11 @@ fn garbage_value_is_an_error_naming_the_token_index() {
 fn garbage_key_is_an_error_naming_the_token_index() {
     let mut index = TokenIndex::default();
 
-    let err = index.load_row("not a digest", id(0x100).to_string().as_bytes()).unwrap_err();
+    for key in ["not a digest".to_owned(), positioned(1, "not a digest"), digest_of("rootly_secret")] {
+        let err = index.load_row(&key, id(0x100).to_string().as_bytes()).unwrap_err();
 
-    assert_eq!(err.projection, "token_index");
-    assert_eq!(err.key, "not a digest");
+        assert_eq!(err.projection, "token_index", "{key}");
+        assert_eq!(err.key, key);
+    }
     assert_eq!(index, TokenIndex::default());
 }

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, TimeZone, Utc};
 use keyledger_projections::event::{
     ApiKeyCreated, OnCallRoleDefined, OrganizationCreated, OrganizationSettingsChanged, RoleDefined,
@@ -60,7 +62,8 @@ pub fn operator() -> Actor {
     Actor::Operator
 }
 
-/// Records `event` at `position`, one second after the previous position.
+/// Records `event` at `position`, one second after the previous position, as the first event
+/// of its stream (`stream_version` 1).
 pub fn recorded(position: u64, event: Event) -> RecordedEvent {
     recorded_by(position, Actor::Operator, event)
 }
@@ -77,9 +80,21 @@ pub fn recorded_by(position: u64, actor: Actor, event: Event) -> RecordedEvent {
     }
 }
 
-/// The log of `events`, numbered from position 1.
+/// The log of `events`, numbered from position 1, each stream's versions counting from 1 as
+/// the writer numbers them.
 pub fn given(events: impl IntoIterator<Item = Event>) -> Vec<RecordedEvent> {
-    events.into_iter().enumerate().map(|(i, e)| recorded(i as u64 + 1, e)).collect()
+    let mut versions: HashMap<String, u64> = HashMap::new();
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let mut event = recorded(i as u64 + 1, e);
+            let version = versions.entry(event.stream.clone()).or_insert(0);
+            *version += 1;
+            event.stream_version = *version;
+            event
+        })
+        .collect()
 }
 
 /// A fresh projection with every event folded in.
