@@ -2,7 +2,12 @@
 //! environment variable.
 
 mod offline;
+mod progress;
+mod rebuild;
 mod serve;
+mod timeline;
+mod transfer;
+mod verify;
 
 use std::path::{Path, PathBuf};
 
@@ -43,6 +48,27 @@ enum Command {
     /// Operator actions on keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Prove what happened: verify the chain, sign checkpoints, read the timeline.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Write the whole log as JSON lines (envelopes with their hashes).
+    Export(transfer::ExportArgs),
+    /// Load an export into an empty data directory, verifying the chain as it goes.
+    Import(transfer::ImportArgs),
+    /// Build fresh projections from the log; compare them (--check) or swap them in.
+    Rebuild(rebuild::RebuildArgs),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Replay the whole log and check every link of the hash chain.
+    Verify(verify::VerifyArgs),
+    /// Print a signed checkpoint of the log's size and head hash.
+    Checkpoint(verify::CheckpointArgs),
+    /// The timeline of changes, filtered.
+    Log(timeline::LogArgs),
+    /// The keys as they stood at a moment.
+    State(timeline::StateArgs),
 }
 
 #[derive(Subcommand)]
@@ -63,6 +89,13 @@ pub fn run() -> anyhow::Result<()> {
         Command::Init(args) => offline::init(args),
         Command::Directory(DirectoryCommand::Apply(args)) => offline::apply(args),
         Command::Keys(KeysCommand::Issue(args)) => offline::issue(args),
+        Command::Audit(AuditCommand::Verify(args)) => verify::verify(args),
+        Command::Audit(AuditCommand::Checkpoint(args)) => verify::checkpoint(args),
+        Command::Audit(AuditCommand::Log(args)) => timeline::log(args),
+        Command::Audit(AuditCommand::State(args)) => timeline::state(args),
+        Command::Export(args) => transfer::export(args),
+        Command::Import(args) => transfer::import(args),
+        Command::Rebuild(args) => rebuild::rebuild(args),
     }
 }
 
