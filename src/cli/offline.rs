@@ -91,6 +91,7 @@ pub fn init(args: InitArgs) -> anyhow::Result<()> {
         _ => bail!("give either --directory FILE or both --org NAME and --owner EMAIL"),
     };
     let mut writer = open_writer(&args.data.data, Open::CreateIfMissing)?;
+    super::verify::ensure_audit_key(&args.data.data)?;
     let token = operator::initialize(&mut writer, &files, &tokens)?;
     println!("{}", token.reveal());
     Ok(())

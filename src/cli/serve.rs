@@ -54,6 +54,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let files = args.directory.as_deref().map(read_directory).transpose()?;
     if writer.head().position == 0 {
         let files = files.unwrap_or_else(|| vec![DirectoryFile::single_owner(DEFAULT_ORGANIZATION, DEFAULT_OWNER)]);
+        super::verify::ensure_audit_key(&args.data.data)?;
         let token = operator::initialize(&mut writer, &files, &tokens)?;
         let owner = files.first().and_then(DirectoryFile::first_owner).map(|u| u.email.as_str()).unwrap_or_default();
         eprintln!("{}", banner(&files[0].organization, owner, token.reveal()));

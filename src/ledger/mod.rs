@@ -6,8 +6,11 @@
 //! can run against every backend.
 
 pub mod chain;
+pub mod checkpoint;
 pub mod journal;
 pub mod sled_store;
+pub mod transfer;
+pub mod verify;
 
 use std::path::PathBuf;
 
@@ -82,4 +85,12 @@ pub trait Storage: Send + Sync {
 
     /// The position a projection's stored rows reflect (0: none).
     fn checkpoint(&self, projection: &str) -> Result<u64, LedgerError>;
+
+    /// Replaces the whole projection journal by one record holding `rows` (every row of
+    /// every projection, as they should now be) and stores `checkpoints`, atomically and
+    /// durably: after a crash either the old journal or the new one is there, never a mix.
+    ///
+    /// This is how `rebuild` swaps fresh projections in, and it compacts the journal (one
+    /// record instead of one per commit ever made). The events are untouched.
+    fn replace_journal(&self, rows: Vec<RowChange>, checkpoints: Vec<(&'static str, u64)>) -> Result<(), LedgerError>;
 }

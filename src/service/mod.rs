@@ -5,8 +5,10 @@
 //! projections at start; [`operator`] is what the offline CLI commands do.
 
 pub mod operator;
+pub mod rebuild;
 pub mod recovery;
 pub mod rules;
+pub mod timeline;
 pub mod token;
 pub mod writer;
 

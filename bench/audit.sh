@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Offline-tooling benchmark: generate a large ledger, then time `audit verify`, `rebuild --check`,
+# `rebuild`, and a `serve` restart (start to listening) with its resident memory.
+#
+#   bench/audit.sh [KEYS]          # default 1000000 keys (~1 M events); ledger kept in $LEDGER
+#   LEDGER=/tmp/kl-1m bench/audit.sh   # reuse a ledger generated before
+#
+# Everything runs on 127.0.0.1 / local files and stops by itself.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+KEYS=${1:-1000000}
+LEDGER=${LEDGER:-/tmp/keyledger-bench-$KEYS}
+BIN="$ROOT/target/release"
+
+cargo build --release -p keyledger -p keyledger-bench >&2
+if [ ! -d "$LEDGER/sled" ]; then
+  echo "generating $KEYS keys into $LEDGER" >&2
+  "$BIN/generate-ledger" "$LEDGER" "$KEYS" >&2
+fi
+
+seconds() { local start end; start=$(date +%s.%N); "$@" >/dev/null 2>"$LEDGER.stderr" || { cat "$LEDGER.stderr" >&2; return 1; }; end=$(date +%s.%N); echo "$end - $start" | bc; }
+events=$("$BIN/keyledger" audit verify --data "$LEDGER" 2>&1 | grep -oE '[0-9]+ events' | head -1 | grep -oE '[0-9]+')
+
+verify_s=$(seconds "$BIN/keyledger" audit verify --data "$LEDGER")
+check_s=$(seconds "$BIN/keyledger" rebuild --check --data "$LEDGER")
+rebuild_s=$(seconds "$BIN/keyledger" rebuild --data "$LEDGER")
+
+log="$LEDGER.serve.log"
+start=$(date +%s.%N)
+"$BIN/keyledger" serve --data "$LEDGER" --listen 127.0.0.1:0 2>"$log" &
+pid=$!
+trap 'kill $pid 2>/dev/null || true' EXIT
+for _ in $(seq 600); do grep -q "listening on" "$log" && break; sleep 0.05; done
+end=$(date +%s.%N)
+ready_s=$(echo "$end - $start" | bc)
+rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+kill -TERM $pid; wait $pid || true
+
+printf '| Measurement | Value |\n|---|---:|\n'
+printf '| events in the ledger | %s |\n' "$events"
+printf '| ledger size on disk | %s |\n' "$(du -sh "$LEDGER" | cut -f1)"
+printf '| `audit verify` | %.2f s (%.0f events/s) |\n' "$verify_s" "$(echo "$events / $verify_s" | bc -l)"
+printf '| `rebuild --check` | %.2f s |\n' "$check_s"
+printf '| `rebuild` (swap in) | %.2f s |\n' "$rebuild_s"
+printf '| `serve` restart, start to listening | %.2f s |\n' "$ready_s"
+printf '| `serve` resident memory after start | %d MiB |\n' "$((rss_kb / 1024))"

@@ -1,0 +1,483 @@
+//! Rebuild: fresh projections folded from the log, compared with the stored ones, and
+//! swapped in.
+//!
+//! Every view the service answers from is derived from the log, so it can be checked and
+//! repaired at any time: [`build`] folds the whole log into fresh projections (checking every
+//! link of the chain on the way) next to the live ones, [`compare`] lists where they differ row
+//! by row, and [`swap_in`] replaces the stored projections by the fresh ones in one atomic step,
+//! which also compacts the journal into a single record.
+//!
+//! Nothing here writes until [`swap_in`]: `rebuild --check` must change nothing, which is why
+//! the live projections are loaded here rather than through [`super::recovery::load_state`]
+//! (whose catch-up stores rows).
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use keyledger_projections::state::{Touched, PROJECTIONS};
+use keyledger_projections::{RecordedEvent, State};
+
+use crate::ledger::chain::Replay;
+use crate::ledger::transfer::Projector;
+use crate::ledger::{ChainHead, LedgerError, RowChange, Storage};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    #[error("there is no projection named {name:?}; the projections are: {}", PROJECTIONS.join(", "))]
+    UnknownProjection { name: String },
+}
+
+/// The projection called `name`, as its `'static` name.
+pub fn projection_named(name: &str) -> Result<&'static str, RebuildError> {
+    PROJECTIONS.iter().copied().find(|p| *p == name).ok_or_else(|| RebuildError::UnknownProjection { name: name.to_owned() })
+}
+
+/// The projections folded afresh from the log, and the live ones beside them.
+pub struct Rebuilt {
+    /// Every projection folded from the whole log.
+    pub fresh: State,
+    /// The projections as the service would load them at start: the journal replayed, and
+    /// any projection whose checkpoint is behind caught up from the log (in memory only).
+    pub live: State,
+    /// Each projection's stored checkpoint, as found.
+    pub checkpoints: Vec<(&'static str, u64)>,
+}
+
+impl Rebuilt {
+    /// The log's last position.
+    pub fn head(&self) -> u64 {
+        self.fresh.position
+    }
+}
+
+/// Events per message from the decoding thread to the folding one: large enough that the
+/// channel costs nothing per event, small enough to keep both threads busy.
+const FOLD_BATCH: usize = 1024;
+
+/// Loads the live projections and folds the whole log into fresh ones, checking every link
+/// of the chain on the way (a broken link stops it, naming the position). `progress` is told
+/// how many events are folded so far.
+///
+/// Three things run at once, because each costs about the same and the machine has more
+/// than one core: loading the journal into the live copy, reading and checking the log, and
+/// folding the checked events into the fresh copy. A projection whose checkpoint is behind
+/// the log is then caught up in memory, as `load_state` would at start (normally none is).
+pub fn build(storage: &dyn Storage, progress: &mut dyn FnMut(u64)) -> Result<Rebuilt, LedgerError> {
+    let checkpoints = PROJECTIONS.iter().map(|p| Ok((*p, storage.checkpoint(p)?))).collect::<Result<Vec<_>, LedgerError>>()?;
+    let (live, fresh) = std::thread::scope(|scope| {
+        let live = scope.spawn(|| load_journal(storage));
+        let fresh = fold_log(scope, storage, progress);
+        (joined(live), fresh)
+    });
+    let (mut live, mut fresh) = (live?, fresh?);
+    let head = fresh.position;
+    catch_up(storage, &mut live, &checkpoints, head)?;
+    live.position = head;
+    fresh.position = head;
+    Ok(Rebuilt { fresh, live, checkpoints })
+}
+
+fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T, LedgerError>>) -> Result<T, LedgerError> {
+    handle.join().unwrap_or_else(|_| Err(LedgerError::Storage("a rebuild thread panicked".into())))
+}
+
+/// The stored rows, as `load_state` reads them (without its catch-up, which would write).
+fn load_journal(storage: &dyn Storage) -> Result<State, LedgerError> {
+    let mut live = State::default();
+    for record in storage.journal() {
+        for change in record? {
+            match change.value {
+                Some(value) => live.load_row(&change.projection, &change.key, &value)?,
+                None => live.unload_row(&change.projection, &change.key),
+            }
+        }
+    }
+    Ok(live)
+}
+
+/// Every event folded into a fresh state: one thread reads and checks the chain, this one
+/// folds.
+fn fold_log<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    storage: &'scope dyn Storage,
+    progress: &mut dyn FnMut(u64),
+) -> Result<State, LedgerError> {
+    let (batches, checked) = std::sync::mpsc::sync_channel::<Result<Vec<RecordedEvent>, LedgerError>>(8);
+    let reader = scope.spawn(move || {
+        let mut batch = Vec::with_capacity(FOLD_BATCH);
+        for event in Replay::new(storage.events_from(1), ChainHead::genesis()) {
+            match event {
+                Ok(event) => batch.push(event),
+                Err(e) => {
+                    // The folding side stops at the error; if it is gone already, so are we.
+                    let _ = batches.send(Err(e));
+                    return Ok(());
+                }
+            }
+            if batch.len() == FOLD_BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(FOLD_BATCH));
+                if batches.send(Ok(full)).is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        let _ = batches.send(Ok(batch));
+        Ok(())
+    });
+    let mut fresh = State::default();
+    let mut touched = Touched::new();
+    let mut folded = 0u64;
+    for batch in checked {
+        for event in batch? {
+            fresh.apply(&event, &mut touched);
+            touched.clear();
+        }
+        folded = fresh.position;
+        progress(folded);
+    }
+    joined(reader)?;
+    progress(folded);
+    Ok(fresh)
+}
+
+/// Folds into `live` the events its projections have not stored yet (checkpoint behind
+/// `head`), from the oldest such checkpoint on, checking the chain from there.
+fn catch_up(storage: &dyn Storage, live: &mut State, checkpoints: &[(&'static str, u64)], head: u64) -> Result<(), LedgerError> {
+    let Some(from) = checkpoints.iter().map(|(_, c)| *c).filter(|c| *c < head).min() else { return Ok(()) };
+    let start = match from {
+        0 => ChainHead::genesis(),
+        position => {
+            let stored = storage
+                .events_from(position)
+                .next()
+                .transpose()?
+                .ok_or_else(|| LedgerError::Corrupt { position, reason: "a checkpoint names a missing event".into() })?;
+            ChainHead { position, hash: stored.hash }
+        }
+    };
+    let mut touched = Touched::new();
+    for event in Replay::new(storage.events_from(from + 1), start) {
+        let event = event?;
+        for (projection, checkpoint) in checkpoints {
+            if event.position > *checkpoint {
+                live.apply_to(projection, &event, &mut touched);
+            }
+        }
+        touched.clear();
+    }
+    Ok(())
+}
+
+/// How a live row differs from the fresh one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Discrepancy {
+    /// The log says the row exists; the live projection lacks it.
+    MissingInLive,
+    /// The live projection has a row the log does not produce.
+    ExtraInLive,
+    /// Both have the row, with different contents.
+    Differs,
+}
+
+impl fmt::Display for Discrepancy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `pad`, so that a width given by the caller lines up reports.
+        f.pad(match self {
+            Discrepancy::MissingInLive => "missing in live",
+            Discrepancy::ExtraInLive => "extra in live",
+            Discrepancy::Differs => "differs",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Difference {
+    pub projection: &'static str,
+    pub key: String,
+    pub discrepancy: Discrepancy,
+}
+
+/// The outcome of [`compare`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// The first differences found (at most the limit given to [`compare`]), in projection
+    /// order, then row key order.
+    pub shown: Vec<Difference>,
+    /// Every compared projection with its number of differing rows (zero included).
+    pub counts: Vec<(&'static str, usize)>,
+}
+
+impl Report {
+    pub fn total(&self) -> usize {
+        self.counts.iter().map(|(_, n)| n).sum()
+    }
+
+    pub fn is_clean(&self) -> bool {
+        self.total() == 0
+    }
+}
+
+/// Whether two states hold the same projection. Equal in memory means every row encodes the
+/// same (row encodings are deterministic: ordered maps only), so this spares encoding every
+/// row twice when nothing differs, which is the usual case.
+fn same(projection: &str, a: &State, b: &State) -> bool {
+    use keyledger_projections::directory::Directory;
+    use keyledger_projections::expiry_schedule::ExpirySchedule;
+    use keyledger_projections::keys_view::KeysView;
+    use keyledger_projections::name_index::NameIndex;
+    use keyledger_projections::service_accounts::ServiceAccounts;
+    use keyledger_projections::token_index::TokenIndex;
+    use keyledger_projections::Projection;
+    match projection {
+        Directory::NAME => a.directory == b.directory,
+        NameIndex::NAME => a.name_index == b.name_index,
+        TokenIndex::NAME => a.tokens == b.tokens,
+        KeysView::NAME => a.keys == b.keys,
+        ServiceAccounts::NAME => a.service_accounts == b.service_accounts,
+        ExpirySchedule::NAME => a.expiry_schedule == b.expiry_schedule,
+        _ => false,
+    }
+}
+
+/// Compares `live` with `fresh`, row by row, for each of `projections`: every row key either
+/// has, and whether its encoding differs. Lists at most `limit` differences, counts all.
+pub fn compare(fresh: &State, live: &State, projections: &[&'static str], limit: usize) -> Report {
+    let mut report = Report::default();
+    for &projection in projections {
+        if same(projection, fresh, live) {
+            report.counts.push((projection, 0));
+            continue;
+        }
+        let fresh_keys = fresh.row_keys(projection);
+        let live_keys = live.row_keys(projection);
+        let mut count = 0;
+        let mut note = |key: &str, discrepancy| {
+            count += 1;
+            if report.shown.len() < limit {
+                report.shown.push(Difference { projection, key: key.to_owned(), discrepancy });
+            }
+        };
+        let (mut f, mut l) = (fresh_keys.iter().peekable(), live_keys.iter().peekable());
+        loop {
+            let order = match (f.peek(), l.peek()) {
+                (None, None) => break,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(a), Some(b)) => a.cmp(b),
+            };
+            match order {
+                Ordering::Less => {
+                    if let Some(key) = f.next() {
+                        note(key, Discrepancy::MissingInLive);
+                    }
+                }
+                Ordering::Greater => {
+                    if let Some(key) = l.next() {
+                        note(key, Discrepancy::ExtraInLive);
+                    }
+                }
+                Ordering::Equal => {
+                    if let (Some(key), Some(_)) = (f.next(), l.next()) {
+                        if fresh.encode_row(projection, key) != live.encode_row(projection, key) {
+                            note(key, Discrepancy::Differs);
+                        }
+                    }
+                }
+            }
+        }
+        report.counts.push((projection, count));
+    }
+    report
+}
+
+/// Every row of `projection` in `state`, as journal rows, in row key order.
+fn rows_of<'a>(state: &'a State, projection: &'static str) -> impl Iterator<Item = RowChange> + 'a {
+    state.row_keys(projection).into_iter().filter_map(move |key| {
+        let value = state.encode_row(projection, &key)?;
+        Some(RowChange { projection: projection.to_owned(), key, value: Some(value) })
+    })
+}
+
+/// Swaps the fresh rows of `projections` in, atomically: the new journal is one record with
+/// every row of the fresh `projections` and the live rows of every other projection, and all
+/// checkpoints at the log's head (the live copies were caught up to it by [`build`]). A crash
+/// halfway leaves the old journal as it was ([`Storage::replace_journal`]). Returns the
+/// number of rows written.
+///
+/// Nothing outside the journal and the checkpoints is touched: the events stay as they are.
+pub fn swap_in(storage: &dyn Storage, rebuilt: &Rebuilt, projections: &[&'static str]) -> Result<usize, LedgerError> {
+    let mut rows = Vec::new();
+    for projection in PROJECTIONS {
+        let source = if projections.contains(&projection) { &rebuilt.fresh } else { &rebuilt.live };
+        rows.extend(rows_of(source, projection));
+    }
+    let count = rows.len();
+    let checkpoints = PROJECTIONS.iter().map(|p| (*p, rebuilt.head())).collect();
+    storage.replace_journal(rows, checkpoints)?;
+    Ok(count)
+}
+
+/// Every projection folded afresh, event by event, as an import reads them: the import
+/// journals its rows (see [`crate::ledger::transfer::import`]).
+#[derive(Default)]
+pub struct Fold {
+    state: State,
+    touched: Touched,
+}
+
+impl Fold {
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+}
+
+impl Projector for Fold {
+    fn apply(&mut self, event: &RecordedEvent) {
+        self.state.apply(event, &mut self.touched);
+        self.touched.clear();
+    }
+
+    fn rows(&self, row: &mut dyn FnMut(RowChange) -> Result<(), LedgerError>) -> Result<(), LedgerError> {
+        for projection in PROJECTIONS {
+            for change in rows_of(&self.state, projection) {
+                row(change)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn checkpoints(&self, head: u64) -> Vec<(&'static str, u64)> {
+        PROJECTIONS.iter().map(|p| (*p, head)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::ledger::{Commit, SledStorage};
+    use crate::service::operator;
+    use crate::service::recovery::load_state;
+    use crate::service::rules::directory::DirectoryFile;
+    use crate::service::token::TokenFormat;
+    use crate::service::writer::Writer;
+
+    /// A store with an initialized organization (keys, tokens, directory rows, …).
+    fn initialized() -> (tempfile::TempDir, Arc<dyn Storage>) {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(dir.path()).unwrap());
+        let mut writer = Writer::new(Arc::clone(&storage), load_state(&*storage).unwrap()).unwrap();
+        let file = DirectoryFile::single_owner("Initech", "peter@initech.test");
+        operator::initialize(&mut writer, &[file], &TokenFormat::new("rootly").unwrap()).unwrap();
+        (dir, storage)
+    }
+
+    fn damage(storage: &dyn Storage, projection: &str, key: &str, value: Option<Vec<u8>>) {
+        let rows = vec![RowChange { projection: projection.into(), key: key.into(), value }];
+        storage.commit(Commit { rows, ..Commit::default() }).unwrap();
+    }
+
+    #[test]
+    fn a_healthy_store_compares_clean() {
+        let (_dir, storage) = initialized();
+        let rebuilt = build(&*storage, &mut |_| {}).unwrap();
+        assert_eq!(rebuilt.fresh, rebuilt.live);
+        let report = compare(&rebuilt.fresh, &rebuilt.live, &PROJECTIONS, 10);
+        assert!(report.is_clean(), "{report:?}");
+        assert_eq!(report.counts.len(), PROJECTIONS.len());
+    }
+
+    #[test]
+    fn missing_extra_and_altered_rows_are_each_reported() {
+        let (_dir, storage) = initialized();
+        let state = load_state(&*storage).unwrap();
+        let key_row = state.row_keys("keys").remove(0);
+        let token_row = state.row_keys("token_index").remove(0);
+        let mut altered = String::from_utf8(state.encode_row("keys", &key_row).unwrap()).unwrap();
+        altered = altered.replace("Initial owner key", "Renamed by hand");
+        damage(&*storage, "keys", &key_row, Some(altered.into_bytes()));
+        damage(&*storage, "token_index", &token_row, None);
+        let extra = format!("{:020}/{}", 99, "0".repeat(64));
+        damage(&*storage, "token_index", &extra, Some(uuid::Uuid::nil().to_string().into_bytes()));
+
+        let rebuilt = build(&*storage, &mut |_| {}).unwrap();
+        let report = compare(&rebuilt.fresh, &rebuilt.live, &PROJECTIONS, 10);
+        let found: Vec<_> = report.shown.iter().map(|d| (d.projection, d.key.as_str(), d.discrepancy)).collect();
+        assert_eq!(
+            found,
+            vec![
+                ("token_index", token_row.as_str(), Discrepancy::MissingInLive),
+                ("token_index", extra.as_str(), Discrepancy::ExtraInLive),
+                ("keys", key_row.as_str(), Discrepancy::Differs),
+            ]
+        );
+        assert_eq!(report.total(), 3);
+
+        let limited = compare(&rebuilt.fresh, &rebuilt.live, &PROJECTIONS, 1);
+        assert_eq!((limited.shown.len(), limited.total()), (1, 3), "the limit bounds the list, not the count");
+        let only_keys = compare(&rebuilt.fresh, &rebuilt.live, &["keys"], 10);
+        assert_eq!(only_keys.total(), 1);
+    }
+
+    #[test]
+    fn swapping_in_repairs_and_compacts_and_can_spare_other_projections() {
+        let (_dir, storage) = initialized();
+        let state = load_state(&*storage).unwrap();
+        let key_row = state.row_keys("keys").remove(0);
+        let token_row = state.row_keys("token_index").remove(0);
+        damage(&*storage, "keys", &key_row, None);
+        damage(&*storage, "token_index", &token_row, None);
+
+        let rebuilt = build(&*storage, &mut |_| {}).unwrap();
+        swap_in(&*storage, &rebuilt, &["keys"]).unwrap();
+        assert_eq!(storage.journal().count(), 1, "the journal is one record now");
+        let after = build(&*storage, &mut |_| {}).unwrap();
+        let report = compare(&after.fresh, &after.live, &PROJECTIONS, 10);
+        assert_eq!(report.counts.iter().filter(|(_, n)| *n > 0).collect::<Vec<_>>(), vec![&("token_index", 1)]);
+
+        swap_in(&*storage, &after, &PROJECTIONS).unwrap();
+        let repaired = load_state(&*storage).unwrap();
+        assert_eq!(repaired, state, "what the service loads equals the original state");
+    }
+
+    #[test]
+    fn a_projection_behind_the_log_is_compared_as_the_service_would_load_it() {
+        let (_dir, storage) = initialized();
+        let expected = load_state(&*storage).unwrap();
+        // Every row gone and every checkpoint at zero: as if all projections were new.
+        storage.replace_journal(Vec::new(), PROJECTIONS.iter().map(|p| (*p, 0)).collect()).unwrap();
+        let rebuilt = build(&*storage, &mut |_| {}).unwrap();
+        assert!(compare(&rebuilt.fresh, &rebuilt.live, &PROJECTIONS, 10).is_clean());
+        assert_eq!(rebuilt.live, expected);
+        assert!(rebuilt.checkpoints.iter().all(|(_, c)| *c == 0), "build wrote nothing");
+        assert_eq!(storage.checkpoint("keys").unwrap(), 0, "build wrote nothing");
+    }
+
+    #[test]
+    fn an_import_journals_what_it_folded_and_loads_back_to_the_same_state() {
+        let (_dir, storage) = initialized();
+        let expected = load_state(&*storage).unwrap();
+        let mut export = Vec::new();
+        crate::ledger::transfer::export(&*storage, &mut export, "memory", &mut |_| {}).unwrap();
+        let parent = tempfile::tempdir().unwrap();
+        let target = parent.path().join("imported");
+        let mut fold = Fold::default();
+        crate::ledger::transfer::import(&mut export.as_slice(), &target, &mut |_| {}, &mut fold).unwrap();
+        assert_eq!(fold.state(), &expected);
+        let imported = SledStorage::open_existing(&target).unwrap();
+        assert!(PROJECTIONS.iter().all(|p| imported.checkpoint(p).unwrap() == expected.position));
+        assert_eq!(load_state(&imported).unwrap(), expected, "the journaled rows load back to the folded state");
+        let rebuilt = build(&imported, &mut |_| {}).unwrap();
+        assert!(compare(&rebuilt.fresh, &rebuilt.live, &PROJECTIONS, 10).is_clean());
+    }
+
+    #[test]
+    fn unknown_projection_names_list_the_valid_ones() {
+        assert_eq!(projection_named("keys").ok(), Some("keys"));
+        let message = projection_named("key").err().map(|e| e.to_string()).unwrap_or_default();
+        for name in PROJECTIONS {
+            assert!(message.contains(name), "{message}");
+        }
+    }
+}

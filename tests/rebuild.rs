@@ -1,0 +1,284 @@
+//! `keyledger rebuild`: fresh projections from the log, compared with the stored ones
+//! (`--check`, changing nothing) or swapped in; damage to a stored projection is found and
+//! named, a rebuild repairs it, and the API answers exactly as before.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Output;
+
+use keyledger::ledger::{Commit, RowChange, SledStorage, Storage};
+use keyledger::service::recovery::load_state;
+use serde_json::{json, Value};
+use support::{cli, create, get, in_days, DataDir, Server, PLATFORM_TEAM};
+
+fn rebuild(data: &DataDir, extra: &[&str]) -> Output {
+    let mut args = vec!["rebuild", "--data", data.arg()];
+    args.extend_from_slice(extra);
+    cli(&args)
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn assert_clean(data: &DataDir, extra: &[&str], what: &str) {
+    let mut args = vec!["--check"];
+    args.extend_from_slice(extra);
+    let out = rebuild(data, &args);
+    assert!(out.status.success(), "{what}: rebuild --check is not clean:\n{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("match the log"), "{what}: {}", stdout(&out));
+}
+
+/// Runs `rebuild --check` (plus `extra`), which must fail; returns stdout and stderr together.
+fn assert_dirty(data: &DataDir, extra: &[&str], what: &str) -> String {
+    let mut args = vec!["--check"];
+    args.extend_from_slice(extra);
+    let out = rebuild(data, &args);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!out.status.success(), "{what}: rebuild --check passed a damaged store:\n{text}");
+    assert!(!text.contains("panicked"), "{what}: {text}");
+    text
+}
+
+/// The exact bytes of the stored projection journal and checkpoints.
+fn journal_bytes(data: &DataDir) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let db = sled::open(data.path().join("sled")).expect("open sled");
+    let tree = db.open_tree("ledger").expect("ledger tree");
+    let mut entries = Vec::new();
+    for prefix in [b"j", b"c"] {
+        for entry in tree.scan_prefix(prefix) {
+            let (k, v) = entry.expect("entry");
+            entries.push((k.to_vec(), v.to_vec()));
+        }
+    }
+    entries
+}
+
+/// Removes every journal entry (every stored projection row), keeping the checkpoints, so
+/// the service would load empty projections as if they were current.
+fn wipe_journal(data: &DataDir) {
+    let db = sled::open(data.path().join("sled")).expect("open sled");
+    let tree = db.open_tree("ledger").expect("ledger tree");
+    let keys: Vec<_> = tree.scan_prefix(b"j").keys().map(|k| k.expect("key")).collect();
+    assert!(!keys.is_empty(), "the journal is empty already");
+    for key in keys {
+        tree.remove(key).expect("remove");
+    }
+    db.flush().expect("flush");
+}
+
+/// Appends a journal record that changes one stored row of `projection` (the first one),
+/// as a bug in a projection's writer might: `None` deletes it, `Some` replaces its value.
+fn damage_row(data: &DataDir, projection: &str, edit: impl FnOnce(&[u8]) -> Option<Vec<u8>>) -> String {
+    let storage = SledStorage::open_existing(data.path()).expect("open the ledger");
+    let state = load_state(&storage).expect("load");
+    let key = state.row_keys(projection).into_iter().next().expect("a row to damage");
+    let value = state.encode_row(projection, &key).expect("the row's value");
+    let rows = vec![RowChange { projection: projection.to_owned(), key: key.clone(), value: edit(&value) }];
+    storage.commit(Commit { rows, ..Commit::default() }).expect("append the damage");
+    key
+}
+
+/// Appends a journal record adding a keys row the log never produced (a copy of the first
+/// key under a new id); returns its row key.
+fn add_extra_key_row(data: &DataDir) -> String {
+    let storage = SledStorage::open_existing(data.path()).expect("open the ledger");
+    let state = load_state(&storage).expect("load");
+    let first = state.row_keys("keys").into_iter().next().expect("a keys row");
+    let mut row: Value = serde_json::from_slice(&state.encode_row("keys", &first).expect("value")).expect("JSON");
+    let id = "5e1f0000-0000-4000-8000-000000000001";
+    row["id"] = json!(id);
+    let position = first.split('/').next().expect("positioned key");
+    let key = format!("{position}/{id}");
+    let value = serde_json::to_vec(&row).ok();
+    storage.commit(Commit { rows: vec![RowChange { projection: "keys".into(), key: key.clone(), value }], ..Commit::default() }).expect("append");
+    key
+}
+
+/// A ledger with keys of every kind; returns the tokens by user and the created keys as
+/// (id, token).
+async fn populated() -> (DataDir, HashMap<String, String>, Vec<(String, String)>) {
+    let data = DataDir::new();
+    let tokens = data.acme_and_globex();
+    let server = Server::start(&data);
+    let alice = &tokens["alice@acme.test"];
+    let mut created = Vec::new();
+    for attributes in [
+        json!({"name": "laptop", "kind": "personal", "expires_at": in_days(30)}),
+        json!({"name": "deploys", "kind": "team", "group_id": PLATFORM_TEAM, "expires_at": in_days(30)}),
+        json!({"name": "billing sync", "kind": "organization", "expires_at": in_days(30)}),
+    ] {
+        let (status, body) = create(&server, alice, attributes).await;
+        assert_eq!(status, 201, "{body}");
+        let id = body["data"]["id"].as_str().expect("id").to_owned();
+        let token = body["data"]["attributes"]["token"].as_str().expect("token").to_owned();
+        created.push((id, token));
+    }
+    server.stop();
+    (data, tokens, created)
+}
+
+/// What the API shows for each key, asked with the key's own token.
+async fn shown(data: &DataDir, created: &[(String, String)]) -> Vec<(u16, Value)> {
+    let server = Server::start(data);
+    let mut bodies = Vec::new();
+    for (id, token) in created {
+        bodies.push(get(&server, token, &format!("/v1/api_keys/{id}")).await);
+    }
+    server.stop();
+    bodies
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_journal_is_found_and_rebuilt_and_the_api_answers_the_same() {
+    let (data, _tokens, created) = populated().await;
+    assert_clean(&data, &[], "a healthy store");
+    let before = shown(&data, &created).await;
+    assert!(before.iter().all(|(status, _)| *status == 200), "{before:?}");
+
+    let untouched = journal_bytes(&data);
+    wipe_journal(&data);
+    let report = assert_dirty(&data, &[], "a wiped journal");
+    for projection in ["directory", "name_index", "token_index", "keys", "service_accounts", "expiry_schedule"] {
+        assert!(report.contains(&format!("{projection}: ")), "the report does not name {projection}:\n{report}");
+    }
+    assert!(report.contains("missing in live"), "{report}");
+    // --check changed nothing: it is still dirty, with nothing journaled.
+    assert!(journal_bytes(&data).iter().all(|(k, _)| k[0] != b'j'), "--check wrote rows");
+    assert_ne!(journal_bytes(&data), untouched);
+
+    let out = rebuild(&data, &[]);
+    assert!(out.status.success(), "rebuild failed: {}", stderr(&out));
+    assert_clean(&data, &[], "after the rebuild");
+    assert_eq!(shown(&data, &created).await, before, "the API answers differently after the rebuild");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_altered_row_is_named_and_a_rebuild_restores_what_the_api_showed() {
+    let (data, tokens, created) = populated().await;
+    let before = shown(&data, &created).await;
+
+    let key = damage_row(&data, "keys", |value| {
+        let mut row: Value = serde_json::from_slice(value).expect("a keys row is JSON");
+        row["name"] = json!("hijacked");
+        serde_json::to_vec(&row).ok()
+    });
+    let report = assert_dirty(&data, &[], "an altered keys row");
+    assert!(report.contains(&key) && report.contains("differs"), "the altered row is not named:\n{report}");
+    assert!(report.contains("keys: 1 row(s) differ"), "{report}");
+
+    let out = rebuild(&data, &[]);
+    assert!(out.status.success(), "rebuild failed: {}", stderr(&out));
+    assert_clean(&data, &[], "after the rebuild");
+    assert_eq!(shown(&data, &created).await, before);
+    // Tokens minted offline authenticate too.
+    let server = Server::start(&data);
+    for (user, token) in &tokens {
+        let (status, body) = get(&server, token, "/v1/api_keys/00000000-0000-0000-0000-000000000000").await;
+        assert_eq!(status, 404, "{user}'s token no longer authenticates: {body}");
+    }
+    server.stop();
+}
+
+#[test]
+fn rebuild_of_one_projection_touches_only_that_projection() {
+    let data = DataDir::new();
+    data.acme_and_globex();
+    let keys_row = damage_row(&data, "keys", |_| None);
+    let token_row = damage_row(&data, "token_index", |_| None);
+    let extra_row = add_extra_key_row(&data);
+
+    let only_keys = assert_dirty(&data, &["--projection", "keys"], "keys damaged");
+    assert!(only_keys.contains(&keys_row), "{only_keys}");
+    assert!(only_keys.lines().any(|l| l.contains(&extra_row) && l.contains("extra in live")), "{only_keys}");
+    assert!(!only_keys.contains("token_index"), "--projection keys reported another projection:\n{only_keys}");
+
+    let out = rebuild(&data, &["--projection", "keys"]);
+    assert!(out.status.success(), "rebuild --projection keys failed: {}", stderr(&out));
+    assert_clean(&data, &["--projection", "keys"], "keys after rebuilding keys");
+    let rest = assert_dirty(&data, &[], "token_index still damaged");
+    assert!(rest.contains(&token_row) && rest.contains("token_index: 1 row(s) differ"), "{rest}");
+    assert!(!rest.contains("keys: "), "keys still differs after its rebuild:\n{rest}");
+
+    let out = rebuild(&data, &["--projection", "token_index"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_clean(&data, &[], "after rebuilding both");
+}
+
+#[test]
+fn an_unknown_projection_is_refused_with_the_valid_names() {
+    let data = DataDir::new();
+    data.acme_and_globex();
+    let out = rebuild(&data, &["--projection", "key", "--check"]);
+    assert!(!out.status.success());
+    let message = stderr(&out);
+    for name in ["directory", "name_index", "token_index", "keys", "service_accounts", "expiry_schedule"] {
+        assert!(message.contains(name), "{name} missing from: {message}");
+    }
+}
+
+#[test]
+fn a_broken_chain_stops_the_rebuild_and_changes_nothing() {
+    let data = DataDir::new();
+    data.acme_and_globex();
+    let before = journal_bytes(&data);
+    {
+        let db = sled::open(data.path().join("sled")).expect("open sled");
+        let tree = db.open_tree("ledger").expect("ledger tree");
+        let mut key = vec![b'e'];
+        key.extend_from_slice(&3u64.to_be_bytes());
+        let mut value = tree.get(&key).expect("get").expect("event 3").to_vec();
+        let at = value.len() - 10;
+        value[at] ^= 0x01;
+        tree.insert(key, value).expect("insert");
+        db.flush().expect("flush");
+    }
+    for extra in [&["--check"][..], &[][..]] {
+        let out = rebuild(&data, extra);
+        assert!(!out.status.success(), "rebuild {extra:?} replayed a broken chain");
+        assert!(stderr(&out).contains("position 3"), "{}", stderr(&out));
+    }
+    assert_eq!(journal_bytes(&data), before, "a failed rebuild changed the stored projections");
+}
+
+#[test]
+fn rebuild_needs_a_ledger() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = cli(&["rebuild", "--data", dir.path().to_str().expect("utf-8"), "--check"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no ledger"), "{}", stderr(&out));
+    assert!(std::fs::read_dir(dir.path()).expect("read").next().is_none(), "rebuild created files in {}", Path::new(dir.path()).display());
+}
+
+#[test]
+fn projections_behind_the_log_are_checked_as_the_service_loads_them_and_check_writes_nothing() {
+    let data = DataDir::new();
+    data.acme_and_globex();
+    {
+        // No rows and no checkpoints: every projection is behind, as if new.
+        let db = sled::open(data.path().join("sled")).expect("open sled");
+        let tree = db.open_tree("ledger").expect("ledger tree");
+        let keys: Vec<_> = tree.scan_prefix(b"j").keys().chain(tree.scan_prefix(b"c").keys()).map(|k| k.expect("key")).collect();
+        for key in keys {
+            tree.remove(key).expect("remove");
+        }
+        db.flush().expect("flush");
+    }
+    assert!(journal_bytes(&data).is_empty());
+    let out = rebuild(&data, &["--check"]);
+    assert!(out.status.success(), "projections behind the log are caught up at start, not damaged: {}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("note: keys was stored up to position 0"), "{}", stdout(&out));
+    assert!(journal_bytes(&data).is_empty(), "rebuild --check wrote to the store");
+
+    let out = rebuild(&data, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!journal_bytes(&data).is_empty(), "rebuild stored nothing");
+    assert_clean(&data, &[], "after the rebuild");
+    assert!(!stdout(&rebuild(&data, &["--check"])).contains("note:"), "the checkpoints were not advanced");
+}
