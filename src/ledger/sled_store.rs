@@ -86,6 +86,20 @@ fn decode_event(key: &[u8], value: &[u8]) -> Result<StoredEvent, LedgerError> {
 const EVENT: u8 = b'e';
 const JOURNAL: u8 = b'j';
 const CHECKPOINT: u8 = b'c';
+const META: u8 = b'm';
+
+/// The first journal record that counts: records below it belong to a replaced journal.
+const JOURNAL_FLOOR: &str = "journal_floor";
+/// Set while a replacement journal is being written from this record on; records at or
+/// above it do not count until the replacement is switched in.
+const JOURNAL_PENDING: &str = "journal_pending";
+/// Rows per record (and keys per deletion batch) when replacing the journal: sled holds
+/// every intermediate version of a batch in memory, so batches must stay small.
+const ROWS_PER_RECORD: usize = 20_000;
+
+fn meta_key(name: &str) -> Vec<u8> {
+    [&[META], name.as_bytes()].concat()
+}
 
 fn event_key(position: u64) -> [u8; 9] {
     let mut key = [EVENT; 9];
@@ -140,20 +154,60 @@ impl SledStorage {
         for created in [dir.join("sled"), dir.to_owned()] {
             File::open(created).and_then(|d| d.sync_all()).map_err(open_err)?;
         }
-        let next_record = match ledger.scan_prefix([JOURNAL]).next_back().transpose().map_err(storage_error)? {
-            Some((key, _)) => journal_record(&key) + 1,
-            None => 1,
-        };
-        Ok(SledStorage {
+        let storage = SledStorage {
             ledger,
-            next_record: AtomicU64::new(next_record),
             db,
             data_file,
             data_path,
             blobs_dir: dir.join("sled").join("blobs"),
             synced_blobs: Mutex::new(HashSet::new()),
+            next_record: AtomicU64::new(1),
             _lock: lock,
-        })
+        };
+        storage.finish_interrupted_replacement()?;
+        let next_record = match storage.ledger.scan_prefix([JOURNAL]).next_back().transpose().map_err(storage_error)? {
+            Some((key, _)) => journal_record(&key) + 1,
+            None => 1,
+        };
+        storage.next_record.store(next_record, Ordering::Relaxed);
+        Ok(storage)
+    }
+
+    fn meta(&self, name: &str) -> Result<Option<u64>, LedgerError> {
+        Ok(self.ledger.get(meta_key(name)).map_err(storage_error)?.map(|v| u64_value(&v)))
+    }
+
+    /// Deletes journal records in `[from, to)`, in bounded batches.
+    fn remove_records(&self, from: u64, to: u64) -> Result<(), LedgerError> {
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut count = 0;
+            for key in self.ledger.range(journal_key(from, 0)..journal_key(to, 0)).keys().take(ROWS_PER_RECORD) {
+                batch.remove(key.map_err(storage_error)?);
+                count += 1;
+            }
+            if count == 0 {
+                return Ok(());
+            }
+            self.ledger.apply_batch(batch).map_err(storage_error)?;
+        }
+    }
+
+    /// A replacement that a crash interrupted before its switch is discarded; records of a
+    /// replaced journal whose deletion was interrupted are deleted.
+    fn finish_interrupted_replacement(&self) -> Result<(), LedgerError> {
+        let pending = self.meta(JOURNAL_PENDING)?;
+        let floor = self.meta(JOURNAL_FLOOR)?.unwrap_or(0);
+        if pending.is_none() && self.ledger.range(journal_key(0, 0)..journal_key(floor, 0)).next().is_none() {
+            return Ok(());
+        }
+        if let Some(pending) = pending {
+            tracing::warn!(from_record = pending, "discarding a journal replacement that was interrupted");
+            self.remove_records(pending, u64::MAX)?;
+            self.ledger.remove(meta_key(JOURNAL_PENDING)).map_err(storage_error)?;
+        }
+        self.remove_records(0, floor)?;
+        self.sync()
     }
 
     /// Syncs blob files sled wrote since the last call (normally there are none).
@@ -221,7 +275,12 @@ impl Storage for SledStorage {
     }
 
     fn journal(&self) -> Box<dyn Iterator<Item = Result<Vec<RowChange>, LedgerError>> + '_> {
-        let mut pieces = self.ledger.scan_prefix([JOURNAL]).peekable();
+        let bounds = self.meta(JOURNAL_FLOOR).and_then(|floor| Ok((floor.unwrap_or(0), self.meta(JOURNAL_PENDING)?.unwrap_or(u64::MAX))));
+        let (floor, end) = match bounds {
+            Ok(bounds) => bounds,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
+        let mut pieces = self.ledger.range(journal_key(floor, 0)..journal_key(end, 0)).peekable();
         let record_of = journal_record;
         Box::new(std::iter::from_fn(move || {
             let (key, first) = match pieces.next()? {
@@ -246,29 +305,86 @@ impl Storage for SledStorage {
         Ok(self.ledger.get(checkpoint_key(projection)).map_err(storage_error)?.map_or(0, |v| u64_value(&v)))
     }
 
-    /// One `apply_batch` removes every journal piece and writes the new record under a fresh
-    /// record number (above every old one, so no key is both removed and written); sled
-    /// recovers a batch all or nothing, so a crash halfway leaves the old journal intact.
-    ///
-    /// The price of one batch: sled keeps every intermediate version of the tree until the
-    /// batch ends, so memory grows with the journal (measured: ~4 GiB on top of the rows for
-    /// 250 000 keys, more than 20 GiB for 1 000 000). Bounded memory needs a journal
-    /// generation switched by one small batch instead.
+    /// A journal generation switch, in bounded batches (one `apply_batch` of the whole
+    /// journal made sled hold every intermediate tree version: over 20 GiB for 1 M keys).
+    /// The new records are written above every old one behind a `journal_pending` marker,
+    /// then one small batch drops the marker, moves `journal_floor` to the new records and
+    /// stores the checkpoints. A crash before the switch leaves the old journal in force (and
+    /// [`SledStorage::open`] discards the partial new one); a crash after it leaves the new
+    /// one in force with old records below the floor, deleted at the next open.
     fn replace_journal(&self, rows: Vec<RowChange>, checkpoints: Vec<(&'static str, u64)>) -> Result<(), LedgerError> {
-        let mut batch = sled::Batch::default();
-        for entry in self.ledger.scan_prefix([JOURNAL]).keys() {
-            batch.remove(entry.map_err(storage_error)?);
-        }
-        if !rows.is_empty() {
-            let record = self.next_record.fetch_add(1, Ordering::Relaxed);
-            for (piece, bytes) in (0u32..).zip(journal::encode(&rows).chunks(journal::PIECE_BYTES)) {
+        let old_floor = self.meta(JOURNAL_FLOOR)?.unwrap_or(0);
+        let first = self.next_record.fetch_add(1, Ordering::Relaxed);
+        // The marker goes first: sled recovers a prefix of what was applied, so any record of
+        // the replacement that survives a crash comes with it, and open() discards them.
+        self.ledger.insert(meta_key(JOURNAL_PENDING), &first.to_be_bytes()).map_err(storage_error)?;
+        for (i, chunk) in rows.chunks(ROWS_PER_RECORD).enumerate() {
+            let record = if i == 0 { first } else { self.next_record.fetch_add(1, Ordering::Relaxed) };
+            let mut batch = sled::Batch::default();
+            for (piece, bytes) in (0u32..).zip(journal::encode(chunk).chunks(journal::PIECE_BYTES)) {
                 batch.insert(&journal_key(record, piece), bytes);
             }
+            self.ledger.apply_batch(batch).map_err(storage_error)?;
         }
+        // The switch: one small batch.
+        let mut switch = sled::Batch::default();
+        switch.remove(meta_key(JOURNAL_PENDING));
+        switch.insert(meta_key(JOURNAL_FLOOR), &first.to_be_bytes());
         for (projection, position) in &checkpoints {
-            batch.insert(checkpoint_key(projection), &position.to_be_bytes());
+            switch.insert(checkpoint_key(projection), &position.to_be_bytes());
         }
-        self.ledger.apply_batch(batch).map_err(storage_error)?;
+        self.ledger.apply_batch(switch).map_err(storage_error)?;
+        self.sync()?;
+        self.remove_records(old_floor, first)?;
         self.sync()
+    }
+
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(key: &str, value: &str) -> RowChange {
+        RowChange { projection: "keys".into(), key: key.into(), value: Some(value.as_bytes().to_vec()) }
+    }
+
+    fn journal_rows(storage: &SledStorage) -> Vec<RowChange> {
+        storage.journal().map(|r| r.unwrap_or_else(|e| panic!("{e}"))).flatten().collect()
+    }
+
+    #[test]
+    fn a_replaced_journal_is_the_only_one_read_and_the_old_records_are_gone() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let storage = SledStorage::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..3 {
+            let commit = Commit { events: Vec::new(), rows: vec![row(&format!("old{i}"), "x")], checkpoints: Vec::new() };
+            storage.commit(commit).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let fresh: Vec<RowChange> = (0..ROWS_PER_RECORD + 5).map(|i| row(&format!("new{i}"), "y")).collect();
+        storage.replace_journal(fresh.clone(), vec![("keys", 9)]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(journal_rows(&storage), fresh, "only the new generation, in order, across several records");
+        assert_eq!(storage.checkpoint("keys").ok(), Some(9));
+        assert_eq!(storage.ledger.range(journal_key(0, 0)..journal_key(storage.meta(JOURNAL_FLOOR).ok().flatten().unwrap_or(0), 0)).count(), 0);
+    }
+
+    #[test]
+    fn a_replacement_interrupted_before_its_switch_is_discarded_at_open() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        {
+            let storage = SledStorage::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+            let commit = Commit { events: Vec::new(), rows: vec![row("old", "x")], checkpoints: Vec::new() };
+            storage.commit(commit).unwrap_or_else(|e| panic!("{e}"));
+            // What a crash leaves after the marker and one record of the replacement.
+            let first = storage.next_record.fetch_add(1, Ordering::Relaxed);
+            storage.ledger.insert(meta_key(JOURNAL_PENDING), &first.to_be_bytes()).unwrap_or_else(|e| panic!("{e}"));
+            storage.ledger.insert(journal_key(first, 0), journal::encode(&[row("half", "y")])).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(journal_rows(&storage), vec![row("old", "x")], "a pending generation is never read");
+            storage.sync().unwrap_or_else(|e| panic!("{e}"));
+        }
+        let reopened = SledStorage::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(journal_rows(&reopened), vec![row("old", "x")]);
+        assert_eq!(reopened.meta(JOURNAL_PENDING).ok().flatten(), None, "the marker is cleared");
+        assert_eq!(reopened.ledger.scan_prefix([JOURNAL]).count(), 1, "the partial record is deleted");
     }
 }
