@@ -350,7 +350,7 @@ mod tests {
     }
 
     fn journal_rows(storage: &SledStorage) -> Vec<RowChange> {
-        storage.journal().map(|r| r.unwrap_or_else(|e| panic!("{e}"))).flatten().collect()
+        storage.journal().flat_map(|r| r.unwrap_or_else(|e| panic!("{e}"))).collect()
     }
 
     #[test]
