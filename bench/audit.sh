@@ -18,7 +18,8 @@ if [ ! -d "$LEDGER/sled" ]; then
   "$BIN/generate-ledger" "$LEDGER" "$KEYS" >&2
 fi
 
-seconds() { local start end; start=$(date +%s.%N); "$@" >/dev/null 2>"$LEDGER.stderr" || { cat "$LEDGER.stderr" >&2; return 1; }; end=$(date +%s.%N); echo "$end - $start" | bc; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+seconds() { local start end; start=$(date +%s.%N); "$@" >/dev/null 2>"$LEDGER.stderr" || { cat "$LEDGER.stderr" >&2; return 1; }; end=$(date +%s.%N); elapsed "$start" "$end"; }
 events=$("$BIN/keyledger" audit verify --data "$LEDGER" 2>&1 | grep -oE '[0-9]+ events' | head -1 | grep -oE '[0-9]+')
 
 verify_s=$(seconds "$BIN/keyledger" audit verify --data "$LEDGER")
@@ -32,14 +33,14 @@ pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 for _ in $(seq 600); do grep -q "listening on" "$log" && break; sleep 0.05; done
 end=$(date +%s.%N)
-ready_s=$(echo "$end - $start" | bc)
+ready_s=$(elapsed "$start" "$end")
 rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
 kill -TERM $pid; wait $pid || true
 
 printf '| Measurement | Value |\n|---|---:|\n'
 printf '| events in the ledger | %s |\n' "$events"
 printf '| ledger size on disk | %s |\n' "$(du -sh "$LEDGER" | cut -f1)"
-printf '| `audit verify` | %.2f s (%.0f events/s) |\n' "$verify_s" "$(echo "$events / $verify_s" | bc -l)"
+printf '| `audit verify` | %.2f s (%.0f events/s) |\n' "$verify_s" "$(awk -v n="$events" -v s="$verify_s" 'BEGIN { print n / s }')"
 printf '| `rebuild --check` | %.2f s |\n' "$check_s"
 printf '| `rebuild` (swap in) | %.2f s |\n' "$rebuild_s"
 printf '| `serve` restart, start to listening | %.2f s |\n' "$ready_s"
