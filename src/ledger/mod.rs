@@ -94,3 +94,18 @@ pub trait Storage: Send + Sync {
     /// record instead of one per commit ever made). The events are untouched.
     fn replace_journal(&self, rows: Vec<RowChange>, checkpoints: Vec<(&'static str, u64)>) -> Result<(), LedgerError>;
 }
+
+/// The chain head as it stood after `position` (genesis for 0): where a replay that resumes
+/// after `position` starts checking links.
+pub fn head_at(storage: &dyn Storage, position: u64) -> Result<ChainHead, LedgerError> {
+    if position == 0 {
+        return Ok(ChainHead::genesis());
+    }
+    let stored = storage
+        .events_from(position)
+        .next()
+        .transpose()?
+        .filter(|stored| stored.position == position)
+        .ok_or_else(|| LedgerError::Corrupt { position, reason: "a checkpoint names a missing event".into() })?;
+    Ok(ChainHead { position, hash: stored.hash })
+}

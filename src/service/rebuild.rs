@@ -19,7 +19,7 @@ use keyledger_projections::{RecordedEvent, State};
 
 use crate::ledger::chain::Replay;
 use crate::ledger::transfer::Projector;
-use crate::ledger::{ChainHead, LedgerError, RowChange, Storage};
+use crate::ledger::{head_at, ChainHead, LedgerError, RowChange, Storage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
@@ -144,17 +144,7 @@ fn fold_log<'scope>(
 /// `head`), from the oldest such checkpoint on, checking the chain from there.
 fn catch_up(storage: &dyn Storage, live: &mut State, checkpoints: &[(&'static str, u64)], head: u64) -> Result<(), LedgerError> {
     let Some(from) = checkpoints.iter().map(|(_, c)| *c).filter(|c| *c < head).min() else { return Ok(()) };
-    let start = match from {
-        0 => ChainHead::genesis(),
-        position => {
-            let stored = storage
-                .events_from(position)
-                .next()
-                .transpose()?
-                .ok_or_else(|| LedgerError::Corrupt { position, reason: "a checkpoint names a missing event".into() })?;
-            ChainHead { position, hash: stored.hash }
-        }
-    };
+    let start = head_at(storage, from)?;
     let mut touched = Touched::new();
     for event in Replay::new(storage.events_from(from + 1), start) {
         let event = event?;

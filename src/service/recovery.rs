@@ -12,7 +12,7 @@ use keyledger_projections::state::{Touched, PROJECTIONS};
 use keyledger_projections::State;
 
 use crate::ledger::chain::Replay;
-use crate::ledger::{ChainHead, Commit, LedgerError, RowChange, Storage};
+use crate::ledger::{head_at, Commit, LedgerError, RowChange, Storage};
 
 pub fn load_state(storage: &dyn Storage) -> Result<State, LedgerError> {
     let mut state = State::default();
@@ -43,17 +43,7 @@ fn catch_up(
     checkpoints: &[(&'static str, u64)],
     from: u64,
 ) -> Result<(), LedgerError> {
-    let start = match from {
-        0 => ChainHead::genesis(),
-        position => {
-            let stored = storage
-                .events_from(position)
-                .next()
-                .transpose()?
-                .ok_or_else(|| LedgerError::Corrupt { position, reason: "a checkpoint names a missing event".into() })?;
-            ChainHead { position, hash: stored.hash }
-        }
-    };
+    let start = head_at(storage, from)?;
     tracing::info!(from, "projections are behind the log; catching up");
     let mut touched = Touched::new();
     let mut replay = Replay::new(storage.events_from(from + 1), start);
@@ -84,7 +74,7 @@ mod tests {
 
     use super::*;
     use crate::ledger::chain;
-    use crate::ledger::SledStorage;
+    use crate::ledger::{ChainHead, SledStorage};
     use crate::service::operator;
     use crate::service::rules::directory::DirectoryFile;
     use crate::service::token::TokenFormat;
