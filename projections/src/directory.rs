@@ -149,7 +149,7 @@ impl Projection for Directory {
             return;
         }
         let Some(org) = self.organizations.get_mut(&org_id) else { return };
-        if !matches!(recorded.event, Event::ApiKeyCreated(_) | Event::ServiceAccountCreated(_)) {
+        if !recorded.event.concerns_keys() {
             org.stream_versions.insert(recorded.stream.clone(), recorded.stream_version);
         }
         match &recorded.event {
@@ -211,7 +211,11 @@ impl Projection for Directory {
             Event::TeamDeleted(e) => {
                 org.teams.remove(&e.team_id);
             }
-            Event::OrganizationCreated(_) | Event::ApiKeyCreated(_) | Event::ServiceAccountCreated(_) => return,
+            Event::OrganizationCreated(_)
+            | Event::ApiKeyCreated(_)
+            | Event::ServiceAccountCreated(_)
+            | Event::ApiKeyRevoked(_)
+            | Event::ServiceAccountDeleted(_) => return,
         }
         touched.push(org_id.to_string());
     }

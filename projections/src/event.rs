@@ -177,6 +177,38 @@ pub struct ServiceAccountCreated {
     pub on_call_role_id: Option<Uuid>,
 }
 
+/// Why a key stopped being valid for good.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationReason {
+    /// `DELETE /v1/api_keys/{id}` by someone allowed to.
+    Requested,
+}
+
+/// A key was revoked: its token stops authenticating and its name is free again. The
+/// payload repeats what the key was (name, scope, digest) so that the fact reads on its
+/// own in an audit, and so that every projection can undo its part from the event alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRevoked {
+    pub api_key_id: Uuid,
+    pub organization_id: Uuid,
+    pub kind: ApiKeyKind,
+    pub name: String,
+    pub user_id: Option<UserId>,
+    pub group_id: Option<Uuid>,
+    /// Hex of the digest that authenticated the key; never the token.
+    pub token_digest: String,
+    pub reason: RevocationReason,
+}
+
+/// A team or organization key's service account went with its key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceAccountDeleted {
+    pub service_account_id: Uuid,
+    pub organization_id: Uuid,
+    pub api_key_id: Uuid,
+}
+
 /// Every fact the ledger records. The variant name is the envelope's `type`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "payload")]
@@ -193,6 +225,8 @@ pub enum Event {
     TeamDeleted(TeamDeleted),
     ApiKeyCreated(ApiKeyCreated),
     ServiceAccountCreated(ServiceAccountCreated),
+    ApiKeyRevoked(ApiKeyRevoked),
+    ServiceAccountDeleted(ServiceAccountDeleted),
 }
 
 /// An envelope named a type or version this build does not know, or its payload did not fit.
@@ -220,6 +254,8 @@ impl Event {
             Event::TeamDeleted(_) => "TeamDeleted",
             Event::ApiKeyCreated(_) => "ApiKeyCreated",
             Event::ServiceAccountCreated(_) => "ServiceAccountCreated",
+            Event::ApiKeyRevoked(_) => "ApiKeyRevoked",
+            Event::ServiceAccountDeleted(_) => "ServiceAccountDeleted",
         }
     }
 
@@ -271,7 +307,17 @@ impl Event {
             Event::TeamDeleted(e) => e.organization_id,
             Event::ApiKeyCreated(e) => e.organization_id,
             Event::ServiceAccountCreated(e) => e.organization_id,
+            Event::ApiKeyRevoked(e) => e.organization_id,
+            Event::ServiceAccountDeleted(e) => e.organization_id,
         }
+    }
+
+    /// Whether the event is about keys and service accounts rather than the directory.
+    pub fn concerns_keys(&self) -> bool {
+        matches!(
+            self,
+            Event::ApiKeyCreated(_) | Event::ServiceAccountCreated(_) | Event::ApiKeyRevoked(_) | Event::ServiceAccountDeleted(_)
+        )
     }
 
     /// The stream (entity) an event belongs to.
@@ -289,6 +335,8 @@ impl Event {
             Event::TeamDeleted(e) => format!("team-{}", e.team_id),
             Event::ApiKeyCreated(e) => format!("api_key-{}", e.api_key_id),
             Event::ServiceAccountCreated(e) => format!("service_account-{}", e.service_account_id),
+            Event::ApiKeyRevoked(e) => format!("api_key-{}", e.api_key_id),
+            Event::ServiceAccountDeleted(e) => format!("service_account-{}", e.service_account_id),
         }
     }
 }

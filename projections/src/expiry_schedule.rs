@@ -54,6 +54,12 @@ impl Projection for ExpirySchedule {
     const NAME: &'static str = "expiry_schedule";
 
     fn apply(&mut self, recorded: &RecordedEvent, touched: &mut Vec<String>) {
+        if let Event::ApiKeyRevoked(e) = &recorded.event {
+            if let Some((at, position)) = self.scheduled.remove(&e.api_key_id) {
+                self.due.remove(&(at, e.api_key_id));
+                touched.push(row_key(position, at, e.api_key_id));
+            }
+        }
         if let Event::ApiKeyCreated(e) = &recorded.event {
             // Row keys hold microseconds; keep no more in memory, or a row could not be found again.
             let at = e.expires_at.trunc_subsecs(6);

@@ -62,6 +62,12 @@ impl Projection for KeysView {
     const NAME: &'static str = "keys";
 
     fn apply(&mut self, recorded: &RecordedEvent, touched: &mut Vec<String>) {
+        if let Event::ApiKeyRevoked(e) = &recorded.event {
+            // A revoked key is gone from every view; the log keeps it.
+            if let Some(key) = self.keys.remove(&e.api_key_id) {
+                touched.push(positioned(key.position, &key.id.to_string()));
+            }
+        }
         if let Event::ApiKeyCreated(e) = &recorded.event {
             self.keys.insert(
                 e.api_key_id,

@@ -63,6 +63,13 @@ impl Projection for NameIndex {
     const NAME: &'static str = "name_index";
 
     fn apply(&mut self, recorded: &RecordedEvent, touched: &mut Vec<String>) {
+        if let Event::ApiKeyRevoked(e) = &recorded.event {
+            let key = name_key(e.organization_id, e.kind, scope_of(e.kind, e.user_id, e.group_id), &e.name);
+            if let Some(claim) = self.holders.get(&key).filter(|c| c.api_key_id == e.api_key_id).copied() {
+                self.holders.remove(&key);
+                touched.push(positioned(claim.position, &key));
+            }
+        }
         if let Event::ApiKeyCreated(e) = &recorded.event {
             let key = name_key(e.organization_id, e.kind, scope_of(e.kind, e.user_id, e.group_id), &e.name);
             touched.push(positioned(recorded.position, &key));

@@ -45,6 +45,11 @@ impl Projection for ServiceAccounts {
     const NAME: &'static str = "service_accounts";
 
     fn apply(&mut self, recorded: &RecordedEvent, touched: &mut Vec<String>) {
+        if let Event::ServiceAccountDeleted(e) = &recorded.event {
+            if let Some(account) = self.accounts.remove(&e.service_account_id) {
+                touched.push(positioned(account.position, &account.id.to_string()));
+            }
+        }
         if let Event::ServiceAccountCreated(e) = &recorded.event {
             self.accounts.insert(
                 e.service_account_id,

@@ -35,6 +35,14 @@ impl Projection for TokenIndex {
     const NAME: &'static str = "token_index";
 
     fn apply(&mut self, recorded: &RecordedEvent, touched: &mut Vec<String>) {
+        if let Event::ApiKeyRevoked(e) = &recorded.event {
+            if let Ok(digest) = blake3::Hash::from_hex(&e.token_digest) {
+                if let Some(entry) = self.keys.get(&digest).filter(|entry| entry.api_key_id == e.api_key_id).copied() {
+                    self.keys.remove(&digest);
+                    touched.push(positioned(entry.position, digest.to_hex().as_str()));
+                }
+            }
+        }
         if let Event::ApiKeyCreated(e) = &recorded.event {
             if let Ok(digest) = blake3::Hash::from_hex(&e.token_digest) {
                 self.keys.insert(digest, Entry { api_key_id: e.api_key_id, position: recorded.position });

@@ -144,3 +144,15 @@ pub(super) async fn show(
     let body = app.service.show_api_key(&caller, id, |key| resource::api_key_document(key, None)).ok_or_else(ApiError::not_found)?;
     Ok(document(StatusCode::OK, body))
 }
+
+/// `DELETE /v1/api_keys/{id}`: 200 with the revoked key (never its token).
+pub(super) async fn revoke(
+    State(app): State<AppState>,
+    Authenticated(caller): Authenticated,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
+    let key = app.service.revoke_api_key(&caller, id, request_id(&headers)).await?;
+    Ok(document(StatusCode::OK, resource::api_key_document(&key, None)))
+}

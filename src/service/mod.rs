@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use self::rules::caller::{self, Caller};
 use self::rules::create_api_key::{CreateApiKey, NewApiKey, Requester};
+use self::rules::revoke_api_key::RevokeApiKey;
 use self::rules::visibility::can_see;
 use self::token::{IssuedToken, TokenError, TokenFormat};
 use self::writer::{Answer, Command, CommandError, Durability, Staged, Writer};
@@ -176,6 +177,19 @@ impl Service {
             .read(|state| state.keys.get(api_key_id).cloned())
             .ok_or_else(|| CommandError::Unavailable("the created key is missing from the keys view".into()))?;
         Ok(CreatedKey { key, token })
+    }
+
+    /// Revokes a key and returns it as it was just before. Its token is refused from the
+    /// moment this returns (the published state drops it before the caller is answered).
+    pub async fn revoke_api_key(&self, caller: &Caller, id: Uuid, request_id: String) -> Result<ApiKey, ServiceError> {
+        // A key the caller cannot see in the durable state is not found, without asking the
+        // writer; the writer still decides (and may refuse) for the keys it can.
+        let before = self
+            .show_api_key(caller, id, ApiKey::clone)
+            .ok_or(CommandError::Rejected(rules::Rejection::NotFound))?;
+        let command = Command::RevokeApiKey(RevokeApiKey { caller: caller.api_key_id, api_key_id: id });
+        self.execute(command, request_id).await?;
+        Ok(before)
     }
 
     /// `render`s a key the caller may see, as of now; `None` for anything else.

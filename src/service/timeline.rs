@@ -41,7 +41,7 @@ pub enum TimelineError {
 /// Every event type name, as `--type` accepts them (case-insensitively) and as envelopes
 /// carry them. [`type_index`] matches `Event` exhaustively, so a new variant does not compile
 /// until it is given a place here.
-pub const EVENT_TYPES: [&str; 12] = [
+pub const EVENT_TYPES: [&str; 14] = [
     "OrganizationCreated",
     "OrganizationSettingsChanged",
     "RoleDefined",
@@ -54,6 +54,8 @@ pub const EVENT_TYPES: [&str; 12] = [
     "TeamDeleted",
     "ApiKeyCreated",
     "ServiceAccountCreated",
+    "ApiKeyRevoked",
+    "ServiceAccountDeleted",
 ];
 
 /// The place of an event's type in [`EVENT_TYPES`].
@@ -71,6 +73,8 @@ fn type_index(event: &Event) -> usize {
         Event::TeamDeleted(_) => 9,
         Event::ApiKeyCreated(_) => 10,
         Event::ServiceAccountCreated(_) => 11,
+        Event::ApiKeyRevoked(_) => 12,
+        Event::ServiceAccountDeleted(_) => 13,
     }
 }
 
@@ -354,6 +358,13 @@ pub fn summary(event: &Event, directory: &Directory) -> String {
             let team = e.group_id.map(|t| format!(" for {}", team_label(org, t))).unwrap_or_default();
             format!("service account of {} key {}{team} in {org_name}", e.kind.as_str(), e.api_key_id)
         }
+        Event::ApiKeyRevoked(e) => {
+            let reason = match e.reason {
+                keyledger_projections::event::RevocationReason::Requested => "on request",
+            };
+            format!("{} key {:?} revoked {reason} in {org_name}", e.kind.as_str(), e.name)
+        }
+        Event::ServiceAccountDeleted(e) => format!("service account of key {} deleted in {org_name}", e.api_key_id),
     }
 }
 
@@ -383,14 +394,15 @@ impl LogLine {
     }
 }
 
-/// A key's status at a moment. Adding `Rotated` or `Revoked` (once the event vocabulary has
-/// them) is a variant here and one arm in [`status_at`]; the compiler then points at
+/// A key's status at a moment. Adding `Rotated` (once the event vocabulary has it) is a
+/// variant here and one arm in [`status_at`]; the compiler then points at
 /// [`KeyStatus::as_str`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyStatus {
     Active,
     Expired,
+    Revoked,
 }
 
 impl KeyStatus {
@@ -398,6 +410,7 @@ impl KeyStatus {
         match self {
             KeyStatus::Active => "active",
             KeyStatus::Expired => "expired",
+            KeyStatus::Revoked => "revoked",
         }
     }
 }
@@ -405,8 +418,9 @@ impl KeyStatus {
 /// The status of `key`, as folded from events recorded up to `at`, at the instant `at`.
 /// Arms are checked in order, so the first that holds wins: revocation and rotation arms
 /// belong above expiry (a revoked key that has since expired was still revoked).
-pub fn status_at(key: &ApiKey, at: DateTime<Utc>) -> KeyStatus {
+pub fn status_at(key: &ApiKey, revoked: bool, at: DateTime<Utc>) -> KeyStatus {
     match key {
+        _ if revoked => KeyStatus::Revoked,
         // `expires_at` is the first instant the key no longer works.
         ApiKey { expires_at, .. } if *expires_at <= at => KeyStatus::Expired,
         _ => KeyStatus::Active,
@@ -463,16 +477,21 @@ pub struct StateAt {
     at: DateTime<Utc>,
     state: State,
     touched: Touched,
+    /// Keys revoked by the moment, as they were just before: the keys view forgets them.
+    revoked: Vec<ApiKey>,
 }
 
 impl StateAt {
     pub fn new(at: DateTime<Utc>) -> Self {
-        StateAt { at, state: State::default(), touched: Touched::new() }
+        StateAt { at, state: State::default(), touched: Touched::new(), revoked: Vec::new() }
     }
 
     /// Folds `event` in if it was recorded at or before the moment.
     pub fn offer(&mut self, event: &RecordedEvent) {
         if event.recorded_at <= self.at {
+            if let Event::ApiKeyRevoked(e) = &event.event {
+                self.revoked.extend(self.state.keys.get(e.api_key_id).cloned());
+            }
             self.state.apply(event, &mut self.touched);
             self.touched.clear();
         }
@@ -486,11 +505,11 @@ impl StateAt {
     /// time (then id, so that the order is the same on every run).
     pub fn keys(&self) -> Vec<KeyAt> {
         let directory = &self.state.directory;
-        let mut keys: Vec<KeyAt> = self
-            .state
-            .keys
-            .iter()
-            .map(|key| {
+        let live = self.state.keys.iter().map(|key| (key, false));
+        let revoked = self.revoked.iter().map(|key| (key, true));
+        let mut keys: Vec<KeyAt> = live
+            .chain(revoked)
+            .map(|(key, revoked)| {
                 let org = directory.organization(key.organization_id);
                 let personal = key.kind == ApiKeyKind::Personal;
                 let owner_user_id = key.user_id.filter(|_| personal);
@@ -508,7 +527,7 @@ impl StateAt {
                     created_by: actor_label(&key.created_by),
                     created_at: key.created_at,
                     expires_at: key.expires_at,
-                    status: status_at(key, self.at),
+                    status: status_at(key, revoked, self.at),
                 }
             })
             .collect();
@@ -522,8 +541,9 @@ mod tests {
     use super::*;
     use crate::ledger::chain::{seal, ChainHead};
     use keyledger_projections::event::{
-        ApiKeyCreated, OnCallRoleDefined, OrganizationCreated, OrganizationSettingsChanged, RoleDefined,
-        ServiceAccountCreated, TeamCreated, TeamDeleted, TeamMembershipChanged, UserChanged, UserJoined, UserRemoved,
+        ApiKeyCreated, ApiKeyRevoked, OnCallRoleDefined, OrganizationCreated, OrganizationSettingsChanged, RevocationReason,
+        RoleDefined, ServiceAccountCreated, ServiceAccountDeleted, TeamCreated, TeamDeleted, TeamMembershipChanged,
+        UserChanged, UserJoined, UserRemoved,
     };
     use keyledger_projections::Projection;
 
@@ -565,7 +585,19 @@ mod tests {
     /// organization's history: directory, carol's personal key (by the operator), a team key
     /// carol creates through it, then changes and removals.
     fn history() -> Vec<RecordedEvent> {
-        let events: Vec<(Actor, Event)> = vec![
+        record(history_events())
+    }
+
+    /// [`history`] followed by the revocation of the team key.
+    fn history_with_revocation() -> Vec<RecordedEvent> {
+        let mut events = history_events();
+        events.push((Actor::Operator, Event::ApiKeyRevoked(ApiKeyRevoked { api_key_id: TEAM_KEY, organization_id: ORG, kind: ApiKeyKind::Team, name: "ci".into(), user_id: Some(3), group_id: Some(TEAM), token_digest: "d".repeat(64), reason: RevocationReason::Requested })));
+        events.push((Actor::Operator, Event::ServiceAccountDeleted(ServiceAccountDeleted { service_account_id: SERVICE_ACCOUNT, organization_id: ORG, api_key_id: TEAM_KEY })));
+        record(events)
+    }
+
+    fn history_events() -> Vec<(Actor, Event)> {
+        vec![
             (Actor::Operator, Event::OrganizationCreated(OrganizationCreated { organization_id: ORG, name: "Acme".into(), grace_period: true })),
             (Actor::Operator, Event::RoleDefined(RoleDefined { organization_id: ORG, role_id: ROLE, slug: "user".into(), name: "User".into(), api_keys_permissions: vec![Permission::Create, Permission::Read] })),
             (Actor::Operator, Event::RoleDefined(RoleDefined { organization_id: ORG, role_id: ADMIN, slug: "admin".into(), name: "Admin".into(), api_keys_permissions: vec![] })),
@@ -580,7 +612,10 @@ mod tests {
             (Actor::Operator, Event::UserChanged(UserChanged { organization_id: ORG, user_id: 3, email: "carol@acme.test".into(), role_id: ADMIN, on_call_role_id: Some(ON_CALL) })),
             (Actor::Operator, Event::UserRemoved(UserRemoved { organization_id: ORG, user_id: 3 })),
             (Actor::Operator, Event::TeamDeleted(TeamDeleted { organization_id: ORG, team_id: TEAM })),
-        ];
+        ]
+    }
+
+    fn record(events: Vec<(Actor, Event)>) -> Vec<RecordedEvent> {
         events
             .into_iter()
             .zip(1u64..)
@@ -602,8 +637,18 @@ mod tests {
     }
 
     #[test]
+    fn a_revoked_key_stays_listed_as_revoked() {
+        let mut state = StateAt::new(at(100));
+        for event in history_with_revocation() {
+            state.offer(&event);
+        }
+        let team_key = state.keys().into_iter().find(|k| k.id == TEAM_KEY).map(|k| k.status);
+        assert_eq!(team_key, Some(KeyStatus::Revoked));
+    }
+
+    #[test]
     fn every_type_is_listed_under_its_own_name_and_known_to_the_decoder() {
-        let events = history();
+        let events = history_with_revocation();
         let mut seen: Vec<usize> = events.iter().map(|e| type_index(&e.event)).collect();
         for event in &events {
             assert_eq!(EVENT_TYPES[type_index(&event.event)], event.event.type_name());
@@ -750,7 +795,7 @@ mod tests {
     fn summaries() -> Vec<String> {
         let mut directory = Directory::default();
         let mut touched = Vec::new();
-        history()
+        history_with_revocation()
             .iter()
             .map(|e| {
                 let line = summary(&e.event, &directory);
@@ -778,6 +823,8 @@ mod tests {
             "user 3 <carol@acme.test> in Acme: role admin (was user)",
             "user 3 <carol@acme.test> removed from Acme",
             "team Platform deleted from Acme",
+            r#"team key "ci" revoked on request in Acme"#,
+            "service account of key 00000000-0000-0000-0000-0000000000e2 deleted in Acme",
         ];
         assert_eq!(lines, expected);
     }

@@ -1,0 +1,135 @@
+//! Revoking a key: immediate and final (API.md "Update, revoke, rotate").
+//!
+//! Anything the caller may not revoke is answered exactly like a key that does not exist:
+//! revoking is no way to learn which keys exist.
+
+use chrono::{DateTime, Utc};
+use keyledger_projections::event::{ApiKeyRevoked, RevocationReason, ServiceAccountDeleted};
+use keyledger_projections::keys_view::ApiKey;
+use keyledger_projections::directory::Organization;
+use keyledger_projections::{ApiKeyKind, Event, Permission, State};
+use uuid::Uuid;
+
+use super::caller::{self, Caller};
+use super::visibility::can_see;
+use super::{Decision, Rejection};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevokeApiKey {
+    /// The key that authenticates the request.
+    pub caller: Uuid,
+    pub api_key_id: Uuid,
+}
+
+/// Who may revoke a key they can see: the key itself, owners and admins, a user with the
+/// `delete` permission for their own personal keys, and a team's admins (and the team's own
+/// service account) for the team's keys.
+fn may_revoke(caller: &Caller, org: &Organization, key: &ApiKey) -> bool {
+    key.id == caller.api_key_id
+        || caller.is_organization_admin(org)
+        || match key.kind {
+            ApiKeyKind::Personal => {
+                key.user_id.is_some() && key.user_id == caller.user_id() && caller.has_permission(org, Permission::Delete)
+            }
+            ApiKeyKind::Team => key.group_id.is_some_and(|team| caller.administers_team(org, team)),
+            ApiKeyKind::Organization => false,
+        }
+}
+
+pub fn decide(cmd: &RevokeApiKey, state: &State, now: DateTime<Utc>) -> Result<Decision, Rejection> {
+    let caller = caller::resolve(state, cmd.caller, now).ok_or(Rejection::Unauthenticated)?;
+    let org = state.directory.organization(caller.organization_id).ok_or(Rejection::Unauthenticated)?;
+    let key = state.keys.get(cmd.api_key_id).ok_or(Rejection::NotFound)?;
+    if !can_see(&caller, org, key) || !may_revoke(&caller, org, key) {
+        return Err(Rejection::NotFound);
+    }
+    let mut events = vec![Event::ApiKeyRevoked(ApiKeyRevoked {
+        api_key_id: key.id,
+        organization_id: key.organization_id,
+        kind: key.kind,
+        name: key.name.clone(),
+        user_id: key.user_id,
+        group_id: key.group_id,
+        token_digest: key.token_digest.clone(),
+        reason: RevocationReason::Requested,
+    })];
+    if let Some(service_account_id) = key.service_account_id {
+        events.push(Event::ServiceAccountDeleted(ServiceAccountDeleted {
+            service_account_id,
+            organization_id: key.organization_id,
+            api_key_id: key.id,
+        }));
+    }
+    Ok(Decision { actor: caller.actor(), events })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::create_api_key::{self, NewApiKey};
+    use super::super::given::{attributes, now, Given, PLATFORM};
+    use super::*;
+
+    fn create(given: &mut Given, email: &str, attributes: NewApiKey) -> Uuid {
+        let cmd = given.create_by(email, attributes);
+        let decision = create_api_key::decide(&cmd, &given.state, now()).unwrap_or_else(|e| panic!("{e:?}"));
+        given.accept(decision);
+        cmd.api_key_id
+    }
+
+    fn revoke(given: &Given, email: &str, key: Uuid) -> Result<Decision, Rejection> {
+        decide(&RevokeApiKey { caller: Given::login(email), api_key_id: key }, &given.state, now())
+    }
+
+    #[test]
+    fn revoking_a_key_frees_its_name_and_forgets_its_token() {
+        let mut given = Given::acme_and_globex();
+        let key = create(&mut given, "carol@acme.test", attributes("personal", "deploy"));
+        let digest = given.state.keys.get(key).map(|k| k.token_digest.clone()).unwrap_or_default();
+        let decision = revoke(&given, "carol@acme.test", key).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(decision.events.len(), 1, "a personal key has no service account");
+        given.accept(decision);
+        assert!(given.state.keys.get(key).is_none());
+        let digest = blake3::Hash::from_hex(digest).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(given.state.tokens.key_for(&digest), None);
+        assert!(given.state.expiry_schedule.due_by(now() + chrono::Duration::days(3650)).all(|(_, id)| id != key));
+        let again = given.create_by("carol@acme.test", attributes("personal", "Deploy"));
+        assert!(create_api_key::decide(&again, &given.state, now()).is_ok(), "the name is free again");
+    }
+
+    #[test]
+    fn a_team_key_takes_its_service_account_with_it() {
+        let mut given = Given::acme_and_globex();
+        let key = create(&mut given, "carol@acme.test", NewApiKey { group_id: Some(PLATFORM.into()), ..attributes("team", "ci") });
+        let account = given.state.keys.get(key).and_then(|k| k.service_account_id);
+        let decision = revoke(&given, "bob@acme.test", key).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(matches!(decision.events.as_slice(), [Event::ApiKeyRevoked(_), Event::ServiceAccountDeleted(_)]));
+        given.accept(decision);
+        assert!(account.is_some_and(|a| given.state.service_accounts.get(a).is_none()));
+    }
+
+    #[test]
+    fn others_get_not_found_as_if_the_key_did_not_exist() {
+        let mut given = Given::acme_and_globex();
+        let key = create(&mut given, "carol@acme.test", attributes("personal", "mine"));
+        for email in ["dave@acme.test", "erin@acme.test", "hank@globex.test"] {
+            assert_eq!(revoke(&given, email, key), Err(Rejection::NotFound), "{email}");
+        }
+        assert_eq!(revoke(&given, "carol@acme.test", Uuid::nil()), Err(Rejection::NotFound));
+        assert!(revoke(&given, "alice@acme.test", key).is_ok(), "owners may revoke any key of their organization");
+    }
+
+    #[test]
+    fn users_without_the_delete_permission_cannot_revoke_their_own_keys_but_a_key_can_revoke_itself() {
+        let mut given = Given::acme_and_globex();
+        let org = given.state.directory.organization_by_name("Acme").map(|o| o.name.clone()).unwrap_or_default();
+        let cmd = create_api_key::CreateApiKey {
+            requester: create_api_key::Requester::Operator { organization: org, email: "erin@acme.test".into() },
+            ..given.create_by("alice@acme.test", attributes("personal", "erin's"))
+        };
+        let decision = create_api_key::decide(&cmd, &given.state, now()).unwrap_or_else(|e| panic!("{e:?}"));
+        given.accept(decision);
+        assert_eq!(revoke(&given, "erin@acme.test", cmd.api_key_id), Err(Rejection::NotFound), "observers lack delete");
+        let self_revoke = decide(&RevokeApiKey { caller: cmd.api_key_id, api_key_id: cmd.api_key_id }, &given.state, now());
+        assert!(self_revoke.is_ok(), "a leaked key can always be revoked with itself");
+    }
+}
