@@ -215,7 +215,8 @@ impl Projection for Directory {
             | Event::ApiKeyCreated(_)
             | Event::ServiceAccountCreated(_)
             | Event::ApiKeyRevoked(_)
-            | Event::ServiceAccountDeleted(_) => return,
+            | Event::ServiceAccountDeleted(_)
+            | Event::ApiKeyUpdated(_) => return,
         }
         touched.push(org_id.to_string());
     }

@@ -177,6 +177,22 @@ pub struct ServiceAccountCreated {
     pub on_call_role_id: Option<Uuid>,
 }
 
+/// A key's name, description or expiry changed (`PUT /v1/api_keys/{id}`). The payload has
+/// the new values and, for the name index, the previous name and the key's scope.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyUpdated {
+    pub api_key_id: Uuid,
+    pub organization_id: Uuid,
+    pub kind: ApiKeyKind,
+    pub user_id: Option<UserId>,
+    pub group_id: Option<Uuid>,
+    pub previous_name: String,
+    /// Trimmed.
+    pub name: String,
+    pub description: Option<String>,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// Why a key stopped being valid for good.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -227,6 +243,7 @@ pub enum Event {
     ServiceAccountCreated(ServiceAccountCreated),
     ApiKeyRevoked(ApiKeyRevoked),
     ServiceAccountDeleted(ServiceAccountDeleted),
+    ApiKeyUpdated(ApiKeyUpdated),
 }
 
 /// An envelope named a type or version this build does not know, or its payload did not fit.
@@ -256,6 +273,7 @@ impl Event {
             Event::ServiceAccountCreated(_) => "ServiceAccountCreated",
             Event::ApiKeyRevoked(_) => "ApiKeyRevoked",
             Event::ServiceAccountDeleted(_) => "ServiceAccountDeleted",
+            Event::ApiKeyUpdated(_) => "ApiKeyUpdated",
         }
     }
 
@@ -309,6 +327,7 @@ impl Event {
             Event::ServiceAccountCreated(e) => e.organization_id,
             Event::ApiKeyRevoked(e) => e.organization_id,
             Event::ServiceAccountDeleted(e) => e.organization_id,
+            Event::ApiKeyUpdated(e) => e.organization_id,
         }
     }
 
@@ -316,7 +335,11 @@ impl Event {
     pub fn concerns_keys(&self) -> bool {
         matches!(
             self,
-            Event::ApiKeyCreated(_) | Event::ServiceAccountCreated(_) | Event::ApiKeyRevoked(_) | Event::ServiceAccountDeleted(_)
+            Event::ApiKeyCreated(_)
+                | Event::ServiceAccountCreated(_)
+                | Event::ApiKeyRevoked(_)
+                | Event::ServiceAccountDeleted(_)
+                | Event::ApiKeyUpdated(_)
         )
     }
 
@@ -337,6 +360,7 @@ impl Event {
             Event::ServiceAccountCreated(e) => format!("service_account-{}", e.service_account_id),
             Event::ApiKeyRevoked(e) => format!("api_key-{}", e.api_key_id),
             Event::ServiceAccountDeleted(e) => format!("service_account-{}", e.service_account_id),
+            Event::ApiKeyUpdated(e) => format!("api_key-{}", e.api_key_id),
         }
     }
 }

@@ -54,6 +54,16 @@ impl Projection for ExpirySchedule {
     const NAME: &'static str = "expiry_schedule";
 
     fn apply(&mut self, recorded: &RecordedEvent, touched: &mut Vec<String>) {
+        if let Event::ApiKeyUpdated(e) = &recorded.event {
+            let at = e.expires_at.trunc_subsecs(6);
+            if let Some((previous, position)) = self.scheduled.get(&e.api_key_id).copied() {
+                if previous != at {
+                    touched.push(row_key(position, previous, e.api_key_id));
+                    self.schedule(e.api_key_id, at, recorded.position);
+                    touched.push(row_key(recorded.position, at, e.api_key_id));
+                }
+            }
+        }
         if let Event::ApiKeyRevoked(e) = &recorded.event {
             if let Some((at, position)) = self.scheduled.remove(&e.api_key_id) {
                 self.due.remove(&(at, e.api_key_id));

@@ -62,6 +62,16 @@ impl Projection for KeysView {
     const NAME: &'static str = "keys";
 
     fn apply(&mut self, recorded: &RecordedEvent, touched: &mut Vec<String>) {
+        if let Event::ApiKeyUpdated(e) = &recorded.event {
+            if let Some(key) = self.keys.get_mut(&e.api_key_id) {
+                key.name = e.name.clone();
+                key.description = e.description.clone();
+                key.expires_at = e.expires_at;
+                key.updated_at = recorded.recorded_at;
+                key.stream_version = recorded.stream_version;
+                touched.push(positioned(key.position, &key.id.to_string()));
+            }
+        }
         if let Event::ApiKeyRevoked(e) = &recorded.event {
             // A revoked key is gone from every view; the log keeps it.
             if let Some(key) = self.keys.remove(&e.api_key_id) {

@@ -63,6 +63,19 @@ impl Projection for NameIndex {
     const NAME: &'static str = "name_index";
 
     fn apply(&mut self, recorded: &RecordedEvent, touched: &mut Vec<String>) {
+        if let Event::ApiKeyUpdated(e) = &recorded.event {
+            let scope = scope_of(e.kind, e.user_id, e.group_id);
+            let old = name_key(e.organization_id, e.kind, scope, &e.previous_name);
+            let new = name_key(e.organization_id, e.kind, scope, &e.name);
+            if old != new {
+                if let Some(claim) = self.holders.get(&old).filter(|c| c.api_key_id == e.api_key_id).copied() {
+                    self.holders.remove(&old);
+                    touched.push(positioned(claim.position, &old));
+                }
+                touched.push(positioned(recorded.position, &new));
+                self.holders.insert(new, Claim { api_key_id: e.api_key_id, position: recorded.position });
+            }
+        }
         if let Event::ApiKeyRevoked(e) = &recorded.event {
             let key = name_key(e.organization_id, e.kind, scope_of(e.kind, e.user_id, e.group_id), &e.name);
             if let Some(claim) = self.holders.get(&key).filter(|c| c.api_key_id == e.api_key_id).copied() {

@@ -12,6 +12,7 @@ use super::auth::Authenticated;
 use super::errors::ApiError;
 use super::{resource, AppState, JSON_API};
 use crate::service::rules::create_api_key::NewApiKey;
+use crate::service::rules::update_api_key::{KeyChanges, IMMUTABLE};
 use crate::service::rules::Problem;
 
 const ATTRIBUTES: [&str; 7] = ["name", "kind", "expires_at", "description", "group_id", "role_id", "on_call_role_id"];
@@ -61,29 +62,50 @@ fn escape_pointer(segment: &str) -> String {
     segment.replace('~', "~0").replace('/', "~1")
 }
 
-/// Reads the attributes of a create document, noting every shape problem rather than
-/// stopping at the first.
-fn new_api_key(document: &Value) -> NewApiKey {
-    let mut attrs = NewApiKey::default();
+/// The `data.attributes` object of a JSON:API document, noting what is wrong with `data`
+/// and `data.type` rather than stopping there.
+fn attributes_of<'a>(document: &'a Value, problems: &mut Vec<Problem>) -> Option<&'a Map<String, Value>> {
     let Some(data) = document.get("data").and_then(Value::as_object) else {
-        attrs.problems.push(Problem::new(
+        problems.push(Problem::new(
             "/data",
             "Data can't be blank",
             r#"Send {"data": {"type": "api_keys", "attributes": {...}}}."#,
         ));
-        return attrs;
+        return None;
     };
     if data.get("type").and_then(Value::as_str) != Some("api_keys") {
-        attrs.problems.push(Problem::new("/data/type", "Type must be api_keys", r#"Set data.type to "api_keys"."#));
+        problems.push(Problem::new("/data/type", "Type must be api_keys", r#"Set data.type to "api_keys"."#));
     }
-    let empty = Map::new();
-    let attributes = match data.get("attributes") {
-        Some(Value::Object(map)) => map,
+    match data.get("attributes") {
+        Some(Value::Object(map)) => Some(map),
         _ => {
-            attrs.problems.push(Problem::new("/data/attributes", "Attributes can't be blank", "Send the key's attributes as an object."));
-            &empty
+            problems.push(Problem::new("/data/attributes", "Attributes can't be blank", "Send the key's attributes as an object."));
+            None
         }
-    };
+    }
+}
+
+/// An attribute's value as text: `Ok(None)` for null; ids may also be numbers.
+fn text_of(name: &str, value: &Value) -> Result<Option<String>, Problem> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        Value::Number(n) if name.ends_with("_id") => Ok(Some(n.to_string())),
+        _ => {
+            let label = name.replace('_', " ");
+            let mut chars = label.chars();
+            let label = chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or(label);
+            Err(Problem::attribute(name, format!("{label} must be a string"), format!("Send {name} as a JSON string.")))
+        }
+    }
+}
+
+/// Reads the attributes of a create document, noting every shape problem rather than
+/// stopping at the first.
+fn new_api_key(document: &Value) -> NewApiKey {
+    let mut attrs = NewApiKey::default();
+    let empty = Map::new();
+    let attributes = attributes_of(document, &mut attrs.problems).unwrap_or(&empty);
     for (name, value) in attributes {
         if !ATTRIBUTES.contains(&name.as_str()) {
             attrs.problems.push(Problem::attribute(
@@ -93,15 +115,10 @@ fn new_api_key(document: &Value) -> NewApiKey {
             ));
             continue;
         }
-        let text = match value {
-            Value::Null => None,
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) if name.ends_with("_id") => Some(n.to_string()),
-            _ => {
-                let label = name.replace('_', " ");
-                let mut label_chars = label.chars();
-                let label = label_chars.next().map(|c| c.to_uppercase().chain(label_chars).collect()).unwrap_or(label);
-                attrs.problems.push(Problem::attribute(name, format!("{label} must be a string"), format!("Send {name} as a JSON string.")));
+        let text = match text_of(name, value) {
+            Ok(text) => text,
+            Err(problem) => {
+                attrs.problems.push(problem);
                 continue;
             }
         };
@@ -154,5 +171,59 @@ pub(super) async fn revoke(
 ) -> Result<Response, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
     let key = app.service.revoke_api_key(&caller, id, request_id(&headers)).await?;
+    Ok(document(StatusCode::OK, resource::api_key_document(&key, None)))
+}
+
+/// Reads the attributes of an update document: only `name`, `description`, `expires_at`.
+fn key_changes(document: &Value) -> KeyChanges {
+    let mut changes = KeyChanges::default();
+    let empty = Map::new();
+    let attributes = attributes_of(document, &mut changes.problems).unwrap_or(&empty);
+    for (name, value) in attributes {
+        if IMMUTABLE.contains(&name.as_str()) {
+            changes.problems.push(Problem::attribute(
+                name,
+                format!("{} can't be changed", name.replace('_', " ")),
+                "Only name, description and expires_at can be updated: rotate the key for a new secret, \
+                 or revoke it and create a new one for a different kind, team or role.",
+            ));
+            continue;
+        }
+        let text = match text_of(name, value) {
+            Ok(text) => text,
+            Err(problem) => {
+                changes.problems.push(problem);
+                continue;
+            }
+        };
+        match name.as_str() {
+            "name" => changes.name = Some(text.unwrap_or_default()),
+            "description" => changes.description = Some(text),
+            "expires_at" => match text {
+                Some(text) => changes.expires_at = Some(text),
+                None => changes.problems.push(Problem::attribute("expires_at", "Expires at can't be blank", "Give expires_at as an RFC 3339 date-time.")),
+            },
+            other => changes.problems.push(Problem::attribute(
+                &escape_pointer(other),
+                format!("Unknown attribute {other}"),
+                "Allowed attributes: name, description, expires_at.",
+            )),
+        }
+    }
+    changes
+}
+
+/// `PUT /v1/api_keys/{id}`: 200 with the key as it now is (never its token).
+pub(super) async fn update(
+    State(app): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
+    check_content_type(&headers)?;
+    let request = read_body(body)?;
+    let key = app.service.update_api_key(&caller, id, key_changes(&request), request_id(&headers)).await?;
     Ok(document(StatusCode::OK, resource::api_key_document(&key, None)))
 }

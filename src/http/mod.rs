@@ -36,7 +36,7 @@ pub(crate) struct AppState {
 pub fn router(service: Arc<Service>, body_limit: usize) -> Router {
     let routes = Router::new()
         .route("/v1/api_keys", axum::routing::post(api_keys::create))
-        .route("/v1/api_keys/{id}", get(api_keys::show).delete(api_keys::revoke))
+        .route("/v1/api_keys/{id}", get(api_keys::show).put(api_keys::update).delete(api_keys::revoke))
         .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
         .with_state(AppState { service });

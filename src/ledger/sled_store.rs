@@ -136,16 +136,26 @@ impl SledStorage {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
         let lock = lock(dir)?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir.join("sled"))
             // Commits are flushed explicitly; the background flusher would only add I/O.
             .flush_every_ms(None)
-            .cache_capacity(256 * 1024 * 1024)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(source) => LedgerError::Open { dir: dir.to_owned(), source },
-                other => storage_error(other),
-            })?;
+            .cache_capacity(256 * 1024 * 1024);
+        // Holding keyledger.lock, no other process has the store. If sled still finds its
+        // own lock taken, it is a handle of this process that sled's threads release a moment
+        // after the previous `Db` was dropped: wait for it, briefly.
+        let mut attempts = 0;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(source)) if source.to_string().contains("could not acquire lock") && attempts < 200 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(sled::Error::Io(source)) => return Err(LedgerError::Open { dir: dir.to_owned(), source }),
+                Err(other) => return Err(storage_error(other)),
+            }
+        };
         let ledger = db.open_tree("ledger").map_err(storage_error)?;
         let data_path = dir.join("sled").join("db");
         let open_err = |source| LedgerError::Open { dir: dir.to_owned(), source };

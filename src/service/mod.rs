@@ -24,6 +24,7 @@ use uuid::Uuid;
 use self::rules::caller::{self, Caller};
 use self::rules::create_api_key::{CreateApiKey, NewApiKey, Requester};
 use self::rules::revoke_api_key::RevokeApiKey;
+use self::rules::update_api_key::{KeyChanges, UpdateApiKey};
 use self::rules::visibility::can_see;
 use self::token::{IssuedToken, TokenError, TokenFormat};
 use self::writer::{Answer, Command, CommandError, Durability, Staged, Writer};
@@ -177,6 +178,20 @@ impl Service {
             .read(|state| state.keys.get(api_key_id).cloned())
             .ok_or_else(|| CommandError::Unavailable("the created key is missing from the keys view".into()))?;
         Ok(CreatedKey { key, token })
+    }
+
+    /// Updates a key's name, description or expiry and returns it as it now is.
+    pub async fn update_api_key(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        changes: KeyChanges,
+        request_id: String,
+    ) -> Result<ApiKey, ServiceError> {
+        let command = Command::UpdateApiKey(UpdateApiKey { caller: caller.api_key_id, api_key_id: id, changes });
+        self.execute(command, request_id).await?;
+        self.show_api_key(caller, id, ApiKey::clone)
+            .ok_or_else(|| CommandError::Rejected(rules::Rejection::NotFound).into())
     }
 
     /// Revokes a key and returns it as it was just before. Its token is refused from the

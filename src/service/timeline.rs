@@ -41,7 +41,7 @@ pub enum TimelineError {
 /// Every event type name, as `--type` accepts them (case-insensitively) and as envelopes
 /// carry them. [`type_index`] matches `Event` exhaustively, so a new variant does not compile
 /// until it is given a place here.
-pub const EVENT_TYPES: [&str; 14] = [
+pub const EVENT_TYPES: [&str; 15] = [
     "OrganizationCreated",
     "OrganizationSettingsChanged",
     "RoleDefined",
@@ -56,6 +56,7 @@ pub const EVENT_TYPES: [&str; 14] = [
     "ServiceAccountCreated",
     "ApiKeyRevoked",
     "ServiceAccountDeleted",
+    "ApiKeyUpdated",
 ];
 
 /// The place of an event's type in [`EVENT_TYPES`].
@@ -75,6 +76,7 @@ fn type_index(event: &Event) -> usize {
         Event::ServiceAccountCreated(_) => 11,
         Event::ApiKeyRevoked(_) => 12,
         Event::ServiceAccountDeleted(_) => 13,
+        Event::ApiKeyUpdated(_) => 14,
     }
 }
 
@@ -365,6 +367,13 @@ pub fn summary(event: &Event, directory: &Directory) -> String {
             format!("{} key {:?} revoked {reason} in {org_name}", e.kind.as_str(), e.name)
         }
         Event::ServiceAccountDeleted(e) => format!("service account of key {} deleted in {org_name}", e.api_key_id),
+        Event::ApiKeyUpdated(e) => format!(
+            "{} key {:?} updated in {org_name}: name {:?}, expires {}",
+            e.kind.as_str(),
+            e.previous_name,
+            e.name,
+            utc_seconds(e.expires_at)
+        ),
     }
 }
 
@@ -541,7 +550,7 @@ mod tests {
     use super::*;
     use crate::ledger::chain::{seal, ChainHead};
     use keyledger_projections::event::{
-        ApiKeyCreated, ApiKeyRevoked, OnCallRoleDefined, OrganizationCreated, OrganizationSettingsChanged, RevocationReason,
+        ApiKeyCreated, ApiKeyRevoked, ApiKeyUpdated, OnCallRoleDefined, OrganizationCreated, OrganizationSettingsChanged, RevocationReason,
         RoleDefined, ServiceAccountCreated, ServiceAccountDeleted, TeamCreated, TeamDeleted, TeamMembershipChanged,
         UserChanged, UserJoined, UserRemoved,
     };
@@ -591,6 +600,7 @@ mod tests {
     /// [`history`] followed by the revocation of the team key.
     fn history_with_revocation() -> Vec<RecordedEvent> {
         let mut events = history_events();
+        events.push((Actor::Operator, Event::ApiKeyUpdated(ApiKeyUpdated { api_key_id: TEAM_KEY, organization_id: ORG, kind: ApiKeyKind::Team, user_id: Some(3), group_id: Some(TEAM), previous_name: "ci".into(), name: "ci-2".into(), description: None, expires_at: at(100) })));
         events.push((Actor::Operator, Event::ApiKeyRevoked(ApiKeyRevoked { api_key_id: TEAM_KEY, organization_id: ORG, kind: ApiKeyKind::Team, name: "ci".into(), user_id: Some(3), group_id: Some(TEAM), token_digest: "d".repeat(64), reason: RevocationReason::Requested })));
         events.push((Actor::Operator, Event::ServiceAccountDeleted(ServiceAccountDeleted { service_account_id: SERVICE_ACCOUNT, organization_id: ORG, api_key_id: TEAM_KEY })));
         record(events)
@@ -823,6 +833,7 @@ mod tests {
             "user 3 <carol@acme.test> in Acme: role admin (was user)",
             "user 3 <carol@acme.test> removed from Acme",
             "team Platform deleted from Acme",
+            r#"team key "ci" updated in Acme: name "ci-2", expires 2027-01-15T08:01:40Z"#,
             r#"team key "ci" revoked on request in Acme"#,
             "service account of key 00000000-0000-0000-0000-0000000000e2 deleted in Acme",
         ];

@@ -24,7 +24,7 @@ use keyledger_projections::{RecordedEvent, State};
 use uuid::Uuid;
 
 use super::rules::directory::{self, DirectoryError, DirectoryFile};
-use super::rules::{create_api_key, revoke_api_key, Decision, Rejection};
+use super::rules::{create_api_key, revoke_api_key, update_api_key, Decision, Rejection};
 use crate::ledger::{chain, ChainHead, Commit, LedgerError, RowChange, Storage};
 
 /// Something the writer can be asked to do.
@@ -32,6 +32,7 @@ use crate::ledger::{chain, ChainHead, Commit, LedgerError, RowChange, Storage};
 pub enum Command {
     CreateApiKey(create_api_key::CreateApiKey),
     RevokeApiKey(revoke_api_key::RevokeApiKey),
+    UpdateApiKey(update_api_key::UpdateApiKey),
     ApplyDirectory(DirectoryFile),
 }
 
@@ -117,6 +118,7 @@ fn decide(command: &Command, state: &State, now: DateTime<Utc>) -> Result<Decisi
     match command {
         Command::CreateApiKey(cmd) => Ok(create_api_key::decide(cmd, state, now)?),
         Command::RevokeApiKey(cmd) => Ok(revoke_api_key::decide(cmd, state, now)?),
+        Command::UpdateApiKey(cmd) => Ok(update_api_key::decide(cmd, state, now)?),
         Command::ApplyDirectory(file) => {
             let events = directory::plan(file, state, &mut Uuid::new_v4)?;
             Ok(Decision { actor: keyledger_projections::Actor::Operator, events })

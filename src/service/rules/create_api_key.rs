@@ -95,13 +95,7 @@ pub fn decide(cmd: &CreateApiKey, state: &State, now: DateTime<Utc>) -> Result<D
         check_expires_at(attrs.expires_at.as_deref(), now, &mut problems)
     };
     let description = attrs.description.clone();
-    if description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS) {
-        problems.push(Problem::attribute(
-            "description",
-            format!("Description is too long (maximum is {MAX_DESCRIPTION_CHARS} characters)"),
-            format!("The description has more than {MAX_DESCRIPTION_CHARS} characters."),
-        ));
-    }
+    check_description(description.as_deref(), &mut problems);
 
     let (Some(target), Some(name), Some(expires_at), true) = (target, name, expires_at, problems.is_empty()) else {
         return Err(Rejection::Invalid(problems));
@@ -261,7 +255,19 @@ fn check_name(
     if attrs.already_reported("name") {
         return None;
     }
-    let name = attrs.name.as_deref().map(str::trim).unwrap_or_default();
+    let name = name_shape(attrs.name.as_deref(), problems)?;
+    let target = target.as_ref()?;
+    let key = name_key(organization_id, target.kind, target.scope, name);
+    if state.name_index.holder(&key).is_some() {
+        problems.push(name_taken(target.kind, name));
+        return None;
+    }
+    Some(name.to_owned())
+}
+
+/// The trimmed name if it is present and at most [`MAX_NAME_CHARS`] characters long.
+pub(super) fn name_shape<'a>(name: Option<&'a str>, problems: &mut Vec<Problem>) -> Option<&'a str> {
+    let name = name.map(str::trim).unwrap_or_default();
     if name.is_empty() {
         problems.push(Problem::attribute("name", "Name can't be blank", "Give the key a name."));
         return None;
@@ -274,16 +280,26 @@ fn check_name(
         ));
         return None;
     }
-    let target = target.as_ref()?;
-    if state.name_index.holder(&name_key(organization_id, target.kind, target.scope, name)).is_some() {
+    Some(name)
+}
+
+pub(super) fn name_taken(kind: ApiKeyKind, name: &str) -> Problem {
+    Problem::attribute(
+        "name",
+        "Name has already been taken",
+        format!("A {} key named {name:?} already exists in this scope; names are compared ignoring case.", kind.as_str()),
+    )
+}
+
+/// At most [`MAX_DESCRIPTION_CHARS`] characters.
+pub(super) fn check_description(description: Option<&str>, problems: &mut Vec<Problem>) {
+    if description.is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS) {
         problems.push(Problem::attribute(
-            "name",
-            "Name has already been taken",
-            format!("A {} key named {name:?} already exists in this scope; names are compared ignoring case.", target.kind.as_str()),
+            "description",
+            format!("Description is too long (maximum is {MAX_DESCRIPTION_CHARS} characters)"),
+            format!("The description has more than {MAX_DESCRIPTION_CHARS} characters."),
         ));
-        return None;
     }
-    Some(name.to_owned())
 }
 
 /// Parses `expires_at` (any RFC 3339 offset) to UTC with at most microsecond precision and
