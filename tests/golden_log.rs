@@ -15,6 +15,8 @@ use keyledger::service::operator;
 use keyledger::service::recovery::load_state;
 use keyledger::service::rules::create_api_key::{CreateApiKey, NewApiKey, Requester};
 use keyledger::service::rules::directory::DirectoryFile;
+use keyledger::service::rules::revoke_api_key::RevokeApiKey;
+use keyledger::service::rules::update_api_key::{KeyChanges, UpdateApiKey};
 use keyledger::service::token::TokenFormat;
 use keyledger::service::writer::{Command, Writer};
 use keyledger_projections::{ApiKeyKind, State};
@@ -31,6 +33,7 @@ fn write_golden() {
     operator::initialize(&mut writer, &[acme], &tokens).unwrap();
     let owner_key = writer.state().keys.iter().next().map(|k| k.id).unwrap();
     let expires = (Utc::now() + Duration::days(365 * 4)).to_rfc3339();
+    let mut created = Vec::new();
     for (kind, name, group) in [("team", "platform deploys", Some(support::PLATFORM_TEAM)), ("organization", "audit export", None)] {
         let command = Command::CreateApiKey(CreateApiKey {
             requester: Requester::Key(owner_key),
@@ -45,6 +48,16 @@ fn write_golden() {
                 ..NewApiKey::default()
             },
         });
+        let events = writer.execute(vec![(command, "golden".into())]).pop().unwrap().unwrap();
+        created.push(events[0].stream.trim_start_matches("api_key-").parse::<Uuid>().unwrap());
+    }
+    let update = Command::UpdateApiKey(UpdateApiKey {
+        caller: owner_key,
+        api_key_id: created[0],
+        changes: KeyChanges { name: Some("platform deploys v2".into()), ..KeyChanges::default() },
+    });
+    let revoke = Command::RevokeApiKey(RevokeApiKey { caller: owner_key, api_key_id: created[1] });
+    for command in [update, revoke] {
         writer.execute(vec![(command, "golden".into())]).pop().unwrap().unwrap();
     }
     let mut out = Vec::new();
@@ -78,5 +91,9 @@ fn the_golden_log_replays_into_the_state_it_recorded() {
         })
         .collect();
     assert_eq!(kinds, [ApiKeyKind::Personal, ApiKeyKind::Team, ApiKeyKind::Organization]);
+    let types: Vec<&str> = events.iter().rev().take(3).map(|e| e.event.type_name()).collect();
+    assert_eq!(types, ["ServiceAccountDeleted", "ApiKeyRevoked", "ApiKeyUpdated"]);
+    let names: Vec<&str> = state.keys.iter().map(|k| k.name.as_str()).collect();
+    assert!(names.contains(&"platform deploys v2") && !names.contains(&"audit export"), "{names:?}");
     assert_eq!(replay.head().position, events.len() as u64);
 }
