@@ -5,13 +5,11 @@
 
 use chrono::{DateTime, Utc};
 use keyledger_projections::event::{ApiKeyRevoked, RevocationReason, ServiceAccountDeleted};
-use keyledger_projections::keys_view::ApiKey;
-use keyledger_projections::directory::Organization;
-use keyledger_projections::{ApiKeyKind, Event, Permission, State};
+use keyledger_projections::{Event, Permission, State};
 use uuid::Uuid;
 
-use super::caller::{self, Caller};
-use super::visibility::can_see;
+use super::caller;
+use super::visibility::can_change;
 use super::{Decision, Rejection};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,26 +19,11 @@ pub struct RevokeApiKey {
     pub api_key_id: Uuid,
 }
 
-/// Who may revoke a key they can see: the key itself, owners and admins, a user with the
-/// `delete` permission for their own personal keys, and a team's admins (and the team's own
-/// service account) for the team's keys.
-fn may_revoke(caller: &Caller, org: &Organization, key: &ApiKey) -> bool {
-    key.id == caller.api_key_id
-        || caller.is_organization_admin(org)
-        || match key.kind {
-            ApiKeyKind::Personal => {
-                key.user_id.is_some() && key.user_id == caller.user_id() && caller.has_permission(org, Permission::Delete)
-            }
-            ApiKeyKind::Team => key.group_id.is_some_and(|team| caller.administers_team(org, team)),
-            ApiKeyKind::Organization => false,
-        }
-}
-
 pub fn decide(cmd: &RevokeApiKey, state: &State, now: DateTime<Utc>) -> Result<Decision, Rejection> {
     let caller = caller::resolve(state, cmd.caller, now).ok_or(Rejection::Unauthenticated)?;
     let org = state.directory.organization(caller.organization_id).ok_or(Rejection::Unauthenticated)?;
     let key = state.keys.get(cmd.api_key_id).ok_or(Rejection::NotFound)?;
-    if !can_see(&caller, org, key) || !may_revoke(&caller, org, key) {
+    if !can_change(&caller, org, key, Permission::Delete) {
         return Err(Rejection::NotFound);
     }
     let mut events = vec![Event::ApiKeyRevoked(ApiKeyRevoked {

@@ -4,16 +4,14 @@
 //! secret is a different key (rotate it, or revoke it and create another).
 
 use chrono::{DateTime, Utc};
-use keyledger_projections::directory::Organization;
 use keyledger_projections::event::ApiKeyUpdated;
-use keyledger_projections::keys_view::ApiKey;
 use keyledger_projections::name_index::{name_key, scope_of};
-use keyledger_projections::{ApiKeyKind, Event, Permission, State};
+use keyledger_projections::{Event, Permission, State};
 use uuid::Uuid;
 
-use super::caller::{self, Caller};
+use super::caller;
 use super::create_api_key::{check_description, check_expires_at, name_shape, name_taken};
-use super::visibility::can_see;
+use super::visibility::can_change;
 use super::{Decision, Problem, Rejection};
 
 /// Attributes that can never change, and what to do instead.
@@ -38,26 +36,11 @@ pub struct UpdateApiKey {
     pub changes: KeyChanges,
 }
 
-/// Who may update a key they can see: the key itself, owners and admins, a user with the
-/// `update` permission for their own personal keys, and a team's admins for its keys.
-fn may_update(caller: &Caller, org: &Organization, key: &ApiKey) -> bool {
-    key.id == caller.api_key_id
-        || caller.is_organization_admin(org)
-        || match key.kind {
-            ApiKeyKind::Personal => {
-                key.user_id.is_some() && key.user_id == caller.user_id() && caller.has_permission(org, Permission::Update)
-            }
-            ApiKeyKind::Team => key.group_id.is_some_and(|team| caller.administers_team(org, team)),
-            ApiKeyKind::Organization => false,
-        }
-}
-
-/// The events of an update; no events when nothing would change.
 pub fn decide(cmd: &UpdateApiKey, state: &State, now: DateTime<Utc>) -> Result<Decision, Rejection> {
     let caller = caller::resolve(state, cmd.caller, now).ok_or(Rejection::Unauthenticated)?;
     let org = state.directory.organization(caller.organization_id).ok_or(Rejection::Unauthenticated)?;
     let key = state.keys.get(cmd.api_key_id).ok_or(Rejection::NotFound)?;
-    if !can_see(&caller, org, key) || !may_update(&caller, org, key) {
+    if !can_change(&caller, org, key, Permission::Update) {
         return Err(Rejection::NotFound);
     }
     let changes = &cmd.changes;

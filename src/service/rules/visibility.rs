@@ -7,6 +7,22 @@ use keyledger_projections::{ApiKeyKind, Permission};
 
 use super::caller::{Caller, Identity};
 
+/// Whether the caller may change (`Update`) or revoke (`Delete`) a key it can see: the key
+/// itself, owners and admins, a user holding `permission` for their own personal keys, and
+/// a team's admins (and the team's service account) for the team's keys.
+pub fn can_change(caller: &Caller, org: &Organization, key: &ApiKey, permission: Permission) -> bool {
+    can_see(caller, org, key)
+        && (key.id == caller.api_key_id
+            || caller.is_organization_admin(org)
+            || match key.kind {
+                ApiKeyKind::Personal => {
+                    key.user_id.is_some() && key.user_id == caller.user_id() && caller.has_permission(org, permission)
+                }
+                ApiKeyKind::Team => key.group_id.is_some_and(|team| caller.administers_team(org, team)),
+                ApiKeyKind::Organization => false,
+            })
+}
+
 pub fn can_see(caller: &Caller, org: &Organization, key: &ApiKey) -> bool {
     if key.organization_id != caller.organization_id || org.id != caller.organization_id {
         return false;
