@@ -56,17 +56,28 @@ fn catch_up(
         }
     }
     let head = replay.head().position;
-    let rows: BTreeSet<(&'static str, String)> = touched.into_iter().collect();
-    let commit = Commit {
-        events: Vec::new(),
-        rows: rows
-            .into_iter()
-            .map(|(projection, key)| RowChange { projection: projection.to_owned(), value: state.encode_row(projection, &key), key })
-            .collect(),
-        checkpoints: checkpoints.iter().map(|(projection, _)| (*projection, head)).collect(),
-    };
-    storage.commit(commit)
+    // Rows go out in bounded records (one huge batch makes sled hold every intermediate
+    // version of it in memory), the checkpoints last: a crash in between leaves the old
+    // checkpoints, and the next start replays the same events over rows that already hold
+    // some of them, which folding tolerates (every fold sets, it never accumulates).
+    let rows: Vec<(&'static str, String)> = touched.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
+    for chunk in rows.chunks(CATCH_UP_ROWS_PER_COMMIT) {
+        let rows = chunk
+            .iter()
+            .map(|(projection, key)| RowChange {
+                projection: (*projection).to_owned(),
+                value: state.encode_row(projection, key),
+                key: key.clone(),
+            })
+            .collect();
+        storage.append(Commit { events: Vec::new(), rows, checkpoints: Vec::new() })?;
+    }
+    let checkpoints = checkpoints.iter().map(|(projection, _)| (*projection, head)).collect();
+    storage.commit(Commit { events: Vec::new(), rows: Vec::new(), checkpoints })
 }
+
+/// Rows per journal record written by a catch-up.
+const CATCH_UP_ROWS_PER_COMMIT: usize = 20_000;
 
 #[cfg(test)]
 mod tests {
