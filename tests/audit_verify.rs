@@ -83,7 +83,7 @@ fn stored_events(data: &DataDir) -> Vec<StoredEvent> {
 /// The data directory's sled tree, opened directly to damage it the way a disk or an
 /// intruder would.
 fn ledger_tree(data: &DataDir) -> (sled::Db, sled::Tree) {
-    let db = sled::open(data.path().join("sled")).expect("open sled");
+    let db = support::open_sled(data.path());
     let tree = db.open_tree("ledger").expect("ledger tree");
     (db, tree)
 }

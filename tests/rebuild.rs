@@ -48,7 +48,7 @@ fn assert_dirty(data: &DataDir, extra: &[&str], what: &str) -> String {
 
 /// The exact bytes of the stored projection journal and checkpoints.
 fn journal_bytes(data: &DataDir) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let db = sled::open(data.path().join("sled")).expect("open sled");
+    let db = support::open_sled(data.path());
     let tree = db.open_tree("ledger").expect("ledger tree");
     let mut entries = Vec::new();
     for prefix in [b"j", b"c"] {
@@ -63,7 +63,7 @@ fn journal_bytes(data: &DataDir) -> Vec<(Vec<u8>, Vec<u8>)> {
 /// Removes every journal entry (every stored projection row), keeping the checkpoints, so
 /// the service would load empty projections as if they were current.
 fn wipe_journal(data: &DataDir) {
-    let db = sled::open(data.path().join("sled")).expect("open sled");
+    let db = support::open_sled(data.path());
     let tree = db.open_tree("ledger").expect("ledger tree");
     let keys: Vec<_> = tree.scan_prefix(b"j").keys().map(|k| k.expect("key")).collect();
     assert!(!keys.is_empty(), "the journal is empty already");
@@ -229,7 +229,7 @@ fn a_broken_chain_stops_the_rebuild_and_changes_nothing() {
     data.acme_and_globex();
     let before = journal_bytes(&data);
     {
-        let db = sled::open(data.path().join("sled")).expect("open sled");
+        let db = support::open_sled(data.path());
         let tree = db.open_tree("ledger").expect("ledger tree");
         let mut key = vec![b'e'];
         key.extend_from_slice(&3u64.to_be_bytes());
@@ -262,7 +262,7 @@ fn projections_behind_the_log_are_checked_as_the_service_loads_them_and_check_wr
     data.acme_and_globex();
     {
         // No rows and no checkpoints: every projection is behind, as if new.
-        let db = sled::open(data.path().join("sled")).expect("open sled");
+        let db = support::open_sled(data.path());
         let tree = db.open_tree("ledger").expect("ledger tree");
         let keys: Vec<_> = tree.scan_prefix(b"j").keys().chain(tree.scan_prefix(b"c").keys()).map(|k| k.expect("key")).collect();
         for key in keys {

@@ -1,6 +1,6 @@
 //! The keys view: every key as the API shows it (minus `last_used_at`, which is not an event).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,6 +13,8 @@ use crate::RecordedEvent;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct KeysView {
     keys: HashMap<Uuid, ApiKey>,
+    /// Each organization's keys, so that listing one tenant never walks another's.
+    by_organization: HashMap<Uuid, BTreeSet<Uuid>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,6 +51,27 @@ impl KeysView {
         self.keys.values()
     }
 
+    /// The keys of one organization, in no particular order.
+    pub fn of_organization(&self, organization_id: Uuid) -> impl Iterator<Item = &ApiKey> {
+        self.by_organization.get(&organization_id).into_iter().flatten().filter_map(|id| self.keys.get(id))
+    }
+
+    fn insert(&mut self, key: ApiKey) {
+        self.by_organization.entry(key.organization_id).or_default().insert(key.id);
+        self.keys.insert(key.id, key);
+    }
+
+    fn remove(&mut self, id: &Uuid) -> Option<ApiKey> {
+        let key = self.keys.remove(id)?;
+        if let Some(ids) = self.by_organization.get_mut(&key.organization_id) {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.by_organization.remove(&key.organization_id);
+            }
+        }
+        Some(key)
+    }
+
     pub fn len(&self) -> usize {
         self.keys.len()
     }
@@ -74,14 +97,12 @@ impl Projection for KeysView {
         }
         if let Event::ApiKeyRevoked(e) = &recorded.event {
             // A revoked key is gone from every view; the log keeps it.
-            if let Some(key) = self.keys.remove(&e.api_key_id) {
+            if let Some(key) = self.remove(&e.api_key_id) {
                 touched.push(positioned(key.position, &key.id.to_string()));
             }
         }
         if let Event::ApiKeyCreated(e) = &recorded.event {
-            self.keys.insert(
-                e.api_key_id,
-                ApiKey {
+            self.insert(ApiKey {
                     id: e.api_key_id,
                     position: recorded.position,
                     stream_version: recorded.stream_version,
@@ -100,8 +121,7 @@ impl Projection for KeysView {
                     updated_at: recorded.recorded_at,
                     expires_at: e.expires_at,
                     grace_period_ends_at: None,
-                },
-            );
+            });
             touched.push(positioned(recorded.position, &e.api_key_id.to_string()));
         }
     }
@@ -113,7 +133,7 @@ impl Projection for KeysView {
 
     fn load_row(&mut self, key: &str, value: &[u8]) -> Result<(), RowError> {
         let api_key: ApiKey = decode(Self::NAME, key, value)?;
-        self.keys.insert(api_key.id, api_key);
+        self.insert(api_key);
         Ok(())
     }
 
@@ -121,7 +141,7 @@ impl Projection for KeysView {
         let Some((position, id)) = split_positioned(key) else { return };
         let Ok(id) = Uuid::parse_str(id) else { return };
         if self.keys.get(&id).is_some_and(|row| row.position == position) {
-            self.keys.remove(&id);
+            self.remove(&id);
         }
     }
 

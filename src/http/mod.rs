@@ -7,6 +7,7 @@
 mod api_keys;
 mod auth;
 mod errors;
+mod list;
 mod resource;
 
 use std::sync::Arc;
@@ -35,7 +36,7 @@ pub(crate) struct AppState {
 /// The whole API as one router.
 pub fn router(service: Arc<Service>, body_limit: usize) -> Router {
     let routes = Router::new()
-        .route("/v1/api_keys", axum::routing::post(api_keys::create))
+        .route("/v1/api_keys", axum::routing::post(api_keys::create).get(list::list))
         .route("/v1/api_keys/{id}", get(api_keys::show).put(api_keys::update).delete(api_keys::revoke))
         .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)

@@ -48,7 +48,7 @@ struct Attributes<'a> {
 }
 
 #[derive(Serialize)]
-struct Resource<'a> {
+pub struct Resource<'a> {
     id: Uuid,
     #[serde(rename = "type")]
     kind: &'static str,
@@ -62,8 +62,13 @@ struct Document<'a> {
 
 /// The JSON:API document of one key; `token` only in the two responses that may carry it.
 pub fn api_key_document(key: &ApiKey, token: Option<&str>) -> Vec<u8> {
-    let document = Document {
-        data: Resource {
+    // Plain data with string keys: serialization cannot fail.
+    serde_json::to_vec(&Document { data: api_key(key, token) }).unwrap_or_default()
+}
+
+/// The resource object of one key.
+pub fn api_key<'a>(key: &'a ApiKey, token: Option<&'a str>) -> Resource<'a> {
+    Resource {
             id: key.id,
             kind: "api_keys",
             attributes: Attributes {
@@ -81,8 +86,5 @@ pub fn api_key_document(key: &ApiKey, token: Option<&str>) -> Vec<u8> {
                 grace_period_ends_at: key.grace_period_ends_at,
                 token,
             },
-        },
-    };
-    // Plain data with string keys: serialization cannot fail.
-    serde_json::to_vec(&document).unwrap_or_default()
+    }
 }

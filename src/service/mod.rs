@@ -4,6 +4,7 @@
 //! [`rules`] holds the pure decisions; [`writer`] records them; [`recovery`] loads the
 //! projections at start; [`operator`] is what the offline CLI commands do.
 
+pub mod listing;
 pub mod operator;
 pub mod rebuild;
 pub mod recovery;
@@ -205,6 +206,12 @@ impl Service {
         let command = Command::RevokeApiKey(RevokeApiKey { caller: caller.api_key_id, api_key_id: id });
         self.execute(command, request_id).await?;
         Ok(before)
+    }
+
+    /// A page of the keys the caller may see.
+    pub fn list_api_keys<R>(&self, caller: &Caller, query: &listing::ListQuery, render: impl FnOnce(&listing::Page) -> R) -> R {
+        let now = Utc::now();
+        self.read(|state| render(&listing::list(state, caller, query, now)))
     }
 
     /// `render`s a key the caller may see, as of now; `None` for anything else.

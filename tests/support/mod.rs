@@ -212,3 +212,20 @@ pub fn pointers(body: &Value) -> Vec<String> {
         .map(|errors| errors.iter().filter_map(|e| e["source"]["pointer"].as_str().map(str::to_owned)).collect())
         .unwrap_or_default()
 }
+
+/// Opens a stopped ledger's sled store directly, to inspect or damage it as a disk or an
+/// intruder would. A store this process just closed keeps sled's file lock until sled's own
+/// threads let go of it, a moment later; keyledger's `SledStorage::open` waits the same way.
+pub fn open_sled(data: &Path) -> sled::Db {
+    let mut attempts = 0;
+    loop {
+        match sled::open(data.join("sled")) {
+            Ok(db) => return db,
+            Err(e) if e.to_string().contains("could not acquire lock") && attempts < 200 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("open sled: {e}"),
+        }
+    }
+}

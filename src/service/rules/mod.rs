@@ -13,7 +13,7 @@ pub mod update_api_key;
 pub mod visibility;
 
 #[cfg(test)]
-mod given;
+pub(crate) mod given;
 
 use keyledger_projections::{Actor, Event};
 

@@ -1,0 +1,219 @@
+//! Listing keys (`GET /v1/api_keys`): filters, order and pages, as a pure function of the
+//! state, the caller and the moment. Only the caller's organization is walked, and only the
+//! keys the caller may see are counted or shown.
+
+use std::cmp::Ordering;
+
+use chrono::{DateTime, Utc};
+use keyledger_projections::event::UserId;
+use keyledger_projections::keys_view::ApiKey;
+use keyledger_projections::{ApiKeyKind, State};
+use uuid::Uuid;
+
+use super::rules::caller::Caller;
+use super::rules::visibility::can_see;
+
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+pub const MAX_PAGE_SIZE: usize = 100;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeField {
+    CreatedAt,
+    ExpiresAt,
+    LastUsedAt,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Comparison {
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortField {
+    Name,
+    Kind,
+    CreatedAt,
+    UpdatedAt,
+    ExpiresAt,
+    LastUsedAt,
+}
+
+/// What a list request asks for; every filter present must hold.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListQuery {
+    pub kind: Option<ApiKeyKind>,
+    /// Exact name.
+    pub name: Option<String>,
+    /// Case-insensitive substring of the name.
+    pub search: Option<String>,
+    pub user_id: Option<UserId>,
+    /// Team keys of any of these teams.
+    pub group_ids: Vec<Uuid>,
+    pub role_id: Option<Uuid>,
+    pub active: Option<bool>,
+    pub expired: Option<bool>,
+    pub times: Vec<(TimeField, Comparison, DateTime<Utc>)>,
+    pub sort: SortField,
+    pub descending: bool,
+    /// From 1.
+    pub page: usize,
+    pub size: usize,
+}
+
+impl Default for ListQuery {
+    fn default() -> Self {
+        ListQuery {
+            kind: None,
+            name: None,
+            search: None,
+            user_id: None,
+            group_ids: Vec::new(),
+            role_id: None,
+            active: None,
+            expired: None,
+            times: Vec::new(),
+            sort: SortField::CreatedAt,
+            descending: false,
+            page: 1,
+            size: DEFAULT_PAGE_SIZE,
+        }
+    }
+}
+
+/// One page of keys and how many matched in all.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page {
+    pub keys: Vec<ApiKey>,
+    pub total: usize,
+}
+
+fn time_of(key: &ApiKey, field: TimeField) -> Option<DateTime<Utc>> {
+    match field {
+        TimeField::CreatedAt => Some(key.created_at),
+        TimeField::ExpiresAt => Some(key.expires_at),
+        // Not tracked yet: no key has been used, so no time filter on it matches.
+        TimeField::LastUsedAt => None,
+    }
+}
+
+fn matches(query: &ListQuery, key: &ApiKey, now: DateTime<Utc>) -> bool {
+    let expired = key.expires_at <= now;
+    query.kind.is_none_or(|kind| key.kind == kind)
+        && query.name.as_deref().is_none_or(|name| key.name == name)
+        && query.search.as_deref().is_none_or(|s| key.name.to_lowercase().contains(&s.to_lowercase()))
+        && query.user_id.is_none_or(|user| key.user_id == Some(user))
+        && (query.group_ids.is_empty() || key.group_id.is_some_and(|g| query.group_ids.contains(&g)))
+        && query.role_id.is_none_or(|role| key.role_id == Some(role))
+        && query.active.is_none_or(|active| active != expired)
+        && query.expired.is_none_or(|wanted| wanted == expired)
+        && query.times.iter().all(|(field, comparison, at)| {
+            time_of(key, *field).is_some_and(|t| match comparison {
+                Comparison::Gt => t > *at,
+                Comparison::Gte => t >= *at,
+                Comparison::Lt => t < *at,
+                Comparison::Lte => t <= *at,
+            })
+        })
+}
+
+fn compare(a: &ApiKey, b: &ApiKey, field: SortField) -> Ordering {
+    match field {
+        SortField::Name => a.name.to_lowercase().cmp(&b.name.to_lowercase()),
+        SortField::Kind => a.kind.cmp(&b.kind),
+        SortField::CreatedAt => a.created_at.cmp(&b.created_at),
+        SortField::UpdatedAt => a.updated_at.cmp(&b.updated_at),
+        SortField::ExpiresAt => a.expires_at.cmp(&b.expires_at),
+        SortField::LastUsedAt => Ordering::Equal,
+    }
+}
+
+/// The requested page of the keys the caller may see. Ties are broken by creation position,
+/// so pages never overlap or skip a key between requests that change nothing.
+pub fn list(state: &State, caller: &Caller, query: &ListQuery, now: DateTime<Utc>) -> Page {
+    let Some(org) = state.directory.organization(caller.organization_id) else {
+        return Page { keys: Vec::new(), total: 0 };
+    };
+    let mut keys: Vec<&ApiKey> = state
+        .keys
+        .of_organization(caller.organization_id)
+        .filter(|key| can_see(caller, org, key) && matches(query, key, now))
+        .collect();
+    keys.sort_by(|a, b| {
+        let order = compare(a, b, query.sort);
+        let order = if query.descending { order.reverse() } else { order };
+        order.then(a.position.cmp(&b.position))
+    });
+    let total = keys.len();
+    let start = query.page.saturating_sub(1).saturating_mul(query.size);
+    Page { keys: keys.into_iter().skip(start).take(query.size).cloned().collect(), total }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::rules::caller::resolve;
+    use super::super::rules::create_api_key::{self, NewApiKey};
+    use super::super::rules::given::{attributes, now, Given, PLATFORM};
+    use super::*;
+
+    fn given_keys() -> Given {
+        let mut given = Given::acme_and_globex();
+        for (email, kind, name) in [
+            ("carol@acme.test", "personal", "Deploy"),
+            ("carol@acme.test", "personal", "backup"),
+            ("dave@acme.test", "personal", "dave's"),
+            ("carol@acme.test", "team", "ci"),
+            ("hank@globex.test", "personal", "globex deploy"),
+        ] {
+            let group_id = (kind == "team").then(|| PLATFORM.to_owned());
+            let cmd = given.create_by(email, NewApiKey { group_id, ..attributes(kind, name) });
+            let decision = create_api_key::decide(&cmd, &given.state, now()).unwrap_or_else(|e| panic!("{e:?}"));
+            given.accept(decision);
+        }
+        given
+    }
+
+    fn names(given: &Given, email: &str, query: &ListQuery) -> Vec<String> {
+        let caller = resolve(&given.state, Given::login(email), now()).unwrap_or_else(|| panic!("{email}"));
+        list(&given.state, &caller, query, now()).keys.into_iter().map(|k| k.name).collect()
+    }
+
+    #[test]
+    fn each_caller_lists_what_it_may_see_and_never_another_organization() {
+        let given = given_keys();
+        let query = ListQuery { search: Some("DEP".into()), ..ListQuery::default() };
+        assert_eq!(names(&given, "alice@acme.test", &query), ["Deploy"], "search ignores case; Globex's key is not listed");
+        let all = ListQuery { sort: SortField::Name, ..ListQuery::default() };
+        assert_eq!(names(&given, "carol@acme.test", &all), ["backup", "ci", "Deploy", "login"]);
+        assert_eq!(names(&given, "dave@acme.test", &all), ["dave's", "login"]);
+    }
+
+    #[test]
+    fn pages_walk_every_key_once() {
+        let given = given_keys();
+        let mut seen = Vec::new();
+        for page in 1..=4 {
+            let query = ListQuery { page, size: 3, sort: SortField::Name, descending: true, ..ListQuery::default() };
+            seen.extend(names(&given, "alice@acme.test", &query));
+        }
+        let mut sorted = seen.clone();
+        sorted.dedup();
+        assert_eq!(seen.len(), 11, "7 logins and 4 created keys of Acme: {seen:?}");
+        assert_eq!(sorted.len(), seen.len() - 6, "the six other logins share the name \"login\"");
+    }
+
+    #[test]
+    fn filters_combine() {
+        let given = given_keys();
+        let query = ListQuery { kind: Some(ApiKeyKind::Team), ..ListQuery::default() };
+        assert_eq!(names(&given, "bob@acme.test", &query), ["ci"]);
+        let query = ListQuery { user_id: Some(3), kind: Some(ApiKeyKind::Personal), name: Some("backup".into()), ..ListQuery::default() };
+        assert_eq!(names(&given, "bob@acme.test", &query), ["backup"]);
+        let query = ListQuery { expired: Some(true), ..ListQuery::default() };
+        assert!(names(&given, "bob@acme.test", &query).is_empty());
+        let query = ListQuery { times: vec![(TimeField::LastUsedAt, Comparison::Gt, now())], ..ListQuery::default() };
+        assert!(names(&given, "bob@acme.test", &query).is_empty(), "no key has a last use yet");
+    }
+}
