@@ -6,43 +6,10 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use support::{cli, cli_ok, create, get, in_days, DataDir, Server, PLATFORM_TEAM};
-
-/// A key created over HTTP: its id, its token and how `GET` showed it.
-struct Created {
-    id: String,
-    token: String,
-    shown: Value,
-}
-
-/// A ledger with Acme and Globex, a personal token per user, and one key of each kind
-/// created over HTTP; the server is stopped again.
-async fn populated() -> (DataDir, HashMap<String, String>, Vec<Created>) {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
-    let alice = &tokens["alice@acme.test"];
-    let mut created = Vec::new();
-    for attributes in [
-        json!({"name": "laptop", "kind": "personal", "expires_at": in_days(30)}),
-        json!({"name": "deploys", "kind": "team", "group_id": PLATFORM_TEAM, "expires_at": in_days(30)}),
-        json!({"name": "billing sync", "kind": "organization", "expires_at": in_days(30)}),
-    ] {
-        let (status, body) = create(&server, alice, attributes).await;
-        assert_eq!(status, 201, "{body}");
-        let id = body["data"]["id"].as_str().expect("data.id").to_owned();
-        let token = body["data"]["attributes"]["token"].as_str().expect("a token").to_owned();
-        let (status, shown) = get(&server, &token, &format!("/v1/api_keys/{id}")).await;
-        assert_eq!(status, 200, "{shown}");
-        created.push(Created { id, token, shown });
-    }
-    server.stop();
-    (data, tokens, created)
-}
+use support::{cli, cli_ok, create, get, in_days, ledger_with_a_key_of_each_kind, DataDir, Server};
 
 fn arg(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
@@ -85,7 +52,7 @@ fn assert_no_ledger(target: &Path, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_then_import_then_export_is_byte_identical_and_holds_no_token() {
-    let (data, tokens, created) = populated().await;
+    let (data, tokens, created) = ledger_with_a_key_of_each_kind().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("ledger.jsonl");
     let exported = export_file(data.path(), &file);
@@ -122,7 +89,7 @@ async fn export_then_import_then_export_is_byte_identical_and_holds_no_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_imported_ledger_serves_the_same_keys_and_takes_the_same_tokens() {
-    let (data, tokens, created) = populated().await;
+    let (data, tokens, created) = ledger_with_a_key_of_each_kind().await;
     let exported = export_stdout(data.path());
     // Into an existing, empty directory.
     let target = DataDir::new();

@@ -4,14 +4,13 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::Output;
 
 use keyledger::ledger::{Commit, RowChange, SledStorage, Storage};
 use keyledger::service::recovery::load_state;
 use serde_json::{json, Value};
-use support::{cli, create, get, in_days, DataDir, Server, PLATFORM_TEAM};
+use support::{cli, get, ledger_with_a_key_of_each_kind, CreatedKey, DataDir, Server};
 
 fn rebuild(data: &DataDir, extra: &[&str]) -> Output {
     let mut args = vec!["rebuild", "--data", data.arg()];
@@ -101,35 +100,12 @@ fn add_extra_key_row(data: &DataDir) -> String {
     key
 }
 
-/// A ledger with keys of every kind; returns the tokens by user and the created keys as
-/// (id, token).
-async fn populated() -> (DataDir, HashMap<String, String>, Vec<(String, String)>) {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
-    let alice = &tokens["alice@acme.test"];
-    let mut created = Vec::new();
-    for attributes in [
-        json!({"name": "laptop", "kind": "personal", "expires_at": in_days(30)}),
-        json!({"name": "deploys", "kind": "team", "group_id": PLATFORM_TEAM, "expires_at": in_days(30)}),
-        json!({"name": "billing sync", "kind": "organization", "expires_at": in_days(30)}),
-    ] {
-        let (status, body) = create(&server, alice, attributes).await;
-        assert_eq!(status, 201, "{body}");
-        let id = body["data"]["id"].as_str().expect("id").to_owned();
-        let token = body["data"]["attributes"]["token"].as_str().expect("token").to_owned();
-        created.push((id, token));
-    }
-    server.stop();
-    (data, tokens, created)
-}
-
 /// What the API shows for each key, asked with the key's own token.
-async fn shown(data: &DataDir, created: &[(String, String)]) -> Vec<(u16, Value)> {
+async fn shown(data: &DataDir, created: &[CreatedKey]) -> Vec<(u16, Value)> {
     let server = Server::start(data);
     let mut bodies = Vec::new();
-    for (id, token) in created {
-        bodies.push(get(&server, token, &format!("/v1/api_keys/{id}")).await);
+    for key in created {
+        bodies.push(get(&server, &key.token, &format!("/v1/api_keys/{}", key.id)).await);
     }
     server.stop();
     bodies
@@ -137,7 +113,7 @@ async fn shown(data: &DataDir, created: &[(String, String)]) -> Vec<(u16, Value)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_journal_is_found_and_rebuilt_and_the_api_answers_the_same() {
-    let (data, _tokens, created) = populated().await;
+    let (data, _tokens, created) = ledger_with_a_key_of_each_kind().await;
     assert_clean(&data, &[], "a healthy store");
     let before = shown(&data, &created).await;
     assert!(before.iter().all(|(status, _)| *status == 200), "{before:?}");
@@ -161,7 +137,7 @@ async fn a_wiped_journal_is_found_and_rebuilt_and_the_api_answers_the_same() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_altered_row_is_named_and_a_rebuild_restores_what_the_api_showed() {
-    let (data, tokens, created) = populated().await;
+    let (data, tokens, created) = ledger_with_a_key_of_each_kind().await;
     let before = shown(&data, &created).await;
 
     let key = damage_row(&data, "keys", |value| {

@@ -180,13 +180,14 @@ impl<I: Iterator<Item = Result<StoredEvent, LedgerError>>> Iterator for Replay<I
     }
 }
 
+/// Test fixtures: a small, valid chain of events of one stream.
 #[cfg(test)]
-mod tests {
+pub(crate) mod sample {
     use super::*;
     use keyledger_projections::event::TeamDeleted;
     use uuid::Uuid;
 
-    fn event(position: u64) -> RecordedEvent {
+    pub(crate) fn event(position: u64) -> RecordedEvent {
         RecordedEvent {
             position,
             stream: "team-x".into(),
@@ -198,7 +199,8 @@ mod tests {
         }
     }
 
-    fn chain(n: u64) -> Vec<StoredEvent> {
+    /// Events 1..=n, sealed onto a chain from genesis.
+    pub(crate) fn log(n: u64) -> Vec<StoredEvent> {
         let mut head = ChainHead::genesis();
         (1..=n)
             .map(|p| {
@@ -208,6 +210,12 @@ mod tests {
             })
             .collect()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sample::{event, log as chain};
+    use super::*;
 
     #[test]
     fn sealed_events_open_back_to_the_same_event() {

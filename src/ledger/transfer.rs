@@ -338,31 +338,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::chain::seal;
-    use chrono::DateTime;
-    use keyledger_projections::event::TeamDeleted;
-    use keyledger_projections::{Actor, Event, RecordedEvent};
-    use uuid::Uuid;
-
-    fn stored_log(n: u64) -> Vec<super::super::StoredEvent> {
-        let mut head = ChainHead::genesis();
-        (1..=n)
-            .map(|position| {
-                let event = RecordedEvent {
-                    position,
-                    stream: "team-x".into(),
-                    stream_version: position,
-                    recorded_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
-                    actor: Actor::Operator,
-                    request_id: format!("req-{position}"),
-                    event: Event::TeamDeleted(TeamDeleted { organization_id: Uuid::nil(), team_id: Uuid::nil() }),
-                };
-                let stored = seal(&event, head);
-                head = ChainHead { position, hash: stored.hash };
-                stored
-            })
-            .collect()
-    }
+    use crate::ledger::chain::sample::log as stored_log;
 
     fn export_of(dir: &Path) -> Vec<u8> {
         let storage = SledStorage::open_existing(dir).unwrap();

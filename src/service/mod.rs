@@ -16,7 +16,7 @@ pub mod writer;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
-use chrono::{SubsecRound, Utc};
+use chrono::Utc;
 use keyledger_projections::keys_view::ApiKey;
 use keyledger_projections::{RecordedEvent, State};
 use tokio::sync::{mpsc, oneshot};
@@ -221,10 +221,5 @@ impl Service {
             let org = state.directory.organization(caller.organization_id)?;
             can_see(caller, org, key).then(|| render(key))
         })
-    }
-
-    /// Current time as the ledger records it (UTC, microseconds).
-    pub fn now() -> chrono::DateTime<Utc> {
-        Utc::now().trunc_subsecs(6)
     }
 }

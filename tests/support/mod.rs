@@ -229,3 +229,35 @@ pub fn open_sled(data: &Path) -> sled::Db {
         }
     }
 }
+
+/// A key created over HTTP: its id, its token and how `GET` showed it to that token.
+pub struct CreatedKey {
+    pub id: String,
+    pub token: String,
+    pub shown: Value,
+}
+
+/// Acme and Globex with a personal token per user (keyed by email) and one key of each
+/// kind created by alice over HTTP; the server is stopped again.
+pub async fn ledger_with_a_key_of_each_kind() -> (DataDir, HashMap<String, String>, Vec<CreatedKey>) {
+    let data = DataDir::new();
+    let tokens = data.acme_and_globex();
+    let server = Server::start(&data);
+    let alice = &tokens["alice@acme.test"];
+    let mut created = Vec::new();
+    for attributes in [
+        json!({"name": "laptop", "kind": "personal", "expires_at": in_days(30)}),
+        json!({"name": "deploys", "kind": "team", "group_id": PLATFORM_TEAM, "expires_at": in_days(30)}),
+        json!({"name": "billing sync", "kind": "organization", "expires_at": in_days(30)}),
+    ] {
+        let (status, body) = create(&server, alice, attributes).await;
+        assert_eq!(status, 201, "{body}");
+        let id = body["data"]["id"].as_str().expect("data.id").to_owned();
+        let token = body["data"]["attributes"]["token"].as_str().expect("a token").to_owned();
+        let (status, shown) = get(&server, &token, &format!("/v1/api_keys/{id}")).await;
+        assert_eq!(status, 200, "{shown}");
+        created.push(CreatedKey { id, token, shown });
+    }
+    server.stop();
+    (data, tokens, created)
+}
