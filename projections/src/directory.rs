@@ -212,6 +212,8 @@ impl Projection for Directory {
                 org.teams.remove(&e.team_id);
             }
             Event::OrganizationCreated(_)
+            | Event::ApiKeyRotated(_)
+            | Event::ApiKeyGracePeriodEnded(_)
             | Event::ApiKeyCreated(_)
             | Event::ServiceAccountCreated(_)
             | Event::ApiKeyRevoked(_)

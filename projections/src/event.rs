@@ -37,6 +37,8 @@ pub enum Actor {
     ServiceAccount { organization_id: Uuid, service_account_id: Uuid, api_key_id: Uuid },
     /// Someone with access to the data directory, through the `keyledger` CLI.
     Operator,
+    /// keyledger itself, acting on its expiry schedule (a grace period that ran out).
+    Schedule,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -193,6 +195,36 @@ pub struct ApiKeyUpdated {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A key got a new secret (`POST /v1/api_keys/{id}/rotate`); its id, name and scope stay.
+/// Digests only: the new token exists in the rotate response and nowhere else.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRotated {
+    pub api_key_id: Uuid,
+    pub organization_id: Uuid,
+    /// Hex digest of the new token.
+    pub token_digest: String,
+    /// Hex digest of the token this rotation replaced.
+    pub previous_token_digest: String,
+    /// Until when the replaced token still authenticates; `None`: it stopped at once
+    /// (grace 0, or the organization's grace-period setting is off).
+    pub grace_period_ends_at: Option<DateTime<Utc>>,
+    /// An older token that was still in its grace period and ends with this rotation: only
+    /// the newest previous token gets a grace period.
+    pub retired_token_digest: Option<String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A rotated key's previous token reached `grace_period_ends_at` and stopped for good.
+/// Recorded by the expiry schedule whether or not anyone presented the token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyGracePeriodEnded {
+    pub api_key_id: Uuid,
+    pub organization_id: Uuid,
+    /// Hex digest of the token that stopped.
+    pub token_digest: String,
+    pub grace_period_ended_at: DateTime<Utc>,
+}
+
 /// Why a key stopped being valid for good.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -244,6 +276,8 @@ pub enum Event {
     ApiKeyRevoked(ApiKeyRevoked),
     ServiceAccountDeleted(ServiceAccountDeleted),
     ApiKeyUpdated(ApiKeyUpdated),
+    ApiKeyRotated(ApiKeyRotated),
+    ApiKeyGracePeriodEnded(ApiKeyGracePeriodEnded),
 }
 
 /// An envelope named a type or version this build does not know, or its payload did not fit.
@@ -274,6 +308,8 @@ impl Event {
             Event::ApiKeyRevoked(_) => "ApiKeyRevoked",
             Event::ServiceAccountDeleted(_) => "ServiceAccountDeleted",
             Event::ApiKeyUpdated(_) => "ApiKeyUpdated",
+            Event::ApiKeyRotated(_) => "ApiKeyRotated",
+            Event::ApiKeyGracePeriodEnded(_) => "ApiKeyGracePeriodEnded",
         }
     }
 
@@ -328,6 +364,8 @@ impl Event {
             Event::ApiKeyRevoked(e) => e.organization_id,
             Event::ServiceAccountDeleted(e) => e.organization_id,
             Event::ApiKeyUpdated(e) => e.organization_id,
+            Event::ApiKeyRotated(e) => e.organization_id,
+            Event::ApiKeyGracePeriodEnded(e) => e.organization_id,
         }
     }
 
@@ -340,6 +378,8 @@ impl Event {
                 | Event::ApiKeyRevoked(_)
                 | Event::ServiceAccountDeleted(_)
                 | Event::ApiKeyUpdated(_)
+                | Event::ApiKeyRotated(_)
+                | Event::ApiKeyGracePeriodEnded(_)
         )
     }
 
@@ -361,6 +401,8 @@ impl Event {
             Event::ApiKeyRevoked(e) => format!("api_key-{}", e.api_key_id),
             Event::ServiceAccountDeleted(e) => format!("service_account-{}", e.service_account_id),
             Event::ApiKeyUpdated(e) => format!("api_key-{}", e.api_key_id),
+            Event::ApiKeyRotated(e) => format!("api_key-{}", e.api_key_id),
+            Event::ApiKeyGracePeriodEnded(e) => format!("api_key-{}", e.api_key_id),
         }
     }
 }

@@ -34,11 +34,32 @@ pub struct ApiKey {
     pub on_call_role_id: Option<Uuid>,
     pub service_account_id: Option<Uuid>,
     pub token_digest: String,
+    /// The token the last rotation replaced, while it is in its grace period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_token_digest: Option<String>,
     pub created_by: Actor,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// When the previous token stops: set by a rotation with a grace period, `None` once it
+    /// has ended or after a rotation without one. Non-null means a second token still works.
     pub grace_period_ends_at: Option<DateTime<Utc>>,
+    /// When the key last got a new secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_at: Option<DateTime<Utc>>,
+}
+
+impl ApiKey {
+    /// Whether `digest` authenticates this key at `now`: its current token, or the previous
+    /// one before its grace period ends. `blake3::Hash` compares in constant time.
+    pub fn accepts(&self, digest: &blake3::Hash, now: DateTime<Utc>) -> bool {
+        let matches = |hex: &str| blake3::Hash::from_hex(hex).is_ok_and(|stored| stored == *digest);
+        if matches(&self.token_digest) {
+            return true;
+        }
+        let in_grace = self.grace_period_ends_at.is_some_and(|ends| now < ends);
+        in_grace && self.previous_token_digest.as_deref().is_some_and(matches)
+    }
 }
 
 impl KeysView {
@@ -95,6 +116,28 @@ impl Projection for KeysView {
                 touched.push(positioned(key.position, &key.id.to_string()));
             }
         }
+        if let Event::ApiKeyRotated(e) = &recorded.event {
+            if let Some(key) = self.keys.get_mut(&e.api_key_id) {
+                key.token_digest = e.token_digest.clone();
+                key.previous_token_digest = e.grace_period_ends_at.map(|_| e.previous_token_digest.clone());
+                key.grace_period_ends_at = e.grace_period_ends_at;
+                key.expires_at = e.expires_at;
+                key.rotated_at = Some(recorded.recorded_at);
+                key.updated_at = recorded.recorded_at;
+                key.stream_version = recorded.stream_version;
+                touched.push(positioned(key.position, &key.id.to_string()));
+            }
+        }
+        if let Event::ApiKeyGracePeriodEnded(e) = &recorded.event {
+            if let Some(key) = self.keys.get_mut(&e.api_key_id) {
+                if key.previous_token_digest.as_deref() == Some(e.token_digest.as_str()) {
+                    key.previous_token_digest = None;
+                    key.grace_period_ends_at = None;
+                }
+                key.stream_version = recorded.stream_version;
+                touched.push(positioned(key.position, &key.id.to_string()));
+            }
+        }
         if let Event::ApiKeyRevoked(e) = &recorded.event {
             // A revoked key is gone from every view; the log keeps it.
             if let Some(key) = self.remove(&e.api_key_id) {
@@ -120,7 +163,9 @@ impl Projection for KeysView {
                     created_at: recorded.recorded_at,
                     updated_at: recorded.recorded_at,
                     expires_at: e.expires_at,
+                    previous_token_digest: None,
                     grace_period_ends_at: None,
+                    rotated_at: None,
             });
             touched.push(positioned(recorded.position, &e.api_key_id.to_string()));
         }

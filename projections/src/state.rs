@@ -61,6 +61,8 @@ impl State {
             Event::ServiceAccountCreated(e) => self.service_accounts.get(e.service_account_id).map_or(0, |a| a.stream_version),
             Event::ApiKeyRevoked(e) => self.keys.get(e.api_key_id).map_or(0, |k| k.stream_version),
             Event::ApiKeyUpdated(e) => self.keys.get(e.api_key_id).map_or(0, |k| k.stream_version),
+            Event::ApiKeyRotated(e) => self.keys.get(e.api_key_id).map_or(0, |k| k.stream_version),
+            Event::ApiKeyGracePeriodEnded(e) => self.keys.get(e.api_key_id).map_or(0, |k| k.stream_version),
             Event::ServiceAccountDeleted(e) => self.service_accounts.get(e.service_account_id).map_or(0, |a| a.stream_version),
             other => self.directory.stream_version(other.organization_id(), &other.stream()),
         }

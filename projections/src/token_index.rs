@@ -15,6 +15,9 @@ use crate::RecordedEvent;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TokenIndex {
     keys: HashMap<blake3::Hash, Entry>,
+    /// Each rotated key's previous token, while it is in its grace period: a revocation
+    /// ends it along with the current one.
+    previous: HashMap<Uuid, blake3::Hash>,
 }
 
 /// The key a digest belongs to, and the position that introduced the digest (which keys
@@ -25,9 +28,29 @@ struct Entry {
     position: u64,
 }
 
+/// How a stored row marks a key's previous token.
+const PREVIOUS: &str = " previous";
+
 impl TokenIndex {
     pub fn key_for(&self, digest: &blake3::Hash) -> Option<Uuid> {
         self.keys.get(digest).map(|e| e.api_key_id)
+    }
+
+    fn insert(&mut self, digest: blake3::Hash, api_key_id: Uuid, position: u64, touched: &mut Vec<String>) {
+        self.keys.insert(digest, Entry { api_key_id, position });
+        touched.push(positioned(position, digest.to_hex().as_str()));
+    }
+
+    /// Forgets `hex` if it is a token of `api_key_id`.
+    fn forget(&mut self, hex: &str, api_key_id: Uuid, touched: &mut Vec<String>) {
+        let Ok(digest) = blake3::Hash::from_hex(hex) else { return };
+        if let Some(entry) = self.keys.get(&digest).filter(|entry| entry.api_key_id == api_key_id).copied() {
+            self.keys.remove(&digest);
+            if self.previous.get(&api_key_id) == Some(&digest) {
+                self.previous.remove(&api_key_id);
+            }
+            touched.push(positioned(entry.position, digest.to_hex().as_str()));
+        }
     }
 }
 
@@ -35,19 +58,37 @@ impl Projection for TokenIndex {
     const NAME: &'static str = "token_index";
 
     fn apply(&mut self, recorded: &RecordedEvent, touched: &mut Vec<String>) {
-        if let Event::ApiKeyRevoked(e) = &recorded.event {
-            if let Ok(digest) = blake3::Hash::from_hex(&e.token_digest) {
-                if let Some(entry) = self.keys.get(&digest).filter(|entry| entry.api_key_id == e.api_key_id).copied() {
-                    self.keys.remove(&digest);
-                    touched.push(positioned(entry.position, digest.to_hex().as_str()));
+        match &recorded.event {
+            Event::ApiKeyCreated(e) => {
+                if let Ok(digest) = blake3::Hash::from_hex(&e.token_digest) {
+                    self.insert(digest, e.api_key_id, recorded.position, touched);
                 }
             }
-        }
-        if let Event::ApiKeyCreated(e) = &recorded.event {
-            if let Ok(digest) = blake3::Hash::from_hex(&e.token_digest) {
-                self.keys.insert(digest, Entry { api_key_id: e.api_key_id, position: recorded.position });
-                touched.push(positioned(recorded.position, digest.to_hex().as_str()));
+            Event::ApiKeyRotated(e) => {
+                if let Some(retired) = &e.retired_token_digest {
+                    self.forget(retired, e.api_key_id, touched);
+                }
+                match (e.grace_period_ends_at, blake3::Hash::from_hex(&e.previous_token_digest)) {
+                    (Some(_), Ok(previous)) if self.key_for(&previous) == Some(e.api_key_id) => {
+                        self.previous.insert(e.api_key_id, previous);
+                        if let Some(entry) = self.keys.get(&previous) {
+                            touched.push(positioned(entry.position, previous.to_hex().as_str()));
+                        }
+                    }
+                    _ => self.forget(&e.previous_token_digest, e.api_key_id, touched),
+                }
+                if let Ok(digest) = blake3::Hash::from_hex(&e.token_digest) {
+                    self.insert(digest, e.api_key_id, recorded.position, touched);
+                }
             }
+            Event::ApiKeyGracePeriodEnded(e) => self.forget(&e.token_digest, e.api_key_id, touched),
+            Event::ApiKeyRevoked(e) => {
+                if let Some(previous) = self.previous.get(&e.api_key_id).copied() {
+                    self.forget(previous.to_hex().as_str(), e.api_key_id, touched);
+                }
+                self.forget(&e.token_digest, e.api_key_id, touched);
+            }
+            _ => {}
         }
     }
 
@@ -55,26 +96,35 @@ impl Projection for TokenIndex {
         let (position, hex) = split_positioned(key)?;
         let digest = blake3::Hash::from_hex(hex).ok()?;
         let entry = self.keys.get(&digest).filter(|e| e.position == position)?;
-        Some(entry.api_key_id.to_string().into_bytes())
+        let mut value = entry.api_key_id.to_string();
+        if self.previous.get(&entry.api_key_id) == Some(&digest) {
+            value.push_str(PREVIOUS);
+        }
+        Some(value.into_bytes())
     }
 
     fn load_row(&mut self, key: &str, value: &[u8]) -> Result<(), RowError> {
         let (position, hex) =
             split_positioned(key).ok_or_else(|| RowError::new(Self::NAME, key, "not <position>/<digest>"))?;
         let digest = blake3::Hash::from_hex(hex).map_err(|e| RowError::new(Self::NAME, key, e))?;
-        let api_key_id = std::str::from_utf8(value)
-            .ok()
-            .and_then(|s| Uuid::parse_str(s).ok())
-            .ok_or_else(|| RowError::new(Self::NAME, key, "value is not a key id"))?;
+        let text = std::str::from_utf8(value).map_err(|e| RowError::new(Self::NAME, key, e))?;
+        let (id, previous) = text.strip_suffix(PREVIOUS).map_or((text, false), |id| (id, true));
+        let api_key_id = Uuid::parse_str(id).map_err(|_| RowError::new(Self::NAME, key, "value is not a key id"))?;
         self.keys.insert(digest, Entry { api_key_id, position });
+        if previous {
+            self.previous.insert(api_key_id, digest);
+        }
         Ok(())
     }
 
     fn unload_row(&mut self, key: &str) {
         let parsed = split_positioned(key).and_then(|(p, hex)| Some((p, blake3::Hash::from_hex(hex).ok()?)));
         if let Some((position, digest)) = parsed {
-            if self.keys.get(&digest).is_some_and(|e| e.position == position) {
+            if let Some(entry) = self.keys.get(&digest).filter(|e| e.position == position).copied() {
                 self.keys.remove(&digest);
+                if self.previous.get(&entry.api_key_id) == Some(&digest) {
+                    self.previous.remove(&entry.api_key_id);
+                }
             }
         }
     }

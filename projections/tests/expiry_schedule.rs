@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use keyledger_projections::event::ApiKeyCreated;
 use keyledger_projections::expiry_schedule::ExpirySchedule;
 use keyledger_projections::projection::{positioned, split_positioned};
-use keyledger_projections::Projection;
+use keyledger_projections::{Event, Projection};
 use support::*;
 use uuid::Uuid;
 
@@ -247,7 +247,7 @@ fn rows_loaded_in_key_order_keep_the_latest_schedule() {
 #[test]
 fn rows_load_back_into_an_equal_schedule() {
     let schedule: ExpirySchedule = fold(a_busy_history());
-    assert_eq!(schedule.row_keys().len(), 6);
+    assert_eq!(schedule.row_keys().len(), 7, "six expiries and one grace period");
 
     assert_eq!(round_trip_all_rows(&schedule), schedule);
 }
@@ -257,7 +257,8 @@ fn touched_rows_alone_rebuild_an_equal_schedule() {
     let (original, rebuilt) = round_trip_touched::<ExpirySchedule>(a_busy_history());
 
     assert_eq!(rebuilt, original);
-    assert_eq!(rebuilt.next(), Some((day(2025, 3, 1), id(0x105))));
+    assert_eq!(rebuilt.next(), Some((day(2025, 6, 30), id(0x104))), "0x105's rotation moved its expiry to 2027");
+    assert_eq!(rebuilt.next_grace_period_end(), Some(day(2025, 2, 1)));
 }
 
 #[test]
@@ -283,4 +284,62 @@ fn garbage_row_key_is_an_error_naming_the_expiry_schedule() {
         assert!(err.to_string().contains("expiry_schedule"), "{err}");
     }
     assert_eq!(schedule, ExpirySchedule::default());
+}
+
+fn rotation_of_0x100(grace: Option<DateTime<Utc>>, retired: Option<&str>) -> Event {
+    rotated(org_a(), id(0x100), "old", "new", grace, retired)
+}
+
+#[test]
+fn a_rotation_schedules_its_grace_period_end_and_moves_the_expiry() {
+    let schedule: ExpirySchedule =
+        fold([created(personal_key(org_a(), id(0x100), 1, "laptop")), rotation_of_0x100(Some(day(2026, 6, 1)), None)]);
+
+    assert_eq!(schedule.next_grace_period_end(), Some(day(2026, 6, 1)));
+    assert_eq!(schedule.grace_periods_ended_by(day(2026, 5, 31)).count(), 0);
+    assert_eq!(schedule.grace_periods_ended_by(day(2026, 6, 1)).collect::<Vec<_>>(), vec![(day(2026, 6, 1), id(0x100))]);
+    assert_eq!(schedule.next(), Some((day(2027, 1, 1), id(0x100))), "the rotation's expires_at replaces the old one");
+}
+
+#[test]
+fn a_rotation_without_grace_or_the_end_of_one_leaves_nothing_to_retire() {
+    let without: ExpirySchedule = fold([
+        created(personal_key(org_a(), id(0x100), 1, "laptop")),
+        rotation_of_0x100(Some(day(2026, 6, 1)), None),
+        rotation_of_0x100(None, Some("old")),
+    ]);
+    let ended: ExpirySchedule = fold([
+        created(personal_key(org_a(), id(0x100), 1, "laptop")),
+        rotation_of_0x100(Some(day(2026, 6, 1)), None),
+        grace_period_ended(org_a(), id(0x100), "old", day(2026, 6, 1)),
+    ]);
+
+    for schedule in [without, ended] {
+        assert_eq!(schedule.next_grace_period_end(), None);
+        assert_eq!(schedule.next(), Some((day(2027, 1, 1), id(0x100))));
+    }
+}
+
+#[test]
+fn a_revocation_cancels_the_grace_period_too() {
+    let key = personal_key(org_a(), id(0x100), 1, "laptop");
+    let schedule: ExpirySchedule = fold([
+        created(key.clone()),
+        rotation_of_0x100(Some(day(2026, 6, 1)), None),
+        Event::ApiKeyRevoked(revocation_of(key)),
+    ]);
+
+    assert_eq!(schedule, ExpirySchedule::default());
+}
+
+#[test]
+fn grace_periods_survive_the_row_round_trip() {
+    let (original, rebuilt) = round_trip_touched::<ExpirySchedule>([
+        created(personal_key(org_a(), id(0x100), 1, "laptop")),
+        rotation_of_0x100(Some(day(2026, 6, 1)), None),
+        rotation_of_0x100(Some(day(2026, 7, 1)), Some("old")),
+    ]);
+
+    assert_eq!(rebuilt, original);
+    assert_eq!(rebuilt.next_grace_period_end(), Some(day(2026, 7, 1)));
 }

@@ -54,7 +54,7 @@ fn keys_of_a_history_keep_their_own_positions_and_stream_versions() {
 
     let positions: Vec<(u64, u64)> =
         (0x100..=0x105).map(|n| view.get(id(n)).map(|k| (k.position, k.stream_version)).unwrap()).collect();
-    assert_eq!(positions, vec![(21, 1), (22, 1), (23, 1), (25, 1), (27, 1), (28, 1)]);
+    assert_eq!(positions, vec![(21, 3), (22, 1), (23, 1), (25, 3), (27, 1), (28, 2)], "rotations and grace ends count");
 }
 
 #[test]
@@ -285,4 +285,46 @@ fn garbage_row_is_an_error_naming_the_keys_view() {
     assert_eq!(err.key, key);
     assert!(err.to_string().contains("keys"), "{err}");
     assert!(view.is_empty());
+}
+
+#[test]
+fn a_rotated_key_accepts_its_previous_token_only_until_the_grace_period_ends() {
+    let key = personal_key(org_a(), id(0x100), 1, "laptop");
+    let old = format!("token-{}", id(0x100));
+    let view: KeysView = fold([created(key), rotated(org_a(), id(0x100), &old, "new", Some(day(2025, 6, 1)), None)]);
+    let key = view.get(id(0x100)).unwrap_or_else(|| panic!("the key is gone"));
+
+    assert!(key.accepts(&digest_hash("new"), day(2025, 5, 1)));
+    assert!(key.accepts(&digest_hash(&old), day(2025, 5, 31)));
+    assert!(!key.accepts(&digest_hash(&old), day(2025, 6, 1)), "the grace period's end is the first instant it fails");
+    assert!(!key.accepts(&digest_hash("other"), day(2025, 5, 1)));
+    assert_eq!(key.grace_period_ends_at, Some(day(2025, 6, 1)));
+    assert_eq!(key.expires_at, day(2027, 1, 1));
+    assert!(key.rotated_at.is_some() && key.updated_at == key.rotated_at.unwrap_or_default());
+}
+
+#[test]
+fn a_rotation_without_grace_accepts_only_the_new_token() {
+    let old = format!("token-{}", id(0x100));
+    let view: KeysView =
+        fold([created(personal_key(org_a(), id(0x100), 1, "laptop")), rotated(org_a(), id(0x100), &old, "new", None, None)]);
+    let key = view.get(id(0x100)).unwrap_or_else(|| panic!("the key is gone"));
+
+    assert!(!key.accepts(&digest_hash(&old), day(2000, 1, 1)));
+    assert!(key.accepts(&digest_hash("new"), day(2000, 1, 1)));
+    assert_eq!(key.grace_period_ends_at, None);
+}
+
+#[test]
+fn the_end_of_a_grace_period_forgets_the_token_and_the_moment() {
+    let old = format!("token-{}", id(0x100));
+    let view: KeysView = fold([
+        created(personal_key(org_a(), id(0x100), 1, "laptop")),
+        rotated(org_a(), id(0x100), &old, "new", Some(day(2025, 6, 1)), None),
+        grace_period_ended(org_a(), id(0x100), &old, day(2025, 6, 1)),
+    ]);
+    let key = view.get(id(0x100)).unwrap_or_else(|| panic!("the key is gone"));
+
+    assert_eq!(key.previous_token_digest, None);
+    assert_eq!(key.grace_period_ends_at, None, "non-null only while a previous token still works");
 }

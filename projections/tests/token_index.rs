@@ -5,7 +5,7 @@ mod support;
 use keyledger_projections::event::ApiKeyCreated;
 use keyledger_projections::projection::{positioned, split_positioned};
 use keyledger_projections::token_index::TokenIndex;
-use keyledger_projections::Projection;
+use keyledger_projections::{Event, Projection};
 use support::*;
 
 fn key_with_token(key: u128, token: &str) -> ApiKeyCreated {
@@ -93,9 +93,9 @@ fn row_keys_are_positioned_lowercase_hex_digests_sorted_by_position() {
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(keys, sorted);
-    assert_eq!(keys.len(), 6);
+    assert_eq!(keys.len(), 7, "six keys, one of them with a previous token in its grace period");
     let split: Vec<(u64, &str)> = keys.iter().map(|k| split_positioned(k).expect("positioned")).collect();
-    assert_eq!(split.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![21, 22, 23, 25, 27, 28]);
+    assert_eq!(split.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![22, 23, 27, 30, 31, 32, 34], "rotated tokens sit at their rotation");
     assert!(split
         .iter()
         .all(|(_, hex)| hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())));
@@ -183,7 +183,8 @@ fn touched_rows_alone_rebuild_an_equal_token_index() {
     let (original, rebuilt) = round_trip_touched::<TokenIndex>(a_busy_history());
 
     assert_eq!(rebuilt, original);
-    assert_eq!(rebuilt.key_for(&digest_hash(&format!("token-{}", id(0x100)))), Some(id(0x100)));
+    assert_eq!(rebuilt.key_for(&digest_hash("token-100-b")), Some(id(0x100)), "in its grace period");
+    assert_eq!(rebuilt.key_for(&digest_hash(&format!("token-{}", id(0x100)))), None, "retired by the second rotation");
 }
 
 #[test]
@@ -210,4 +211,80 @@ fn garbage_key_is_an_error_naming_the_token_index() {
         assert_eq!(err.key, key);
     }
     assert_eq!(index, TokenIndex::default());
+}
+
+fn token_of(key: u128) -> String {
+    format!("token-{}", id(key))
+}
+
+fn a_key(key: u128) -> Event {
+    created(personal_key(org_a(), id(key), 1, "laptop"))
+}
+
+#[test]
+fn a_rotation_with_grace_keeps_both_tokens_of_the_key() {
+    let index: TokenIndex = fold([a_key(0x100), rotated(org_a(), id(0x100), &token_of(0x100), "new", Some(day(2026, 1, 1)), None)]);
+
+    assert_eq!(index.key_for(&digest_hash("new")), Some(id(0x100)));
+    assert_eq!(index.key_for(&digest_hash(&token_of(0x100))), Some(id(0x100)));
+}
+
+#[test]
+fn a_rotation_without_grace_forgets_the_previous_token_at_once() {
+    let index: TokenIndex = fold([a_key(0x100), rotated(org_a(), id(0x100), &token_of(0x100), "new", None, None)]);
+
+    assert_eq!(index.key_for(&digest_hash("new")), Some(id(0x100)));
+    assert_eq!(index.key_for(&digest_hash(&token_of(0x100))), None);
+}
+
+#[test]
+fn a_second_rotation_retires_the_oldest_token_and_keeps_the_previous_one() {
+    let index: TokenIndex = fold([
+        a_key(0x100),
+        rotated(org_a(), id(0x100), &token_of(0x100), "second", Some(day(2026, 1, 1)), None),
+        rotated(org_a(), id(0x100), "second", "third", Some(day(2026, 1, 2)), Some(&token_of(0x100))),
+    ]);
+
+    assert_eq!(index.key_for(&digest_hash(&token_of(0x100))), None);
+    assert_eq!(index.key_for(&digest_hash("second")), Some(id(0x100)));
+    assert_eq!(index.key_for(&digest_hash("third")), Some(id(0x100)));
+}
+
+#[test]
+fn the_end_of_a_grace_period_forgets_the_previous_token() {
+    let index: TokenIndex = fold([
+        a_key(0x100),
+        rotated(org_a(), id(0x100), &token_of(0x100), "new", Some(day(2026, 1, 1)), None),
+        grace_period_ended(org_a(), id(0x100), &token_of(0x100), day(2026, 1, 1)),
+    ]);
+
+    assert_eq!(index.key_for(&digest_hash(&token_of(0x100))), None);
+    assert_eq!(index.key_for(&digest_hash("new")), Some(id(0x100)));
+}
+
+#[test]
+fn revoking_a_key_in_its_grace_period_forgets_both_tokens() {
+    let mut revoked = revocation_of(personal_key(org_a(), id(0x100), 1, "laptop"));
+    revoked.token_digest = digest_of("new");
+    let index: TokenIndex = fold([
+        a_key(0x100),
+        rotated(org_a(), id(0x100), &token_of(0x100), "new", Some(day(2026, 1, 1)), None),
+        Event::ApiKeyRevoked(revoked),
+    ]);
+
+    assert_eq!(index, TokenIndex::default());
+}
+
+#[test]
+fn which_token_is_the_previous_one_survives_the_row_round_trip() {
+    let (original, rebuilt) = round_trip_touched::<TokenIndex>([
+        a_key(0x100),
+        rotated(org_a(), id(0x100), &token_of(0x100), "new", Some(day(2026, 1, 1)), None),
+    ]);
+    assert_eq!(rebuilt, original);
+    let mut revoked = revocation_of(personal_key(org_a(), id(0x100), 1, "laptop"));
+    revoked.token_digest = digest_of("new");
+    let mut rebuilt = rebuilt;
+    rebuilt.apply(&recorded(9, Event::ApiKeyRevoked(revoked)), &mut Vec::new());
+    assert_eq!(rebuilt, TokenIndex::default(), "a reloaded index still knows the previous token to forget");
 }

@@ -71,8 +71,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let shutdown = shutdown_signal()?;
         let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
         let address = listener.local_addr()?;
+        let service = Arc::new(service);
+        let schedule = Arc::clone(&service);
+        tokio::spawn(async move { schedule.run_expiry_schedule().await });
         eprintln!("keyledger listening on http://{address}");
-        axum::serve(listener, http::router(Arc::new(service), args.body_limit))
+        axum::serve(listener, http::router(service, args.body_limit))
             .with_graceful_shutdown(shutdown)
             .await
             .context("the HTTP server failed")

@@ -1,4 +1,4 @@
-//! `/v1/api_keys`: create and show.
+//! `/v1/api_keys`: create, show, update, revoke and rotate.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -12,6 +12,7 @@ use super::auth::Authenticated;
 use super::errors::ApiError;
 use super::{resource, AppState, JSON_API};
 use crate::service::rules::create_api_key::NewApiKey;
+use crate::service::rules::rotate_api_key::Rotation;
 use crate::service::rules::update_api_key::{KeyChanges, IMMUTABLE};
 use crate::service::rules::Problem;
 
@@ -47,19 +48,28 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+fn body_error(rejection: &BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large", "The request body is larger than this server accepts.")
+    } else {
+        ApiError::bad_request("The request body could not be read.")
+    }
+}
+
+fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("The body is not valid JSON: {e}.")))
+}
+
 fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large", "The request body is larger than this server accepts.")
-        } else {
-            ApiError::bad_request("The request body could not be read.")
-        }
-    })?;
-    serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("The body is not valid JSON: {e}.")))
+    parse_json(&body.map_err(|rejection| body_error(&rejection))?)
 }
 
 fn escape_pointer(segment: &str) -> String {
     segment.replace('~', "~0").replace('/', "~1")
+}
+
+fn unknown_attribute(name: &str, allowed: &[&str]) -> Problem {
+    Problem::attribute(&escape_pointer(name), format!("Unknown attribute {name}"), format!("Allowed attributes: {}.", allowed.join(", ")))
 }
 
 /// The `data.attributes` object of a JSON:API document, noting what is wrong with `data`
@@ -108,11 +118,7 @@ fn new_api_key(document: &Value) -> NewApiKey {
     let attributes = attributes_of(document, &mut attrs.problems).unwrap_or(&empty);
     for (name, value) in attributes {
         if !ATTRIBUTES.contains(&name.as_str()) {
-            attrs.problems.push(Problem::attribute(
-                &escape_pointer(name),
-                format!("Unknown attribute {name}"),
-                format!("Allowed attributes: {}.", ATTRIBUTES.join(", ")),
-            ));
+            attrs.problems.push(unknown_attribute(name, &ATTRIBUTES));
             continue;
         }
         let text = match text_of(name, value) {
@@ -203,11 +209,7 @@ fn key_changes(document: &Value) -> KeyChanges {
                 Some(text) => changes.expires_at = Some(text),
                 None => changes.problems.push(Problem::attribute("expires_at", "Expires at can't be blank", "Give expires_at as an RFC 3339 date-time.")),
             },
-            other => changes.problems.push(Problem::attribute(
-                &escape_pointer(other),
-                format!("Unknown attribute {other}"),
-                "Allowed attributes: name, description, expires_at.",
-            )),
+            other => changes.problems.push(unknown_attribute(other, &["name", "description", "expires_at"])),
         }
     }
     changes
@@ -226,4 +228,58 @@ pub(super) async fn update(
     let request = read_body(body)?;
     let key = app.service.update_api_key(&caller, id, key_changes(&request), request_id(&headers)).await?;
     Ok(document(StatusCode::OK, resource::api_key_document(&key, None)))
+}
+
+/// Reads the optional attributes of a rotate document. No body at all (or `{}`) asks for
+/// the defaults.
+fn rotation(document: &Value) -> Rotation {
+    let mut rotation = Rotation::default();
+    if document.is_null() || document.as_object().is_some_and(Map::is_empty) {
+        return rotation;
+    }
+    let empty = Map::new();
+    let attributes = attributes_of(document, &mut rotation.problems).unwrap_or(&empty);
+    for (name, value) in attributes {
+        match (name.as_str(), value) {
+            (_, Value::Null) if name == "expires_at" || name == "grace_period_minutes" => {}
+            ("expires_at", Value::String(text)) => rotation.expires_at = Some(text.clone()),
+            ("grace_period_minutes", Value::Number(n)) if n.as_i64().is_some() => rotation.grace_period_minutes = n.as_i64(),
+            ("grace_period_minutes", Value::String(text)) if text.trim().parse::<i64>().is_ok() => {
+                rotation.grace_period_minutes = text.trim().parse().ok();
+            }
+            ("expires_at", _) => rotation.problems.push(Problem::attribute(
+                "expires_at",
+                "Expires at must be a string",
+                "Give expires_at as an RFC 3339 date-time string.",
+            )),
+            ("grace_period_minutes", _) => rotation.problems.push(Problem::attribute(
+                "grace_period_minutes",
+                "Grace period minutes must be a whole number",
+                "Give grace_period_minutes as a whole number of minutes from 0 to 1440.",
+            )),
+            (other, _) => rotation.problems.push(unknown_attribute(other, &["expires_at", "grace_period_minutes"])),
+        }
+    }
+    rotation
+}
+
+/// `POST /v1/api_keys/{id}/rotate`: 200 with the key and its new token, which is shown here
+/// and never again. Only the key itself may rotate.
+pub(super) async fn rotate(
+    State(app): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
+    let body = body.map_err(|rejection| body_error(&rejection))?;
+    let request = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        check_content_type(&headers)?;
+        parse_json(&body)?
+    };
+    let rotated = app.service.rotate_api_key(&caller, id, rotation(&request), request_id(&headers)).await?;
+    Ok(document(StatusCode::OK, resource::api_key_document(&rotated.key, Some(rotated.token.reveal()))))
 }

@@ -38,6 +38,7 @@ pub fn router(service: Arc<Service>, body_limit: usize) -> Router {
     let routes = Router::new()
         .route("/v1/api_keys", axum::routing::post(api_keys::create).get(list::list))
         .route("/v1/api_keys/{id}", get(api_keys::show).put(api_keys::update).delete(api_keys::revoke))
+        .route("/v1/api_keys/{id}/rotate", axum::routing::post(api_keys::rotate))
         .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
         .with_state(AppState { service });

@@ -19,12 +19,13 @@ use std::thread::JoinHandle;
 use chrono::Utc;
 use keyledger_projections::keys_view::ApiKey;
 use keyledger_projections::{RecordedEvent, State};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use uuid::Uuid;
 
 use self::rules::caller::{self, Caller};
 use self::rules::create_api_key::{CreateApiKey, NewApiKey, Requester};
 use self::rules::revoke_api_key::RevokeApiKey;
+use self::rules::rotate_api_key::{RotateApiKey, Rotation};
 use self::rules::update_api_key::{KeyChanges, UpdateApiKey};
 use self::rules::visibility::can_see;
 use self::token::{IssuedToken, TokenError, TokenFormat};
@@ -40,7 +41,8 @@ struct Job {
     reply: oneshot::Sender<Answer>,
 }
 
-/// A created key and its token, which exists only here and in the response built from it.
+/// A created or rotated key and its new token, which exists only here and in the response
+/// built from it.
 #[derive(Debug)]
 pub struct CreatedKey {
     pub key: ApiKey,
@@ -58,6 +60,7 @@ pub enum ServiceError {
 /// The running service: shared by every request handler.
 pub struct Service {
     state: Arc<RwLock<State>>,
+    publications: Arc<Notify>,
     jobs: mpsc::Sender<Job>,
     tokens: TokenFormat,
 }
@@ -118,6 +121,7 @@ impl Service {
     /// Starts the writer thread over `writer` and returns the handle requests use.
     pub fn start(writer: Writer, tokens: TokenFormat) -> std::io::Result<(Service, WriterThread)> {
         let state = writer.published();
+        let publications = writer.publications();
         let durability = writer.durability();
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
         let (to_syncer, from_writer) = std::sync::mpsc::channel();
@@ -127,7 +131,7 @@ impl Service {
         let writer = std::thread::Builder::new()
             .name("keyledger-writer".into())
             .spawn(move || run_writer(writer, queue, to_syncer))?;
-        Ok((Service { state, jobs, tokens }, WriterThread { writer, syncer }))
+        Ok((Service { state, publications, jobs, tokens }, WriterThread { writer, syncer }))
     }
 
     /// Reads the published (durable) state.
@@ -136,18 +140,14 @@ impl Service {
     }
 
     /// The caller a presented token stands for, or `None` (401) when its shape or checksum
-    /// is wrong, it is unknown, expired, or its owner no longer exists.
+    /// is wrong, it is unknown, expired, replaced by a rotation (after its grace period), or
+    /// its owner no longer exists.
     pub fn authenticate(&self, presented: &str) -> Option<Caller> {
         let digest = self.tokens.digest_of(presented)?;
         let now = Utc::now();
         self.read(|state| {
             let key_id = state.tokens.key_for(&digest)?;
-            let key = state.keys.get(key_id)?;
-            // blake3::Hash compares in constant time.
-            let stored = blake3::Hash::from_hex(&key.token_digest).ok()?;
-            if stored != digest {
-                return None;
-            }
+            state.keys.get(key_id).filter(|key| key.accepts(&digest, now))?;
             caller::resolve(state, key_id, now)
         })
     }
@@ -206,6 +206,75 @@ impl Service {
         let command = Command::RevokeApiKey(RevokeApiKey { caller: caller.api_key_id, api_key_id: id });
         self.execute(command, request_id).await?;
         Ok(before)
+    }
+
+    /// Gives the caller's own key a new secret and returns the key with it. The previous
+    /// token works until the key's `grace_period_ends_at` (if any), then never again.
+    pub async fn rotate_api_key(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        rotation: Rotation,
+        request_id: String,
+    ) -> Result<CreatedKey, ServiceError> {
+        let token = self.tokens.mint()?;
+        let command = Command::RotateApiKey(RotateApiKey {
+            caller: caller.api_key_id,
+            api_key_id: id,
+            token_digest: token.digest(),
+            rotation,
+        });
+        self.execute(command, request_id).await?;
+        let key = self
+            .read(|state| state.keys.get(id).cloned())
+            .ok_or_else(|| CommandError::Unavailable("the rotated key is missing from the keys view".into()))?;
+        Ok(CreatedKey { key, token })
+    }
+
+    /// Records the end of each grace period when it comes, whether or not anyone presents
+    /// the previous token, until the writer stops. Runs for the life of the server.
+    pub async fn run_expiry_schedule(&self) {
+        /// How long to wait before trying again after the writer refused.
+        const RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+        loop {
+            // Registered before the state is read, so no publication in between is missed.
+            let published = self.publications.notified();
+            tokio::pin!(published);
+            published.as_mut().enable();
+            let next = self.read(|state| state.expiry_schedule.next_grace_period_end());
+            let now = Utc::now();
+            let wait = match next {
+                None => None,
+                Some(at) if at > now => Some((at - now).to_std().unwrap_or_default()),
+                Some(_) => match self.execute(Command::EndGracePeriods, "expiry-schedule".into()).await {
+                    Ok(events) if !events.is_empty() => {
+                        for event in &events {
+                            tracing::info!(stream = %event.stream, "grace period ended: the previous token is retired");
+                        }
+                        continue;
+                    }
+                    // Due, yet nothing to end: wait for the state to change rather than spin.
+                    Ok(_) => Some(RETRY),
+                    Err(CommandError::Unavailable(reason)) if self.jobs.is_closed() => {
+                        tracing::info!(reason, "expiry schedule stopped");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot record the end of a grace period; retrying in a minute");
+                        Some(RETRY)
+                    }
+                },
+            };
+            match wait {
+                Some(wait) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {},
+                        _ = &mut published => {},
+                    }
+                }
+                None => published.await,
+            }
+        }
     }
 
     /// A page of the keys the caller may see.

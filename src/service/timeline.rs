@@ -41,7 +41,7 @@ pub enum TimelineError {
 /// Every event type name, as `--type` accepts them (case-insensitively) and as envelopes
 /// carry them. [`type_index`] matches `Event` exhaustively, so a new variant does not compile
 /// until it is given a place here.
-pub const EVENT_TYPES: [&str; 15] = [
+pub const EVENT_TYPES: [&str; 17] = [
     "OrganizationCreated",
     "OrganizationSettingsChanged",
     "RoleDefined",
@@ -57,6 +57,8 @@ pub const EVENT_TYPES: [&str; 15] = [
     "ApiKeyRevoked",
     "ServiceAccountDeleted",
     "ApiKeyUpdated",
+    "ApiKeyRotated",
+    "ApiKeyGracePeriodEnded",
 ];
 
 /// The place of an event's type in [`EVENT_TYPES`].
@@ -77,6 +79,8 @@ fn type_index(event: &Event) -> usize {
         Event::ApiKeyRevoked(_) => 12,
         Event::ServiceAccountDeleted(_) => 13,
         Event::ApiKeyUpdated(_) => 14,
+        Event::ApiKeyRotated(_) => 15,
+        Event::ApiKeyGracePeriodEnded(_) => 16,
     }
 }
 
@@ -111,6 +115,8 @@ pub fn parse_key_id(text: &str) -> Result<Uuid, TimelineError> {
 pub enum ActorMatch {
     /// `operator`: someone at the data directory, through the CLI.
     Operator,
+    /// `schedule`: keyledger itself, when a grace period ran out.
+    Schedule,
     /// `user:<id>`: that user number, in any organization (users are numbered per
     /// organization, as in the directory file).
     User(UserId),
@@ -129,6 +135,9 @@ impl FromStr for ActorMatch {
         if trimmed.eq_ignore_ascii_case("operator") {
             return Ok(ActorMatch::Operator);
         }
+        if trimmed.eq_ignore_ascii_case("schedule") {
+            return Ok(ActorMatch::Schedule);
+        }
         if let Some(id) = trimmed.strip_prefix("user:") {
             return id.trim().parse().map(ActorMatch::User).map_err(|_| bad());
         }
@@ -143,7 +152,7 @@ impl FromStr for ActorMatch {
 impl ActorMatch {
     pub fn matches(&self, actor: &Actor) -> bool {
         match (self, actor) {
-            (ActorMatch::Operator, Actor::Operator) => true,
+            (ActorMatch::Operator, Actor::Operator) | (ActorMatch::Schedule, Actor::Schedule) => true,
             (ActorMatch::User(id), Actor::User { user_id, .. }) => user_id == id,
             (ActorMatch::ServiceAccount(id), Actor::ServiceAccount { service_account_id, .. }) => service_account_id == id,
             (ActorMatch::ApiKey(id), Actor::User { api_key_id, .. } | Actor::ServiceAccount { api_key_id, .. }) => {
@@ -158,6 +167,7 @@ impl ActorMatch {
 pub fn actor_label(actor: &Actor) -> String {
     match actor {
         Actor::Operator => "operator".to_owned(),
+        Actor::Schedule => "schedule".to_owned(),
         Actor::User { user_id, .. } => format!("user:{user_id}"),
         Actor::ServiceAccount { service_account_id, .. } => format!("service_account:{service_account_id}"),
     }
@@ -374,6 +384,19 @@ pub fn summary(event: &Event, directory: &Directory) -> String {
             e.name,
             utc_seconds(e.expires_at)
         ),
+        Event::ApiKeyRotated(e) => {
+            let grace = match e.grace_period_ends_at {
+                Some(ends) => format!("previous token valid until {}", utc_seconds(ends)),
+                None => "previous token stopped at once".to_owned(),
+            };
+            let retired = if e.retired_token_digest.is_some() { "; an older token in its grace period stopped" } else { "" };
+            format!("key {} rotated in {org_name}: {grace}{retired}; expires {}", e.api_key_id, utc_seconds(e.expires_at))
+        }
+        Event::ApiKeyGracePeriodEnded(e) => format!(
+            "key {}: previous token stopped in {org_name}, its grace period ended {}",
+            e.api_key_id,
+            utc_seconds(e.grace_period_ended_at)
+        ),
     }
 }
 
@@ -403,13 +426,14 @@ impl LogLine {
     }
 }
 
-/// A key's status at a moment. Adding `Rotated` (once the event vocabulary has it) is a
-/// variant here and one arm in [`status_at`]; the compiler then points at
-/// [`KeyStatus::as_str`].
+/// A key's status at a moment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyStatus {
+    /// Working, with the secret it was created with.
     Active,
+    /// Working, with a secret from a rotation.
+    Rotated,
     Expired,
     Revoked,
 }
@@ -418,6 +442,7 @@ impl KeyStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             KeyStatus::Active => "active",
+            KeyStatus::Rotated => "rotated",
             KeyStatus::Expired => "expired",
             KeyStatus::Revoked => "revoked",
         }
@@ -425,13 +450,15 @@ impl KeyStatus {
 }
 
 /// The status of `key`, as folded from events recorded up to `at`, at the instant `at`.
-/// Arms are checked in order, so the first that holds wins: revocation and rotation arms
-/// belong above expiry (a revoked key that has since expired was still revoked).
+/// Arms are checked in order, so the first that holds wins: revocation above expiry (a
+/// revoked key that has since expired was still revoked), expiry above rotation (a rotated
+/// key that expired no longer works).
 pub fn status_at(key: &ApiKey, revoked: bool, at: DateTime<Utc>) -> KeyStatus {
     match key {
         _ if revoked => KeyStatus::Revoked,
         // `expires_at` is the first instant the key no longer works.
         ApiKey { expires_at, .. } if *expires_at <= at => KeyStatus::Expired,
+        ApiKey { rotated_at: Some(_), .. } => KeyStatus::Rotated,
         _ => KeyStatus::Active,
     }
 }
@@ -550,7 +577,7 @@ mod tests {
     use super::*;
     use crate::ledger::chain::{seal, ChainHead};
     use keyledger_projections::event::{
-        ApiKeyCreated, ApiKeyRevoked, ApiKeyUpdated, OnCallRoleDefined, OrganizationCreated, OrganizationSettingsChanged, RevocationReason,
+        ApiKeyCreated, ApiKeyGracePeriodEnded, ApiKeyRevoked, ApiKeyRotated, ApiKeyUpdated, OnCallRoleDefined, OrganizationCreated, OrganizationSettingsChanged, RevocationReason,
         RoleDefined, ServiceAccountCreated, ServiceAccountDeleted, TeamCreated, TeamDeleted, TeamMembershipChanged,
         UserChanged, UserJoined, UserRemoved,
     };
@@ -597,11 +624,14 @@ mod tests {
         record(history_events())
     }
 
-    /// [`history`] followed by the revocation of the team key.
+    /// [`history`] followed by an update and a rotation of the team key, the end of the
+    /// rotation's grace period, and the key's revocation.
     fn history_with_revocation() -> Vec<RecordedEvent> {
         let mut events = history_events();
         events.push((Actor::Operator, Event::ApiKeyUpdated(ApiKeyUpdated { api_key_id: TEAM_KEY, organization_id: ORG, kind: ApiKeyKind::Team, user_id: Some(3), group_id: Some(TEAM), previous_name: "ci".into(), name: "ci-2".into(), description: None, expires_at: at(100) })));
-        events.push((Actor::Operator, Event::ApiKeyRevoked(ApiKeyRevoked { api_key_id: TEAM_KEY, organization_id: ORG, kind: ApiKeyKind::Team, name: "ci".into(), user_id: Some(3), group_id: Some(TEAM), token_digest: "d".repeat(64), reason: RevocationReason::Requested })));
+        events.push((Actor::Operator, Event::ApiKeyRotated(ApiKeyRotated { api_key_id: TEAM_KEY, organization_id: ORG, token_digest: "e".repeat(64), previous_token_digest: "d".repeat(64), grace_period_ends_at: Some(at(50)), retired_token_digest: None, expires_at: at(100) })));
+        events.push((Actor::Schedule, Event::ApiKeyGracePeriodEnded(ApiKeyGracePeriodEnded { api_key_id: TEAM_KEY, organization_id: ORG, token_digest: "d".repeat(64), grace_period_ended_at: at(50) })));
+        events.push((Actor::Operator, Event::ApiKeyRevoked(ApiKeyRevoked { api_key_id: TEAM_KEY, organization_id: ORG, kind: ApiKeyKind::Team, name: "ci".into(), user_id: Some(3), group_id: Some(TEAM), token_digest: "e".repeat(64), reason: RevocationReason::Requested })));
         events.push((Actor::Operator, Event::ServiceAccountDeleted(ServiceAccountDeleted { service_account_id: SERVICE_ACCOUNT, organization_id: ORG, api_key_id: TEAM_KEY })));
         record(events)
     }
@@ -834,6 +864,8 @@ mod tests {
             "user 3 <carol@acme.test> removed from Acme",
             "team Platform deleted from Acme",
             r#"team key "ci" updated in Acme: name "ci-2", expires 2027-01-15T08:01:40Z"#,
+            "key 00000000-0000-0000-0000-0000000000e2 rotated in Acme: previous token valid until 2027-01-15T08:00:50Z; expires 2027-01-15T08:01:40Z",
+            "key 00000000-0000-0000-0000-0000000000e2: previous token stopped in Acme, its grace period ended 2027-01-15T08:00:50Z",
             r#"team key "ci" revoked on request in Acme"#,
             "service account of key 00000000-0000-0000-0000-0000000000e2 deleted in Acme",
         ];
@@ -898,6 +930,22 @@ mod tests {
         assert_eq!(state_at(8).state().position, 8);
         let keys = state_at(10).keys();
         assert_eq!(keys.iter().map(|k| k.id).collect::<Vec<_>>(), [PERSONAL_KEY, TEAM_KEY], "ordered by creation");
+    }
+
+    #[test]
+    fn a_rotated_key_reads_rotated_until_it_is_revoked() {
+        let events = history_with_revocation();
+        let time_of = |name: &str| events.iter().find(|e| e.event.type_name() == name).map(|e| e.recorded_at).unwrap_or_default();
+        let status = |moment| {
+            let mut state = StateAt::new(moment);
+            for event in &events {
+                state.offer(event);
+            }
+            state.keys().iter().find(|k| k.id == TEAM_KEY).map(|k| k.status)
+        };
+        assert_eq!(status(time_of("ApiKeyRotated") - chrono::Duration::seconds(1)), Some(KeyStatus::Active));
+        assert_eq!(status(time_of("ApiKeyRotated")), Some(KeyStatus::Rotated));
+        assert_eq!(status(time_of("ApiKeyRevoked")), Some(KeyStatus::Revoked));
     }
 
     #[test]

@@ -19,12 +19,13 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use chrono::{DateTime, SubsecRound, Utc};
+use tokio::sync::Notify;
 use keyledger_projections::state::{Touched, PROJECTIONS};
 use keyledger_projections::{RecordedEvent, State};
 use uuid::Uuid;
 
 use super::rules::directory::{self, DirectoryError, DirectoryFile};
-use super::rules::{create_api_key, revoke_api_key, update_api_key, Decision, Rejection};
+use super::rules::{create_api_key, grace_period, revoke_api_key, rotate_api_key, update_api_key, Decision, Rejection};
 use crate::ledger::{chain, ChainHead, Commit, LedgerError, RowChange, Storage};
 
 /// Something the writer can be asked to do.
@@ -33,6 +34,9 @@ pub enum Command {
     CreateApiKey(create_api_key::CreateApiKey),
     RevokeApiKey(revoke_api_key::RevokeApiKey),
     UpdateApiKey(update_api_key::UpdateApiKey),
+    RotateApiKey(rotate_api_key::RotateApiKey),
+    /// Record the end of every grace period that has run out.
+    EndGracePeriods,
     ApplyDirectory(DirectoryFile),
 }
 
@@ -68,6 +72,9 @@ pub struct Staged {
 pub struct Durability {
     storage: Arc<dyn Storage>,
     published: Arc<RwLock<State>>,
+    /// Woken each time events are published, for whoever waits on the state to change
+    /// (the expiry schedule).
+    publications: Arc<Notify>,
     poisoned: Arc<Mutex<Option<String>>>,
 }
 
@@ -96,6 +103,8 @@ impl Durability {
             for batch in &staged {
                 published.fold(&batch.events);
             }
+            drop(published);
+            self.publications.notify_waiters();
         }
         staged
             .into_iter()
@@ -119,6 +128,8 @@ fn decide(command: &Command, state: &State, now: DateTime<Utc>) -> Result<Decisi
         Command::CreateApiKey(cmd) => Ok(create_api_key::decide(cmd, state, now)?),
         Command::RevokeApiKey(cmd) => Ok(revoke_api_key::decide(cmd, state, now)?),
         Command::UpdateApiKey(cmd) => Ok(update_api_key::decide(cmd, state, now)?),
+        Command::RotateApiKey(cmd) => Ok(rotate_api_key::decide(cmd, state, now)?),
+        Command::EndGracePeriods => Ok(grace_period::end_grace_periods(state, now)),
         Command::ApplyDirectory(file) => {
             let events = directory::plan(file, state, &mut Uuid::new_v4)?;
             Ok(Decision { actor: keyledger_projections::Actor::Operator, events })
@@ -142,6 +153,7 @@ impl Writer {
         let durability = Durability {
             storage: Arc::clone(&storage),
             published: Arc::new(RwLock::new(state.clone())),
+            publications: Arc::new(Notify::new()),
             poisoned: Arc::new(Mutex::new(None)),
         };
         Ok(Writer { storage, state, head, durability })
@@ -150,6 +162,11 @@ impl Writer {
     /// The state readers answer from: only ever durable events.
     pub fn published(&self) -> Arc<RwLock<State>> {
         Arc::clone(&self.durability.published)
+    }
+
+    /// Notified each time newly durable events are published.
+    pub fn publications(&self) -> Arc<Notify> {
+        Arc::clone(&self.durability.publications)
     }
 
     /// The syncing stage, for a second thread.

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, TimeZone, Utc};
 use keyledger_projections::event::{
-    ApiKeyCreated, OnCallRoleDefined, OrganizationCreated, OrganizationSettingsChanged, RoleDefined,
+    ApiKeyCreated, ApiKeyGracePeriodEnded, ApiKeyRevoked, ApiKeyRotated, RevocationReason, OnCallRoleDefined, OrganizationCreated, OrganizationSettingsChanged, RoleDefined,
     ServiceAccountCreated, TeamCreated, TeamDeleted, TeamMembershipChanged, UserChanged, UserId, UserJoined,
     UserRemoved,
 };
@@ -273,6 +273,44 @@ pub fn created(key: ApiKeyCreated) -> Event {
     Event::ApiKeyCreated(key)
 }
 
+/// `key` (of organization `org`) rotated from token `from` to token `to`, expiring on
+/// 2027-01-01; the previous token's grace period ends at `grace` (`None`: at once), and
+/// `retired` is an older token still in its grace period that this rotation ends.
+pub fn rotated(org: Uuid, key: Uuid, from: &str, to: &str, grace: Option<DateTime<Utc>>, retired: Option<&str>) -> Event {
+    Event::ApiKeyRotated(ApiKeyRotated {
+        api_key_id: key,
+        organization_id: org,
+        token_digest: digest_of(to),
+        previous_token_digest: digest_of(from),
+        grace_period_ends_at: grace,
+        retired_token_digest: retired.map(digest_of),
+        expires_at: day(2027, 1, 1),
+    })
+}
+
+/// The revocation, on request, of the key `key` created.
+pub fn revocation_of(key: ApiKeyCreated) -> ApiKeyRevoked {
+    ApiKeyRevoked {
+        api_key_id: key.api_key_id,
+        organization_id: key.organization_id,
+        kind: key.kind,
+        name: key.name,
+        user_id: key.user_id,
+        group_id: key.group_id,
+        token_digest: key.token_digest,
+        reason: RevocationReason::Requested,
+    }
+}
+
+pub fn grace_period_ended(org: Uuid, key: Uuid, token: &str, at: DateTime<Utc>) -> Event {
+    Event::ApiKeyGracePeriodEnded(ApiKeyGracePeriodEnded {
+        api_key_id: key,
+        organization_id: org,
+        token_digest: digest_of(token),
+        grace_period_ended_at: at,
+    })
+}
+
 /// The service account of a team key.
 pub fn team_account(org: Uuid, account: Uuid, key: Uuid, team: Uuid) -> ServiceAccountCreated {
     ServiceAccountCreated {
@@ -353,5 +391,10 @@ pub fn a_busy_history() -> Vec<Event> {
             ..organization_key(b, id(0x105), id(0x202), "Exporter")
         }),
         account_created(organization_account(b, id(0x202), id(0x105), admin_b, None)),
+        rotated(a, id(0x100), &format!("token-{}", id(0x100)), "token-100-b", Some(day(2025, 1, 1)), None),
+        rotated(a, id(0x100), "token-100-b", "token-100-c", Some(day(2025, 2, 1)), Some(&format!("token-{}", id(0x100)))),
+        rotated(a, id(0x103), &format!("token-{}", id(0x103)), "token-103-b", Some(day(2025, 1, 1)), None),
+        grace_period_ended(a, id(0x103), &format!("token-{}", id(0x103)), day(2025, 1, 1)),
+        rotated(b, id(0x105), &format!("token-{}", id(0x105)), "token-105-b", None, None),
     ]
 }
