@@ -33,7 +33,8 @@ pub enum Command {
     CreateApiKey(create_api_key::CreateApiKey),
     RevokeApiKey(revoke_api_key::RevokeApiKey),
     UpdateApiKey(update_api_key::UpdateApiKey),
-    ApplyDirectory(DirectoryFile),
+    /// A whole directory file (one organization or several), recorded as one plan.
+    ApplyDirectory(Vec<DirectoryFile>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,8 +120,8 @@ fn decide(command: &Command, state: &State, now: DateTime<Utc>) -> Result<Decisi
         Command::CreateApiKey(cmd) => Ok(create_api_key::decide(cmd, state, now)?),
         Command::RevokeApiKey(cmd) => Ok(revoke_api_key::decide(cmd, state, now)?),
         Command::UpdateApiKey(cmd) => Ok(update_api_key::decide(cmd, state, now)?),
-        Command::ApplyDirectory(file) => {
-            let events = directory::plan(file, state, &mut Uuid::new_v4)?;
+        Command::ApplyDirectory(files) => {
+            let events = directory::plan_all(files, state, &mut Uuid::new_v4)?;
             Ok(Decision { actor: keyledger_projections::Actor::Operator, events })
         }
     }
