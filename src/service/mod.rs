@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use self::rules::caller::{self, Caller};
 use self::rules::create_api_key::{CreateApiKey, NewApiKey, Requester};
+use self::rules::directory::DirectoryFile;
 use self::rules::revoke_api_key::RevokeApiKey;
 use self::rules::update_api_key::{KeyChanges, UpdateApiKey};
 use self::rules::visibility::can_see;
@@ -206,6 +207,14 @@ impl Service {
         let command = Command::RevokeApiKey(RevokeApiKey { caller: caller.api_key_id, api_key_id: id });
         self.execute(command, request_id).await?;
         Ok(before)
+    }
+
+    /// Applies a directory file (every organization in it, as one plan) through the writer,
+    /// in turn with requests, so a change takes effect for the very next request; returns
+    /// how many events it recorded (0: the ledger already matched the file). An inconsistent
+    /// file records nothing.
+    pub async fn apply_directory(&self, files: Vec<DirectoryFile>, request_id: String) -> Result<usize, ServiceError> {
+        Ok(self.execute(Command::ApplyDirectory(files), request_id).await?.len())
     }
 
     /// A page of the keys the caller may see.

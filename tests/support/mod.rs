@@ -93,10 +93,15 @@ impl Server {
     }
 
     pub fn start_with(data: &DataDir, extra: &[&str]) -> Server {
+        Server::start_logging(data, extra, "warn")
+    }
+
+    /// Starts with `RUST_LOG` set to `filter`, for tests that wait for a log line.
+    pub fn start_logging(data: &DataDir, extra: &[&str], filter: &str) -> Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--data", data.arg(), "--listen", "127.0.0.1:0"])
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", filter)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -148,6 +153,26 @@ impl Server {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let status = self.child.wait().expect("wait for keyledger");
         assert!(status.success(), "keyledger serve exited with {status}");
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, …) to the process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the next stderr line containing `needle` (lines before it are passed over)
+    /// and returns it; fails the test if none comes within 30 s.
+    pub fn wait_for_stderr(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no stderr line with {needle:?} within 30 s"),
+            }
+        }
     }
 
     /// Everything written on stderr so far.
