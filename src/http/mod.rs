@@ -8,11 +8,14 @@ mod api_keys;
 mod auth;
 mod errors;
 mod list;
+mod pagination;
 mod resource;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -31,6 +34,13 @@ pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 #[derive(Clone)]
 pub(crate) struct AppState {
     service: Arc<Service>,
+}
+
+/// A JSON:API response: `body` with the JSON:API media type.
+fn document(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_API));
+    response
 }
 
 /// The whole API as one router.

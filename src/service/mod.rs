@@ -6,6 +6,7 @@
 
 pub mod listing;
 pub mod operator;
+pub mod paging;
 pub mod rebuild;
 pub mod recovery;
 pub mod rules;
@@ -218,7 +219,12 @@ impl Service {
     }
 
     /// A page of the keys the caller may see.
-    pub fn list_api_keys<R>(&self, caller: &Caller, query: &listing::ListQuery, render: impl FnOnce(&listing::Page) -> R) -> R {
+    pub fn list_api_keys<R>(
+        &self,
+        caller: &Caller,
+        query: &listing::ListQuery,
+        render: impl FnOnce(&paging::Page<ApiKey>) -> R,
+    ) -> R {
         let now = Utc::now();
         self.read(|state| render(&listing::list(state, caller, query, now)))
     }

@@ -225,6 +225,14 @@ pub async fn get(server: &Server, token: &str, path: &str) -> (u16, Value) {
     (status, body)
 }
 
+/// `GET path?query` must be a 400 whose error names the query's parameter in `source.parameter`.
+pub async fn assert_bad_parameter(server: &Server, token: &str, path: &str, query: &str) {
+    let (status, body) = get(server, token, &format!("{path}?{query}")).await;
+    let parameter = query.split('=').next().unwrap_or_default();
+    assert_eq!(status, 400, "{path}?{query}: {body}");
+    assert_eq!(body["errors"][0]["source"]["parameter"], parameter, "{path}?{query}: {body}");
+}
+
 /// The titles of a JSON:API error document.
 pub fn titles(body: &Value) -> Vec<String> {
     body["errors"].as_array().map(|errors| errors.iter().filter_map(|e| e["title"].as_str().map(str::to_owned)).collect()).unwrap_or_default()
