@@ -6,6 +6,7 @@
 
 mod api_keys;
 mod auth;
+mod directory;
 mod errors;
 mod list;
 mod pagination;
@@ -48,6 +49,10 @@ pub fn router(service: Arc<Service>, body_limit: usize) -> Router {
     let routes = Router::new()
         .route("/v1/api_keys", axum::routing::post(api_keys::create).get(list::list))
         .route("/v1/api_keys/{id}", get(api_keys::show).put(api_keys::update).delete(api_keys::revoke))
+        .route("/v1/users/me", get(directory::me))
+        .route("/v1/roles", get(directory::roles))
+        .route("/v1/on_call_roles", get(directory::on_call_roles))
+        .route("/v1/teams", get(directory::teams))
         .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
         .with_state(AppState { service });

@@ -35,6 +35,20 @@ pub(super) fn read_page_parameter(paging: &mut Paging, parameter: &str, value: &
     Ok(true)
 }
 
+/// The paging of a list that takes no other parameter.
+pub(super) fn paging_only(pairs: &[(String, String)]) -> Result<Paging, ApiError> {
+    let mut paging = Paging::default();
+    for (parameter, value) in pairs {
+        if !read_page_parameter(&mut paging, parameter, value)? {
+            return Err(ApiError::bad_parameter(
+                parameter,
+                format!("{parameter} is not a parameter of this list; it takes page[number] and page[size]."),
+            ));
+        }
+    }
+    Ok(paging)
+}
+
 #[derive(Serialize)]
 struct Links {
     #[serde(rename = "self")]

@@ -4,6 +4,7 @@
 //! [`rules`] holds the pure decisions; [`writer`] records them; [`recovery`] loads the
 //! projections at start; [`operator`] is what the offline CLI commands do.
 
+pub mod directory;
 pub mod listing;
 pub mod operator;
 pub mod paging;
