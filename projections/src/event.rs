@@ -231,6 +231,10 @@ pub struct ApiKeyGracePeriodEnded {
 pub enum RevocationReason {
     /// `DELETE /v1/api_keys/{id}` by someone allowed to.
     Requested,
+    /// The directory no longer lists the key's user: their personal keys go with them.
+    UserRemoved,
+    /// The directory no longer lists the key's team: its team keys go with it.
+    TeamDeleted,
 }
 
 /// A key was revoked: its token stops authenticating and its name is free again. The

@@ -1,7 +1,7 @@
 //! `keyledger serve`: the HTTP API over a data directory.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -12,6 +12,7 @@ use keyledger::service::rules::directory::DirectoryFile;
 use keyledger::service::token::TokenFormat;
 use keyledger::service::Service;
 use tracing_subscriber::EnvFilter;
+use uuid::Uuid;
 
 use super::offline::{open_writer, Open};
 use super::{read_directory, DataDir, TokenPrefix};
@@ -23,7 +24,7 @@ pub struct ServeArgs {
     /// Address to listen on (port 0: any free port; the bound address is printed).
     #[arg(long, env = "KEYLEDGER_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// A directory file to initialize from, or to apply at start.
+    /// A directory file to initialize from, or to apply at start and again on each SIGHUP.
     #[arg(long, env = "KEYLEDGER_DIRECTORY")]
     directory: Option<PathBuf>,
     #[command(flatten)]
@@ -64,14 +65,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
 
     let (service, writer_thread) = Service::start(writer, tokens).context("cannot start the writer thread")?;
+    let service = Arc::new(service);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     let served = runtime.block_on(async {
-        // Signal handlers first: a supervisor may send SIGTERM as soon as it reads the
-        // listening line, and that must already mean a graceful shutdown.
+        // Signal handlers first: a supervisor may send SIGTERM or SIGHUP as soon as it reads
+        // the listening line, and that must already mean a graceful shutdown or a reload.
         let shutdown = shutdown_signal()?;
+        tokio::spawn(directory_reloads(args.directory.clone(), Arc::clone(&service))?);
         let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
         let address = listener.local_addr()?;
-        let service = Arc::new(service);
         let schedule = Arc::clone(&service);
         tokio::spawn(async move { schedule.run_expiry_schedule().await });
         eprintln!("keyledger listening on http://{address}");
@@ -84,6 +86,46 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Every handle on the service is gone now: the writer drains its queue and stops.
     writer_thread.join();
     served
+}
+
+/// Installs the SIGHUP handler now and returns the loop that re-reads the directory file
+/// and applies it through the running service on each SIGHUP. Without `--directory` a
+/// SIGHUP is ignored with a warning rather than ending the process (its default action).
+fn directory_reloads(path: Option<PathBuf>, service: Arc<Service>) -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    Ok(async move {
+        while hangup.recv().await.is_some() {
+            match &path {
+                Some(path) => reload_directory(path, &service).await,
+                None => tracing::warn!("SIGHUP ignored: serve was started without --directory"),
+            }
+        }
+    })
+}
+
+/// Applies the directory file as it now is. A file that cannot be read, does not parse or
+/// is inconsistent records nothing: the directory in effect stays as it was.
+async fn reload_directory(path: &Path, service: &Service) {
+    let files = match read_directory(path) {
+        Ok(files) => files,
+        Err(e) => {
+            tracing::error!("directory not reloaded, the previous one stays in effect: {}", one_line(&format!("{e:#}")));
+            return;
+        }
+    };
+    match service.apply_directory(files, format!("sighup-{}", Uuid::new_v4())).await {
+        Ok(recorded) => tracing::info!(recorded, file = %path.display(), "directory reloaded"),
+        Err(e) => {
+            tracing::error!(file = %path.display(), "directory not reloaded, the previous one stays in effect: {}", one_line(&e.to_string()))
+        }
+    }
+}
+
+/// A multi-line error (a directory's list of problems) as one log line, so that a log
+/// reader never takes its second problem for a line of its own.
+fn one_line(text: &str) -> String {
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 /// Installs the SIGTERM and SIGINT handlers now and returns the future that completes on

@@ -4,25 +4,19 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::auth::Authenticated;
 use super::errors::ApiError;
-use super::{resource, AppState, JSON_API};
+use super::{document, resource, AppState};
 use crate::service::rules::create_api_key::NewApiKey;
 use crate::service::rules::rotate_api_key::Rotation;
 use crate::service::rules::update_api_key::{KeyChanges, IMMUTABLE};
 use crate::service::rules::Problem;
 
 const ATTRIBUTES: [&str; 7] = ["name", "kind", "expires_at", "description", "group_id", "role_id", "on_call_role_id"];
-
-fn document(status: StatusCode, body: Vec<u8>) -> Response {
-    let mut response = (status, body).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_API));
-    response
-}
 
 /// The caller's `X-Request-Id` when it is a sane one, else a fresh id; recorded with events.
 fn request_id(headers: &HeaderMap) -> String {

@@ -1,18 +1,18 @@
 //! `GET /v1/api_keys`: query parameters to a [`ListQuery`], a page to a JSON:API document
-//! with `links` and `meta`. Every malformed or unknown parameter is a 400 naming it.
+//! with `links` and `meta` (shared with every list in [`super::pagination`]). Every
+//! malformed or unknown parameter is a 400 naming it.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use chrono::DateTime;
-use serde::Serialize;
 use uuid::Uuid;
 
 use super::auth::Authenticated;
 use super::errors::ApiError;
-use super::{resource, AppState, JSON_API};
-use crate::service::listing::{Comparison, ListQuery, Page, SortField, TimeField, MAX_PAGE_SIZE};
+use super::{document, pagination, resource, AppState};
+use crate::service::listing::{Comparison, ListQuery, SortField, TimeField};
 use keyledger_projections::ApiKeyKind;
 
 fn bad(parameter: &str, detail: impl Into<String>) -> ApiError {
@@ -31,17 +31,10 @@ fn parse_query(pairs: &[(String, String)]) -> Result<ListQuery, ApiError> {
     let mut query = ListQuery::default();
     for (parameter, value) in pairs {
         let p = parameter.as_str();
+        if pagination::read_page_parameter(&mut query.paging, p, value)? {
+            continue;
+        }
         match p {
-            "page[number]" => {
-                query.page = value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| bad(p, "page[number] must be a whole number from 1."))?;
-            }
-            "page[size]" => {
-                query.size = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
-                    .ok_or_else(|| bad(p, format!("page[size] must be a whole number from 1 to {MAX_PAGE_SIZE}.")))?;
-            }
             "filter[kind]" => {
                 query.kind = Some(match value.as_str() {
                     "personal" => ApiKeyKind::Personal,
@@ -107,71 +100,16 @@ fn time_filter(parameter: &str, value: &str) -> Result<(TimeField, Comparison, D
     Ok((field, comparison, at))
 }
 
-#[derive(Serialize)]
-struct Links {
-    #[serde(rename = "self")]
-    this: String,
-    first: String,
-    prev: Option<String>,
-    next: Option<String>,
-    last: String,
-}
-
-#[derive(Serialize)]
-struct Meta {
-    current_page: usize,
-    next_page: Option<usize>,
-    prev_page: Option<usize>,
-    total_count: usize,
-    total_pages: usize,
-}
-
-/// The URL of page `n` with every other parameter kept.
-fn page_link(pairs: &[(String, String)], n: usize) -> String {
-    let number = n.to_string();
-    let mut kept: Vec<(&str, &str)> = pairs.iter().filter(|(k, _)| k != "page[number]").map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    kept.push(("page[number]", &number));
-    format!("/v1/api_keys?{}", serde_urlencoded::to_string(&kept).unwrap_or_default())
-}
-
-#[derive(Serialize)]
-struct ListDocument<'a> {
-    data: Vec<resource::Resource<'a>>,
-    links: Links,
-    meta: Meta,
-}
-
-fn document(page: &Page, query: &ListQuery, pairs: &[(String, String)]) -> Vec<u8> {
-    let total_pages = page.total.div_ceil(query.size).max(1);
-    let current = query.page;
-    let links = Links {
-        this: page_link(pairs, current),
-        first: page_link(pairs, 1),
-        prev: (current > 1).then(|| page_link(pairs, (current - 1).min(total_pages))),
-        next: (current < total_pages).then(|| page_link(pairs, current + 1)),
-        last: page_link(pairs, total_pages),
-    };
-    let meta = Meta {
-        current_page: current,
-        next_page: (current < total_pages).then_some(current + 1),
-        prev_page: (current > 1).then_some(current - 1),
-        total_count: page.total,
-        total_pages,
-    };
-    let data = page.keys.iter().map(|key| resource::api_key(key, None)).collect();
-    // Plain data with string keys: serialization cannot fail.
-    serde_json::to_vec(&ListDocument { data, links, meta }).unwrap_or_default()
-}
-
 pub(super) async fn list(
     State(app): State<AppState>,
     Authenticated(caller): Authenticated,
-    pairs: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(pairs) = pairs.map_err(|_| ApiError::bad_request("The query string is malformed."))?;
+    let pairs = pagination::pairs(query)?;
     let query = parse_query(&pairs)?;
-    let body = app.service.list_api_keys(&caller, &query, |page| document(page, &query, &pairs));
-    let mut response = (StatusCode::OK, body).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_API));
-    Ok(response)
+    let body = app.service.list_api_keys(&caller, &query, |page| {
+        let data = page.items.iter().map(|key| resource::api_key(key, None)).collect();
+        pagination::document("/v1/api_keys", &pairs, query.paging, page.total, data)
+    });
+    Ok(document(StatusCode::OK, body))
 }

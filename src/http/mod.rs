@@ -6,13 +6,17 @@
 
 mod api_keys;
 mod auth;
+mod directory;
 mod errors;
 mod list;
+mod pagination;
 mod resource;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -33,12 +37,23 @@ pub(crate) struct AppState {
     service: Arc<Service>,
 }
 
+/// A JSON:API response: `body` with the JSON:API media type.
+fn document(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_API));
+    response
+}
+
 /// The whole API as one router.
 pub fn router(service: Arc<Service>, body_limit: usize) -> Router {
     let routes = Router::new()
         .route("/v1/api_keys", axum::routing::post(api_keys::create).get(list::list))
         .route("/v1/api_keys/{id}", get(api_keys::show).put(api_keys::update).delete(api_keys::revoke))
         .route("/v1/api_keys/{id}/rotate", axum::routing::post(api_keys::rotate))
+        .route("/v1/users/me", get(directory::me))
+        .route("/v1/roles", get(directory::roles))
+        .route("/v1/on_call_roles", get(directory::on_call_roles))
+        .route("/v1/teams", get(directory::teams))
         .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
         .with_state(AppState { service });

@@ -10,11 +10,9 @@ use keyledger_projections::keys_view::ApiKey;
 use keyledger_projections::{ApiKeyKind, State};
 use uuid::Uuid;
 
+use super::paging::{Page, Paging};
 use super::rules::caller::Caller;
 use super::rules::visibility::can_see;
-
-pub const DEFAULT_PAGE_SIZE: usize = 50;
-pub const MAX_PAGE_SIZE: usize = 100;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimeField {
@@ -58,9 +56,7 @@ pub struct ListQuery {
     pub times: Vec<(TimeField, Comparison, DateTime<Utc>)>,
     pub sort: SortField,
     pub descending: bool,
-    /// From 1.
-    pub page: usize,
-    pub size: usize,
+    pub paging: Paging,
 }
 
 impl Default for ListQuery {
@@ -77,17 +73,9 @@ impl Default for ListQuery {
             times: Vec::new(),
             sort: SortField::CreatedAt,
             descending: false,
-            page: 1,
-            size: DEFAULT_PAGE_SIZE,
+            paging: Paging::default(),
         }
     }
-}
-
-/// One page of keys and how many matched in all.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Page {
-    pub keys: Vec<ApiKey>,
-    pub total: usize,
 }
 
 fn time_of(key: &ApiKey, field: TimeField) -> Option<DateTime<Utc>> {
@@ -132,9 +120,9 @@ fn compare(a: &ApiKey, b: &ApiKey, field: SortField) -> Ordering {
 
 /// The requested page of the keys the caller may see. Ties are broken by creation position,
 /// so pages never overlap or skip a key between requests that change nothing.
-pub fn list(state: &State, caller: &Caller, query: &ListQuery, now: DateTime<Utc>) -> Page {
+pub fn list(state: &State, caller: &Caller, query: &ListQuery, now: DateTime<Utc>) -> Page<ApiKey> {
     let Some(org) = state.directory.organization(caller.organization_id) else {
-        return Page { keys: Vec::new(), total: 0 };
+        return Page { items: Vec::new(), total: 0 };
     };
     let mut keys: Vec<&ApiKey> = state
         .keys
@@ -146,9 +134,7 @@ pub fn list(state: &State, caller: &Caller, query: &ListQuery, now: DateTime<Utc
         let order = if query.descending { order.reverse() } else { order };
         order.then(a.position.cmp(&b.position))
     });
-    let total = keys.len();
-    let start = query.page.saturating_sub(1).saturating_mul(query.size);
-    Page { keys: keys.into_iter().skip(start).take(query.size).cloned().collect(), total }
+    query.paging.cut(keys).map(ApiKey::clone)
 }
 
 #[cfg(test)]
@@ -177,7 +163,7 @@ mod tests {
 
     fn names(given: &Given, email: &str, query: &ListQuery) -> Vec<String> {
         let caller = resolve(&given.state, Given::login(email), now()).unwrap_or_else(|| panic!("{email}"));
-        list(&given.state, &caller, query, now()).keys.into_iter().map(|k| k.name).collect()
+        list(&given.state, &caller, query, now()).items.into_iter().map(|k| k.name).collect()
     }
 
     #[test]
@@ -195,7 +181,7 @@ mod tests {
         let given = given_keys();
         let mut seen = Vec::new();
         for page in 1..=4 {
-            let query = ListQuery { page, size: 3, sort: SortField::Name, descending: true, ..ListQuery::default() };
+            let query = ListQuery { paging: Paging { number: page, size: 3 }, sort: SortField::Name, descending: true, ..ListQuery::default() };
             seen.extend(names(&given, "alice@acme.test", &query));
         }
         let mut sorted = seen.clone();

@@ -4,8 +4,10 @@
 //! [`rules`] holds the pure decisions; [`writer`] records them; [`recovery`] loads the
 //! projections at start; [`operator`] is what the offline CLI commands do.
 
+pub mod directory;
 pub mod listing;
 pub mod operator;
+pub mod paging;
 pub mod rebuild;
 pub mod recovery;
 pub mod rules;
@@ -24,6 +26,7 @@ use uuid::Uuid;
 
 use self::rules::caller::{self, Caller};
 use self::rules::create_api_key::{CreateApiKey, NewApiKey, Requester};
+use self::rules::directory::DirectoryFile;
 use self::rules::revoke_api_key::RevokeApiKey;
 use self::rules::rotate_api_key::{RotateApiKey, Rotation};
 use self::rules::update_api_key::{KeyChanges, UpdateApiKey};
@@ -277,8 +280,21 @@ impl Service {
         }
     }
 
+    /// Applies a directory file (every organization in it, as one plan) through the writer,
+    /// in turn with requests, so a change takes effect for the very next request; returns
+    /// how many events it recorded (0: the ledger already matched the file). An inconsistent
+    /// file records nothing.
+    pub async fn apply_directory(&self, files: Vec<DirectoryFile>, request_id: String) -> Result<usize, ServiceError> {
+        Ok(self.execute(Command::ApplyDirectory(files), request_id).await?.len())
+    }
+
     /// A page of the keys the caller may see.
-    pub fn list_api_keys<R>(&self, caller: &Caller, query: &listing::ListQuery, render: impl FnOnce(&listing::Page) -> R) -> R {
+    pub fn list_api_keys<R>(
+        &self,
+        caller: &Caller,
+        query: &listing::ListQuery,
+        render: impl FnOnce(&paging::Page<ApiKey>) -> R,
+    ) -> R {
         let now = Utc::now();
         self.read(|state| render(&listing::list(state, caller, query, now)))
     }

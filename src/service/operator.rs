@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 use super::rules::create_api_key::{CreateApiKey, NewApiKey, Requester};
-use super::rules::directory::{plan, DirectoryFile};
+use super::rules::directory::{plan_all, DirectoryFile};
 use super::rules::{Problem, Rejection};
 use super::token::{IssuedToken, TokenError, TokenFormat};
 use super::writer::{Answer, Command, CommandError, Writer};
@@ -51,16 +51,13 @@ fn events_recorded(answer: Option<Answer>) -> Result<usize, OperatorError> {
     }
 }
 
-/// Applies directory files; returns how many events that recorded (0: nothing changed).
+/// Applies a directory file's organizations, all or none; returns how many events that
+/// recorded (0: nothing changed).
 pub fn apply_directory(writer: &mut Writer, files: &[DirectoryFile]) -> Result<usize, OperatorError> {
     if writer.head().position == 0 {
         return Err(OperatorError::NotInitialized);
     }
-    let mut recorded = 0;
-    for file in files {
-        recorded += events_recorded(writer.execute(vec![(Command::ApplyDirectory(file.clone()), request_id())]).pop())?;
-    }
-    Ok(recorded)
+    events_recorded(writer.execute(vec![(Command::ApplyDirectory(files.to_vec()), request_id())]).pop())
 }
 
 /// Creates the organizations of `files` in an empty ledger and mints the first owner's
@@ -73,13 +70,10 @@ pub fn initialize(writer: &mut Writer, files: &[DirectoryFile], tokens: &TokenFo
     }
     let first = files.first().ok_or(OperatorError::NoOwner)?;
     let owner = first.first_owner().ok_or(OperatorError::NoOwner)?.email.clone();
-    for file in files {
-        plan(file, writer.state(), &mut Uuid::new_v4).map_err(CommandError::from)?;
-    }
+    plan_all(files, writer.state(), &mut Uuid::new_v4).map_err(CommandError::from)?;
     let token = tokens.mint()?;
     let expires_at = Utc::now() + Duration::days(INITIAL_TOKEN_DAYS);
-    let mut batch: Vec<(Command, String)> =
-        files.iter().map(|file| (Command::ApplyDirectory(file.clone()), request_id())).collect();
+    let mut batch = vec![(Command::ApplyDirectory(files.to_vec()), request_id())];
     batch.push((personal_key(&first.organization, &owner, INITIAL_KEY_NAME, expires_at, &token), request_id()));
     for answer in writer.execute(batch) {
         events_recorded(Some(answer))?;

@@ -373,6 +373,8 @@ pub fn summary(event: &Event, directory: &Directory) -> String {
         Event::ApiKeyRevoked(e) => {
             let reason = match e.reason {
                 keyledger_projections::event::RevocationReason::Requested => "on request",
+                keyledger_projections::event::RevocationReason::UserRemoved => "as its user left the directory",
+                keyledger_projections::event::RevocationReason::TeamDeleted => "as its team was deleted",
             };
             format!("{} key {:?} revoked {reason} in {org_name}", e.kind.as_str(), e.name)
         }

@@ -37,7 +37,8 @@ pub enum Command {
     RotateApiKey(rotate_api_key::RotateApiKey),
     /// Record the end of every grace period that has run out.
     EndGracePeriods,
-    ApplyDirectory(DirectoryFile),
+    /// A whole directory file (one organization or several), recorded as one plan.
+    ApplyDirectory(Vec<DirectoryFile>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,8 +131,8 @@ fn decide(command: &Command, state: &State, now: DateTime<Utc>) -> Result<Decisi
         Command::UpdateApiKey(cmd) => Ok(update_api_key::decide(cmd, state, now)?),
         Command::RotateApiKey(cmd) => Ok(rotate_api_key::decide(cmd, state, now)?),
         Command::EndGracePeriods => Ok(grace_period::end_grace_periods(state, now)),
-        Command::ApplyDirectory(file) => {
-            let events = directory::plan(file, state, &mut Uuid::new_v4)?;
+        Command::ApplyDirectory(files) => {
+            let events = directory::plan_all(files, state, &mut Uuid::new_v4)?;
             Ok(Decision { actor: keyledger_projections::Actor::Operator, events })
         }
     }

@@ -93,10 +93,15 @@ impl Server {
     }
 
     pub fn start_with(data: &DataDir, extra: &[&str]) -> Server {
+        Server::start_logging(data, extra, "warn")
+    }
+
+    /// Starts with `RUST_LOG` set to `filter`, for tests that wait for a log line.
+    pub fn start_logging(data: &DataDir, extra: &[&str], filter: &str) -> Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--data", data.arg(), "--listen", "127.0.0.1:0"])
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", filter)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -150,6 +155,26 @@ impl Server {
         assert!(status.success(), "keyledger serve exited with {status}");
     }
 
+    /// Sends a signal (`HUP`, `TERM`, …) to the process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the next stderr line containing `needle` (lines before it are passed over)
+    /// and returns it; fails the test if none comes within 30 s.
+    pub fn wait_for_stderr(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no stderr line with {needle:?} within 30 s"),
+            }
+        }
+    }
+
     /// Everything written on stderr so far.
     pub fn stderr_so_far(&self) -> Vec<String> {
         self.stderr.try_iter().collect()
@@ -198,6 +223,14 @@ pub async fn get(server: &Server, token: &str, path: &str) -> (u16, Value) {
     let status = response.status().as_u16();
     let body = response.json().await.unwrap_or(Value::Null);
     (status, body)
+}
+
+/// `GET path?query` must be a 400 whose error names the query's parameter in `source.parameter`.
+pub async fn assert_bad_parameter(server: &Server, token: &str, path: &str, query: &str) {
+    let (status, body) = get(server, token, &format!("{path}?{query}")).await;
+    let parameter = query.split('=').next().unwrap_or_default();
+    assert_eq!(status, 400, "{path}?{query}: {body}");
+    assert_eq!(body["errors"][0]["source"]["parameter"], parameter, "{path}?{query}: {body}");
 }
 
 /// The titles of a JSON:API error document.

@@ -63,7 +63,7 @@ fn main() -> anyhow::Result<()> {
             })
             .collect(),
     };
-    writer.execute(vec![(Command::ApplyDirectory(directory), "generate".into())]).into_iter().collect::<Result<Vec<_>, _>>()?;
+    writer.execute(vec![(Command::ApplyDirectory(vec![directory]), "generate".into())]).into_iter().collect::<Result<Vec<_>, _>>()?;
 
     let tokens = TokenFormat::new("rootly")?;
     let started = Instant::now();

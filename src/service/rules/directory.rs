@@ -3,17 +3,25 @@
 //! `plan` compares a file with the current state and returns only the differences, so
 //! applying the same file twice records nothing the second time. Users and teams missing
 //! from the file are removed; roles are never deleted (keys may still name them).
+//!
+//! Keys follow the directory: a removed user's personal keys and a deleted team's keys are
+//! revoked in the same plan, before the user or team goes, so the ledger records why each
+//! key stopped working and their names are free again. Team and organization keys belong
+//! to the organization, not to whoever created them, and survive their creator leaving.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use keyledger_projections::directory::{Organization, SYSTEM_ROLES};
 use keyledger_projections::event::{
-    OnCallRoleDefined, OrganizationCreated, OrganizationSettingsChanged, RoleDefined, TeamCreated, TeamDeleted,
-    TeamMembershipChanged, UserChanged, UserId, UserJoined, UserRemoved,
+    OnCallRoleDefined, OrganizationCreated, OrganizationSettingsChanged, RevocationReason, RoleDefined, TeamCreated,
+    TeamDeleted, TeamMembershipChanged, UserChanged, UserId, UserJoined, UserRemoved,
 };
-use keyledger_projections::{Event, Permission, State};
+use keyledger_projections::keys_view::ApiKey;
+use keyledger_projections::{ApiKeyKind, Event, Permission, State};
 use serde::Deserialize;
 use uuid::Uuid;
+
+use super::revoke_api_key::revocation;
 
 /// The on-call roles every organization has.
 pub const SYSTEM_ON_CALL_ROLES: [(&str, &str); 4] =
@@ -119,6 +127,25 @@ impl RoleTable {
     }
 }
 
+/// The events that bring every organization of a directory file (one or several) from
+/// `state` to the file, as one plan: if any organization's part is inconsistent, nothing
+/// is planned, so a file is applied whole or not at all.
+pub fn plan_all(files: &[DirectoryFile], state: &State, new_id: &mut dyn FnMut() -> Uuid) -> Result<Vec<Event>, DirectoryError> {
+    let mut seen = HashSet::new();
+    let mut events = Vec::new();
+    for file in files {
+        // Each part is planned against the same state, which holds only for distinct organizations.
+        if !seen.insert(file.organization.as_str()) {
+            return Err(DirectoryError {
+                organization: file.organization.clone(),
+                problems: vec!["the organization is described twice in one file".to_owned()],
+            });
+        }
+        events.extend(plan(file, state, new_id)?);
+    }
+    Ok(events)
+}
+
 /// The events that bring the organization described by `file` from `state` to the file.
 /// `new_id` supplies ids for things the file does not name.
 pub fn plan(file: &DirectoryFile, state: &State, new_id: &mut dyn FnMut() -> Uuid) -> Result<Vec<Event>, DirectoryError> {
@@ -186,12 +213,30 @@ pub fn plan(file: &DirectoryFile, state: &State, new_id: &mut dyn FnMut() -> Uui
         return Err(DirectoryError { organization: file.organization.clone(), problems });
     }
     if let Some(org) = existing {
-        for user_id in org.users.keys().filter(|id| !wanted_users.contains(id)) {
+        let removed: BTreeSet<UserId> = org.users.keys().filter(|id| !wanted_users.contains(id)).copied().collect();
+        let personal_key_of_removed =
+            |key: &ApiKey| key.kind == ApiKeyKind::Personal && key.user_id.is_some_and(|user| removed.contains(&user));
+        revoke_keys(state, organization_id, RevocationReason::UserRemoved, personal_key_of_removed, &mut events);
+        for user_id in &removed {
             events.push(Event::UserRemoved(UserRemoved { organization_id, user_id: *user_id }));
         }
     }
-    plan_teams(file, existing, organization_id, &mut events);
+    plan_teams(file, state, existing, organization_id, &mut events);
     Ok(events)
+}
+
+/// Appends the revocation of every key of the organization that `doomed` picks, oldest
+/// first. One walk over the organization's keys, however many users or teams go.
+fn revoke_keys(
+    state: &State,
+    organization_id: Uuid,
+    reason: RevocationReason,
+    doomed: impl Fn(&ApiKey) -> bool,
+    events: &mut Vec<Event>,
+) {
+    let mut keys: Vec<&ApiKey> = state.keys.of_organization(organization_id).filter(|key| doomed(key)).collect();
+    keys.sort_by_key(|key| key.position);
+    events.extend(keys.into_iter().flat_map(|key| revocation(key, reason)));
 }
 
 fn plan_roles(
@@ -256,10 +301,19 @@ fn plan_on_call_roles(
     RoleTable { by_slug }
 }
 
-fn plan_teams(file: &DirectoryFile, existing: Option<&Organization>, organization_id: Uuid, events: &mut Vec<Event>) {
+fn plan_teams(
+    file: &DirectoryFile,
+    state: &State,
+    existing: Option<&Organization>,
+    organization_id: Uuid,
+    events: &mut Vec<Event>,
+) {
     let wanted: HashSet<Uuid> = file.teams.iter().map(|t| t.id).collect();
     if let Some(org) = existing {
-        for team_id in org.teams.keys().filter(|id| !wanted.contains(id)) {
+        let deleted: BTreeSet<Uuid> = org.teams.keys().filter(|id| !wanted.contains(id)).copied().collect();
+        let key_of_deleted = |key: &ApiKey| key.kind == ApiKeyKind::Team && key.group_id.is_some_and(|team| deleted.contains(&team));
+        revoke_keys(state, organization_id, RevocationReason::TeamDeleted, key_of_deleted, events);
+        for team_id in &deleted {
             events.push(Event::TeamDeleted(TeamDeleted { organization_id, team_id: *team_id }));
         }
     }
@@ -335,7 +389,9 @@ fn check(file: &DirectoryFile) -> Result<(), DirectoryError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::given::Given;
+    use super::super::caller::resolve;
+    use super::super::create_api_key::{self, NewApiKey};
+    use super::super::given::{attributes, now, Given, PLATFORM};
     use super::*;
     use keyledger_projections::Actor;
 
@@ -380,7 +436,15 @@ mod tests {
         let events = plan(&file, &given.state, &mut Uuid::new_v4).unwrap();
         assert_eq!(
             types(&events),
-            ["OrganizationSettingsChanged", "UserChanged", "UserRemoved", "TeamDeleted", "TeamMembershipChanged"]
+            [
+                "OrganizationSettingsChanged",
+                "UserChanged",
+                "ApiKeyRevoked",
+                "UserRemoved",
+                "TeamDeleted",
+                "TeamMembershipChanged"
+            ],
+            "dave's login key is revoked before he goes"
         );
         given.record(Actor::Operator, events);
         assert_eq!(plan(&file, &given.state, &mut Uuid::new_v4), Ok(vec![]), "and then the file is in effect");
@@ -397,6 +461,97 @@ mod tests {
         assert_eq!(err.problems.len(), 4, "{err}");
         let err = plan(&acme_with_role(&mut acme(), "wizard"), &State::default(), &mut Uuid::new_v4).unwrap_err();
         assert!(err.to_string().contains("wizard"), "{err}");
+    }
+
+    /// Creates a key through the create rule, as `email`; returns its id.
+    fn create(given: &mut Given, email: &str, attributes: NewApiKey) -> Uuid {
+        let cmd = given.create_by(email, attributes);
+        let decision = create_api_key::decide(&cmd, &given.state, now()).unwrap_or_else(|e| panic!("{e:?}"));
+        given.accept(decision);
+        cmd.api_key_id
+    }
+
+    fn revoked(events: &[Event]) -> Vec<(Uuid, RevocationReason)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::ApiKeyRevoked(r) => Some((r.api_key_id, r.reason)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_removed_users_personal_keys_are_revoked_and_the_keys_they_created_for_others_stay() {
+        let mut given = Given::acme_and_globex();
+        let deploy = create(&mut given, "carol@acme.test", attributes("personal", "deploy"));
+        let team_key = create(&mut given, "carol@acme.test", NewApiKey { group_id: Some(PLATFORM.into()), ..attributes("team", "ci") });
+        let org_key = create(&mut given, "bob@acme.test", attributes("organization", "billing"));
+        let mut file = acme();
+        file.users.retain(|u| u.id != 2 && u.id != 3);
+        for team in &mut file.teams {
+            team.user_ids.retain(|id| *id != 2 && *id != 3);
+            team.admin_ids.clear();
+        }
+        let events = plan(&file, &given.state, &mut Uuid::new_v4).unwrap_or_else(|e| panic!("{e}"));
+        let reason = RevocationReason::UserRemoved;
+        assert_eq!(
+            revoked(&events),
+            [(Given::login("bob@acme.test"), reason), (Given::login("carol@acme.test"), reason), (deploy, reason)],
+            "the personal keys of bob and carol, oldest first, and nothing else"
+        );
+        let first_removal = events.iter().position(|e| matches!(e, Event::UserRemoved(_)));
+        let last_revocation = events.iter().rposition(|e| matches!(e, Event::ApiKeyRevoked(_)));
+        assert!(last_revocation < first_removal, "keys go before their users: {:?}", types(&events));
+
+        given.record(Actor::Operator, events);
+        assert!(given.state.keys.get(deploy).is_none(), "revoked, its name free");
+        for key in [team_key, org_key] {
+            assert!(resolve(&given.state, key, now()).is_some(), "a team or organization key outlives its creator");
+        }
+    }
+
+    #[test]
+    fn a_deleted_teams_keys_are_revoked_with_their_service_accounts_before_the_team_goes() {
+        let mut given = Given::acme_and_globex();
+        let platform_keys = [
+            create(&mut given, "carol@acme.test", NewApiKey { group_id: Some(PLATFORM.into()), ..attributes("team", "ci") }),
+            create(&mut given, "alice@acme.test", NewApiKey { group_id: Some(PLATFORM.into()), ..attributes("team", "cd") }),
+        ];
+        let security_key = create(&mut given, "bob@acme.test", NewApiKey { group_id: Some("security".into()), ..attributes("team", "scan") });
+        let accounts: Vec<Uuid> =
+            platform_keys.iter().filter_map(|k| given.state.keys.get(*k).and_then(|k| k.service_account_id)).collect();
+        let mut file = acme();
+        file.teams.retain(|t| t.slug != "platform");
+        let events = plan(&file, &given.state, &mut Uuid::new_v4).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            types(&events),
+            ["ApiKeyRevoked", "ServiceAccountDeleted", "ApiKeyRevoked", "ServiceAccountDeleted", "TeamDeleted"]
+        );
+        let reason = RevocationReason::TeamDeleted;
+        assert_eq!(revoked(&events), [(platform_keys[0], reason), (platform_keys[1], reason)]);
+
+        given.record(Actor::Operator, events);
+        assert!(platform_keys.iter().all(|k| given.state.keys.get(*k).is_none()));
+        assert!(accounts.len() == 2 && accounts.iter().all(|a| given.state.service_accounts.get(*a).is_none()));
+        assert!(resolve(&given.state, security_key, now()).is_some(), "another team's key is untouched");
+        assert_eq!(plan(&file, &given.state, &mut Uuid::new_v4), Ok(vec![]), "and then the file is in effect");
+    }
+
+    #[test]
+    fn a_file_of_several_organizations_is_planned_whole_or_not_at_all() {
+        let given = Given::acme_and_globex();
+        let mut acme_changed = acme();
+        acme_changed.users.retain(|u| u.id != 6);
+        let mut initech = DirectoryFile::single_owner("Initech", "peter@initech.test");
+        initech.users[0].role = "wizard".into();
+        let err = plan_all(&[acme_changed.clone(), initech], &given.state, &mut Uuid::new_v4).unwrap_err();
+        assert_eq!(err.organization, "Initech", "{err}");
+        let err = plan_all(&[acme_changed.clone(), acme()], &given.state, &mut Uuid::new_v4).unwrap_err();
+        assert!(err.to_string().contains("described twice"), "{err}");
+        let events = plan_all(&[acme_changed, DirectoryFile::single_owner("Initech", "peter@initech.test")], &given.state, &mut Uuid::new_v4)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(types(&events).contains(&"UserRemoved") && types(&events).contains(&"OrganizationCreated"));
     }
 
     fn acme_with_role(file: &mut DirectoryFile, role: &str) -> DirectoryFile {

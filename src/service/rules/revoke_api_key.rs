@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use keyledger_projections::event::{ApiKeyRevoked, RevocationReason, ServiceAccountDeleted};
+use keyledger_projections::keys_view::ApiKey;
 use keyledger_projections::{Event, Permission, State};
 use uuid::Uuid;
 
@@ -26,6 +27,14 @@ pub fn decide(cmd: &RevokeApiKey, state: &State, now: DateTime<Utc>) -> Result<D
     if !can_change(&caller, org, key, Permission::Delete) {
         return Err(Rejection::NotFound);
     }
+    Ok(Decision { actor: caller.actor(), events: revocation(key, RevocationReason::Requested) })
+}
+
+/// The events that revoke `key` for `reason`: the revocation, then the deletion of the
+/// service account a team or organization key acts as. Requested revocations and the
+/// directory's (a user or team gone) build them here alike, so every projection undoes
+/// a key the same way whatever the reason.
+pub fn revocation(key: &ApiKey, reason: RevocationReason) -> Vec<Event> {
     let mut events = vec![Event::ApiKeyRevoked(ApiKeyRevoked {
         api_key_id: key.id,
         organization_id: key.organization_id,
@@ -34,7 +43,7 @@ pub fn decide(cmd: &RevokeApiKey, state: &State, now: DateTime<Utc>) -> Result<D
         user_id: key.user_id,
         group_id: key.group_id,
         token_digest: key.token_digest.clone(),
-        reason: RevocationReason::Requested,
+        reason,
     })];
     if let Some(service_account_id) = key.service_account_id {
         events.push(Event::ServiceAccountDeleted(ServiceAccountDeleted {
@@ -43,7 +52,7 @@ pub fn decide(cmd: &RevokeApiKey, state: &State, now: DateTime<Utc>) -> Result<D
             api_key_id: key.id,
         }));
     }
-    Ok(Decision { actor: caller.actor(), events })
+    events
 }
 
 #[cfg(test)]

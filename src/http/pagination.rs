@@ -1,0 +1,107 @@
+//! What every list shares: the query string, `page[number]` and `page[size]`, and a page as a
+//! JSON:API document with `links` and `meta`. A list reads its own other parameters; one it
+//! does not know is a 400 naming it.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::Query;
+use serde::Serialize;
+
+use super::errors::ApiError;
+use crate::service::paging::{Paging, MAX_PAGE_SIZE};
+
+/// The query string as (parameter, value) pairs, in order.
+pub(super) fn pairs(query: Result<Query<Vec<(String, String)>>, QueryRejection>) -> Result<Vec<(String, String)>, ApiError> {
+    query.map(|Query(pairs)| pairs).map_err(|_| ApiError::bad_request("The query string is malformed."))
+}
+
+/// Reads `parameter` into `paging` if it is `page[number]` or `page[size]`; `Ok(false)` for
+/// any other parameter, which is the list's to read.
+pub(super) fn read_page_parameter(paging: &mut Paging, parameter: &str, value: &str) -> Result<bool, ApiError> {
+    match parameter {
+        "page[number]" => {
+            paging.number = value
+                .parse()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| ApiError::bad_parameter(parameter, "page[number] must be a whole number from 1."))?;
+        }
+        "page[size]" => {
+            paging.size = value.parse().ok().filter(|n| (1..=MAX_PAGE_SIZE).contains(n)).ok_or_else(|| {
+                ApiError::bad_parameter(parameter, format!("page[size] must be a whole number from 1 to {MAX_PAGE_SIZE}."))
+            })?;
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// The paging of a list that takes no other parameter.
+pub(super) fn paging_only(pairs: &[(String, String)]) -> Result<Paging, ApiError> {
+    let mut paging = Paging::default();
+    for (parameter, value) in pairs {
+        if !read_page_parameter(&mut paging, parameter, value)? {
+            return Err(ApiError::bad_parameter(
+                parameter,
+                format!("{parameter} is not a parameter of this list; it takes page[number] and page[size]."),
+            ));
+        }
+    }
+    Ok(paging)
+}
+
+#[derive(Serialize)]
+struct Links {
+    #[serde(rename = "self")]
+    this: String,
+    first: String,
+    prev: Option<String>,
+    next: Option<String>,
+    last: String,
+}
+
+#[derive(Serialize)]
+struct Meta {
+    current_page: usize,
+    next_page: Option<usize>,
+    prev_page: Option<usize>,
+    total_count: usize,
+    total_pages: usize,
+}
+
+#[derive(Serialize)]
+struct ListDocument<T> {
+    data: Vec<T>,
+    links: Links,
+    meta: Meta,
+}
+
+/// The URL of page `n` of the list at `path`, with every other parameter kept.
+fn page_link(path: &str, pairs: &[(String, String)], n: usize) -> String {
+    let number = n.to_string();
+    let mut kept: Vec<(&str, &str)> = pairs.iter().filter(|(k, _)| k != "page[number]").map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    kept.push(("page[number]", &number));
+    format!("{path}?{}", serde_urlencoded::to_string(&kept).unwrap_or_default())
+}
+
+/// A page of the list at `path` (`data` are its resource objects, `total` counts the whole
+/// list) as a JSON:API document, its links keeping the request's other parameters.
+pub(super) fn document<T: Serialize>(path: &str, pairs: &[(String, String)], paging: Paging, total: usize, data: Vec<T>) -> Vec<u8> {
+    let total_pages = paging.pages(total);
+    let current = paging.number;
+    let links = Links {
+        this: page_link(path, pairs, current),
+        first: page_link(path, pairs, 1),
+        prev: (current > 1).then(|| page_link(path, pairs, (current - 1).min(total_pages))),
+        next: (current < total_pages).then(|| page_link(path, pairs, current + 1)),
+        last: page_link(path, pairs, total_pages),
+    };
+    let meta = Meta {
+        current_page: current,
+        next_page: (current < total_pages).then_some(current + 1),
+        prev_page: (current > 1).then_some(current - 1),
+        total_count: total,
+        total_pages,
+    };
+    // Plain data with string keys: serialization cannot fail.
+    serde_json::to_vec(&ListDocument { data, links, meta }).unwrap_or_default()
+}
