@@ -158,7 +158,7 @@ fn document(page: &Page, query: &ListQuery, pairs: &[(String, String)]) -> Vec<u
         total_count: page.total,
         total_pages,
     };
-    let data = page.keys.iter().map(|key| resource::api_key(key, None)).collect();
+    let data = page.keys.iter().map(|listed| resource::api_key(&listed.key, listed.last_used_at, None)).collect();
     // Plain data with string keys: serialization cannot fail.
     serde_json::to_vec(&ListDocument { data, links, meta }).unwrap_or_default()
 }

@@ -78,6 +78,15 @@ impl DataDir {
     }
 }
 
+/// Acme and Globex (see [`DataDir::acme_and_globex`]) served; the data directory, the
+/// tokens by email and the server.
+pub fn serving_acme_and_globex() -> (DataDir, HashMap<String, String>, Server) {
+    let data = DataDir::new();
+    let tokens = data.acme_and_globex();
+    let server = Server::start(&data);
+    (data, tokens, server)
+}
+
 /// A running `keyledger serve`.
 pub struct Server {
     child: Child,
@@ -198,6 +207,16 @@ pub async fn get(server: &Server, token: &str, path: &str) -> (u16, Value) {
     let status = response.status().as_u16();
     let body = response.json().await.unwrap_or(Value::Null);
     (status, body)
+}
+
+/// The attributes of a shown key, minus `last_used_at`, which is kept outside the log (and
+/// so is not exported, and moves with every first use in a minute).
+pub fn durable_attributes(body: &Value) -> Value {
+    let mut attributes = body["data"]["attributes"].clone();
+    if let Some(map) = attributes.as_object_mut() {
+        map.remove("last_used_at");
+    }
+    attributes
 }
 
 /// The titles of a JSON:API error document.

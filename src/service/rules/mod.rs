@@ -8,6 +8,7 @@
 pub mod caller;
 pub mod create_api_key;
 pub mod directory;
+pub mod last_use;
 pub mod revoke_api_key;
 pub mod update_api_key;
 pub mod visibility;
