@@ -10,19 +10,10 @@ use std::time::Duration;
 
 use kit::*;
 use serde_json::{json, Value};
-use support::{in_days, DataDir, Server, PLATFORM_TEAM, SECURITY_TEAM};
+use support::{durable_attributes, in_days, DataDir, Server, PLATFORM_TEAM, SECURITY_TEAM};
 
 const CLIENTS: usize = 16;
 const ACKS_BEFORE_KILL: usize = 200;
-
-/// The attributes of a shown key, minus `last_used_at`, which is kept outside the log.
-fn durable_attributes(body: &Value) -> Value {
-    let mut attributes = body["data"]["attributes"].clone();
-    if let Some(map) = attributes.as_object_mut() {
-        map.remove("last_used_at");
-    }
-    attributes
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn after_a_clean_restart_every_key_shows_the_same_every_token_works_and_every_name_is_taken() {

@@ -72,15 +72,24 @@ pub enum Open {
     Existing,
 }
 
-/// Opens the ledger in `dir` with its projections loaded, ready to record.
-pub fn open_writer(dir: &std::path::Path, mode: Open) -> anyhow::Result<Writer> {
-    let storage = match mode {
+/// Opens the store in `dir`.
+pub fn open_storage(dir: &std::path::Path, mode: Open) -> anyhow::Result<Arc<SledStorage>> {
+    Ok(Arc::new(match mode {
         Open::CreateIfMissing => SledStorage::open(dir)?,
         Open::Existing => SledStorage::open_existing(dir)?,
-    };
-    let storage: Arc<dyn Storage> = Arc::new(storage);
+    }))
+}
+
+/// A writer over the ledger in `storage` (opened from `dir`) with its projections loaded.
+pub fn writer_over(storage: Arc<SledStorage>, dir: &std::path::Path) -> anyhow::Result<Writer> {
     let state = load_state(&*storage).with_context(|| format!("cannot load the ledger in {}", dir.display()))?;
+    let storage: Arc<dyn Storage> = storage;
     Ok(Writer::new(storage, state)?)
+}
+
+/// Opens the ledger in `dir` with its projections loaded, ready to record.
+pub fn open_writer(dir: &std::path::Path, mode: Open) -> anyhow::Result<Writer> {
+    writer_over(open_storage(dir, mode)?, dir)
 }
 
 pub fn init(args: InitArgs) -> anyhow::Result<()> {

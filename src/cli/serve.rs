@@ -14,7 +14,7 @@ use keyledger::service::Service;
 use tracing_subscriber::EnvFilter;
 use uuid::Uuid;
 
-use super::offline::{open_writer, Open};
+use super::offline::{open_storage, writer_over, Open};
 use super::{read_directory, DataDir, TokenPrefix};
 
 #[derive(Args)]
@@ -51,7 +51,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let tokens = TokenFormat::new(&args.prefix.token_prefix)?;
-    let mut writer = open_writer(&args.data.data, Open::CreateIfMissing)?;
+    let storage = open_storage(&args.data.data, Open::CreateIfMissing)?;
+    let mut writer = writer_over(Arc::clone(&storage), &args.data.data)?;
     let files = args.directory.as_deref().map(read_directory).transpose()?;
     if writer.head().position == 0 {
         let files = files.unwrap_or_else(|| vec![DirectoryFile::single_owner(DEFAULT_ORGANIZATION, DEFAULT_OWNER)]);
@@ -64,7 +65,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(recorded, "directory file applied");
     }
 
-    let (service, writer_thread) = Service::start(writer, tokens).context("cannot start the writer thread")?;
+    let (service, writer_thread) = Service::start(writer, tokens, storage).context("cannot start the service")?;
     let service = Arc::new(service);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     let served = runtime.block_on(async {
@@ -83,7 +84,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .context("the HTTP server failed")
     });
     drop(runtime);
-    // Every handle on the service is gone now: the writer drains its queue and stops.
+    // Every handle on the service is gone now: the writer drains its queue and stops, and the
+    // last uses noted since the last store write are stored.
     writer_thread.join();
     served
 }

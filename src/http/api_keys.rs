@@ -145,7 +145,8 @@ pub(super) async fn create(
     let request = read_body(body)?;
     let attributes = new_api_key(&request);
     let created = app.service.create_api_key(&caller, attributes, request_id(&headers)).await?;
-    let mut response = document(StatusCode::CREATED, resource::api_key_document(&created.key, Some(created.token.reveal())));
+    let last_used_at = app.service.last_used_at(created.key.id);
+    let mut response = document(StatusCode::CREATED, resource::api_key_document(&created.key, last_used_at, Some(created.token.reveal())));
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/api_keys/{}", created.key.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -158,7 +159,8 @@ pub(super) async fn show(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
-    let body = app.service.show_api_key(&caller, id, |key| resource::api_key_document(key, None)).ok_or_else(ApiError::not_found)?;
+    let last_used_at = app.service.last_used_at(id);
+    let body = app.service.show_api_key(&caller, id, |key| resource::api_key_document(key, last_used_at, None)).ok_or_else(ApiError::not_found)?;
     Ok(document(StatusCode::OK, body))
 }
 
@@ -171,7 +173,7 @@ pub(super) async fn revoke(
 ) -> Result<Response, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
     let key = app.service.revoke_api_key(&caller, id, request_id(&headers)).await?;
-    Ok(document(StatusCode::OK, resource::api_key_document(&key, None)))
+    Ok(document(StatusCode::OK, resource::api_key_document(&key, app.service.last_used_at(id), None)))
 }
 
 /// Reads the attributes of an update document: only `name`, `description`, `expires_at`.
@@ -221,7 +223,7 @@ pub(super) async fn update(
     check_content_type(&headers)?;
     let request = read_body(body)?;
     let key = app.service.update_api_key(&caller, id, key_changes(&request), request_id(&headers)).await?;
-    Ok(document(StatusCode::OK, resource::api_key_document(&key, None)))
+    Ok(document(StatusCode::OK, resource::api_key_document(&key, app.service.last_used_at(id), None)))
 }
 
 /// Reads the optional attributes of a rotate document. No body at all (or `{}`) asks for
@@ -275,5 +277,5 @@ pub(super) async fn rotate(
         parse_json(&body)?
     };
     let rotated = app.service.rotate_api_key(&caller, id, rotation(&request), request_id(&headers)).await?;
-    Ok(document(StatusCode::OK, resource::api_key_document(&rotated.key, Some(rotated.token.reveal()))))
+    Ok(document(StatusCode::OK, resource::api_key_document(&rotated.key, app.service.last_used_at(id), Some(rotated.token.reveal()))))
 }

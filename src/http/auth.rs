@@ -1,5 +1,7 @@
 //! Bearer authentication as an extractor: a handler that takes [`Authenticated`] runs only
-//! for a valid token, and everything else answers 401 before any body is read.
+//! for a valid token, and everything else answers 401 before any body is read. A valid token
+//! is a use of its key (`last_used_at`), noted before the handler runs, so the response of
+//! the request that used a key already shows it.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -20,6 +22,8 @@ impl FromRequestParts<AppState> for Authenticated {
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(ApiError::unauthorized());
         }
-        state.service.authenticate(token.trim()).map(Authenticated).ok_or_else(ApiError::unauthorized)
+        let caller = state.service.authenticate(token.trim()).ok_or_else(ApiError::unauthorized)?;
+        state.service.note_use(caller.api_key_id);
+        Ok(Authenticated(caller))
     }
 }

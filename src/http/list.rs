@@ -108,7 +108,7 @@ pub(super) async fn list(
     let pairs = pagination::pairs(query)?;
     let query = parse_query(&pairs)?;
     let body = app.service.list_api_keys(&caller, &query, |page| {
-        let data = page.items.iter().map(|key| resource::api_key(key, None)).collect();
+        let data = page.items.iter().map(|listed| resource::api_key(&listed.key, listed.last_used_at, None)).collect();
         pagination::document("/v1/api_keys", &pairs, query.paging, page.total, data)
     });
     Ok(document(StatusCode::OK, body))

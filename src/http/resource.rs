@@ -61,13 +61,14 @@ struct Document<'a> {
 }
 
 /// The JSON:API document of one key; `token` only in the two responses that may carry it.
-pub fn api_key_document(key: &ApiKey, token: Option<&str>) -> Vec<u8> {
+pub fn api_key_document(key: &ApiKey, last_used_at: Option<DateTime<Utc>>, token: Option<&str>) -> Vec<u8> {
     // Plain data with string keys: serialization cannot fail.
-    serde_json::to_vec(&Document { data: api_key(key, token) }).unwrap_or_default()
+    serde_json::to_vec(&Document { data: api_key(key, last_used_at, token) }).unwrap_or_default()
 }
 
-/// The resource object of one key.
-pub fn api_key<'a>(key: &'a ApiKey, token: Option<&'a str>) -> Resource<'a> {
+/// The resource object of one key; its last use is kept outside the keys view, so it comes
+/// separately.
+pub fn api_key<'a>(key: &'a ApiKey, last_used_at: Option<DateTime<Utc>>, token: Option<&'a str>) -> Resource<'a> {
     Resource {
             id: key.id,
             kind: "api_keys",
@@ -82,7 +83,7 @@ pub fn api_key<'a>(key: &'a ApiKey, token: Option<&'a str>) -> Resource<'a> {
                 group_id: key.group_id,
                 user_id: key.user_id,
                 expires_at: key.expires_at,
-                last_used_at: None,
+                last_used_at,
                 grace_period_ends_at: key.grace_period_ends_at,
                 token,
             },

@@ -3,7 +3,8 @@
 //! This module knows bytes and disk and nothing of HTTP. [`chain`] turns events into
 //! envelopes and checks the chain; [`Storage`] is the one seam behind which everything
 //! backend-specific sits ([`sled_store`] today, PostgreSQL later), so that the same tests
-//! can run against every backend.
+//! can run against every backend. [`LastUseStore`] is a second, smaller seam: when each key
+//! was last used, kept beside the log and never in it.
 
 pub mod chain;
 pub mod checkpoint;
@@ -13,6 +14,9 @@ pub mod transfer;
 pub mod verify;
 
 use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 pub use chain::{ChainHead, StoredEvent};
 pub use sled_store::SledStorage;
@@ -93,6 +97,18 @@ pub trait Storage: Send + Sync {
     /// This is how `rebuild` swaps fresh projections in, and it compacts the journal (one
     /// record instead of one per commit ever made). The events are untouched.
     fn replace_journal(&self, rows: Vec<RowChange>, checkpoints: Vec<(&'static str, u64)>) -> Result<(), LedgerError>;
+}
+
+/// When each key was last used: a hint kept apart from the log, because a use is not a
+/// change to the key (recording it would grow the log with every request and put reads
+/// behind the writer). `rebuild`, `export` and `import` work on the log and its projections
+/// and leave this alone.
+pub trait LastUseStore: Send + Sync {
+    /// Every stored last use, one per key.
+    fn last_uses(&self) -> Result<Vec<(Uuid, DateTime<Utc>)>, LedgerError>;
+
+    /// Stores these last uses, each replacing what its key had, and makes them durable.
+    fn record_last_uses(&self, uses: &[(Uuid, DateTime<Utc>)]) -> Result<(), LedgerError>;
 }
 
 /// The chain head as it stood after `position` (genesis for 0): where a replay that resumes

@@ -10,6 +10,10 @@
 //! durable: sled's `flush`, then an `fdatasync` of sled's data file (sled's flush ends in
 //! `sync_file_range`, which does not survive a power loss). Pages too large for sled's log go
 //! to files under `blobs/`, which sled never syncs; any new one is synced too.
+//!
+//! A second tree, `last_used`, holds each key's last use ([`LastUseStore`]): key id (16
+//! bytes) → microseconds since the Unix epoch (big-endian i64). Nothing that works on the
+//! log (rebuild, export, import, verify) reads or writes it.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -18,13 +22,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
-use super::{journal, Commit, LedgerError, RowChange, Storage, StoredEvent};
+use super::{journal, Commit, LastUseStore, LedgerError, RowChange, Storage, StoredEvent};
 
 /// The sled-backed [`Storage`]. Holds the data directory's lock for as long as it lives.
 pub struct SledStorage {
     db: sled::Db,
     ledger: sled::Tree,
+    last_used: sled::Tree,
     /// Sequence number of the next journal record.
     next_record: AtomicU64,
     data_file: File,
@@ -82,6 +89,8 @@ fn decode_event(key: &[u8], value: &[u8]) -> Result<StoredEvent, LedgerError> {
     hash.copy_from_slice(&value[..32]);
     Ok(StoredEvent { position, hash: blake3::Hash::from_bytes(hash), canonical: value[32..].to_vec() })
 }
+
+const LAST_USED_TREE: &str = "last_used";
 
 const EVENT: u8 = b'e';
 const JOURNAL: u8 = b'j';
@@ -157,6 +166,7 @@ impl SledStorage {
             }
         };
         let ledger = db.open_tree("ledger").map_err(storage_error)?;
+        let last_used = db.open_tree(LAST_USED_TREE).map_err(storage_error)?;
         let data_path = dir.join("sled").join("db");
         let open_err = |source| LedgerError::Open { dir: dir.to_owned(), source };
         let data_file = File::open(&data_path).map_err(open_err)?;
@@ -166,6 +176,7 @@ impl SledStorage {
         }
         let storage = SledStorage {
             ledger,
+            last_used,
             db,
             data_file,
             data_path,
@@ -349,6 +360,33 @@ impl Storage for SledStorage {
         self.sync()
     }
 
+}
+
+impl LastUseStore for SledStorage {
+    /// An entry that does not decode is skipped with a warning: a lost hint must not keep the
+    /// service from starting.
+    fn last_uses(&self) -> Result<Vec<(Uuid, DateTime<Utc>)>, LedgerError> {
+        let mut uses = Vec::new();
+        for entry in self.last_used.iter() {
+            let (key, value) = entry.map_err(storage_error)?;
+            let id = Uuid::from_slice(&key).ok();
+            let at = <[u8; 8]>::try_from(value.as_ref()).ok().and_then(|micros| DateTime::from_timestamp_micros(i64::from_be_bytes(micros)));
+            match id.zip(at) {
+                Some(last_use) => uses.push(last_use),
+                None => tracing::warn!(key = ?key.as_ref(), "skipping an undecodable last use"),
+            }
+        }
+        Ok(uses)
+    }
+
+    fn record_last_uses(&self, uses: &[(Uuid, DateTime<Utc>)]) -> Result<(), LedgerError> {
+        let mut batch = sled::Batch::default();
+        for (id, at) in uses {
+            batch.insert(id.as_bytes(), &at.timestamp_micros().to_be_bytes());
+        }
+        self.last_used.apply_batch(batch).map_err(storage_error)?;
+        self.sync()
+    }
 }
 
 #[cfg(test)]

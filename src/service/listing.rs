@@ -1,5 +1,5 @@
 //! Listing keys (`GET /v1/api_keys`): filters, order and pages, as a pure function of the
-//! state, the caller and the moment. Only the caller's organization is walked, and only the
+//! state, the caller, the moment and the keys' last uses (kept outside the state). Only the caller's organization is walked, and only the
 //! keys the caller may see are counted or shown.
 
 use std::cmp::Ordering;
@@ -78,16 +78,23 @@ impl Default for ListQuery {
     }
 }
 
-fn time_of(key: &ApiKey, field: TimeField) -> Option<DateTime<Utc>> {
+/// A key as listed: with its last use.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listed {
+    pub key: ApiKey,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A never-used key matches no `last_used_at` filter.
+fn time_of(key: &ApiKey, last_used_at: Option<DateTime<Utc>>, field: TimeField) -> Option<DateTime<Utc>> {
     match field {
         TimeField::CreatedAt => Some(key.created_at),
         TimeField::ExpiresAt => Some(key.expires_at),
-        // Not tracked yet: no key has been used, so no time filter on it matches.
-        TimeField::LastUsedAt => None,
+        TimeField::LastUsedAt => last_used_at,
     }
 }
 
-fn matches(query: &ListQuery, key: &ApiKey, now: DateTime<Utc>) -> bool {
+fn matches(query: &ListQuery, key: &ApiKey, last_used_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
     let expired = key.expires_at <= now;
     query.kind.is_none_or(|kind| key.kind == kind)
         && query.name.as_deref().is_none_or(|name| key.name == name)
@@ -98,7 +105,7 @@ fn matches(query: &ListQuery, key: &ApiKey, now: DateTime<Utc>) -> bool {
         && query.active.is_none_or(|active| active != expired)
         && query.expired.is_none_or(|wanted| wanted == expired)
         && query.times.iter().all(|(field, comparison, at)| {
-            time_of(key, *field).is_some_and(|t| match comparison {
+            time_of(key, last_used_at, *field).is_some_and(|t| match comparison {
                 Comparison::Gt => t > *at,
                 Comparison::Gte => t >= *at,
                 Comparison::Lt => t < *at,
@@ -107,34 +114,48 @@ fn matches(query: &ListQuery, key: &ApiKey, now: DateTime<Utc>) -> bool {
         })
 }
 
-fn compare(a: &ApiKey, b: &ApiKey, field: SortField) -> Ordering {
+/// Never-used keys sort after every used one, before them descending (as PostgreSQL orders
+/// NULLs by default).
+fn compare((a, a_used): (&ApiKey, Option<DateTime<Utc>>), (b, b_used): (&ApiKey, Option<DateTime<Utc>>), field: SortField) -> Ordering {
     match field {
         SortField::Name => a.name.to_lowercase().cmp(&b.name.to_lowercase()),
         SortField::Kind => a.kind.cmp(&b.kind),
         SortField::CreatedAt => a.created_at.cmp(&b.created_at),
         SortField::UpdatedAt => a.updated_at.cmp(&b.updated_at),
         SortField::ExpiresAt => a.expires_at.cmp(&b.expires_at),
-        SortField::LastUsedAt => Ordering::Equal,
+        SortField::LastUsedAt => match (a_used, b_used) {
+            (Some(a_used), Some(b_used)) => a_used.cmp(&b_used),
+            (a_used, b_used) => b_used.is_some().cmp(&a_used.is_some()),
+        },
     }
 }
 
-/// The requested page of the keys the caller may see. Ties are broken by creation position,
-/// so pages never overlap or skip a key between requests that change nothing.
-pub fn list(state: &State, caller: &Caller, query: &ListQuery, now: DateTime<Utc>) -> Page<ApiKey> {
+/// The requested page of the keys the caller may see; `last_used` tells when a key was last
+/// used. Ties are broken by creation position, so pages never overlap or skip a key between
+/// requests that change nothing.
+pub fn list(
+    state: &State,
+    caller: &Caller,
+    query: &ListQuery,
+    now: DateTime<Utc>,
+    last_used: &dyn Fn(Uuid) -> Option<DateTime<Utc>>,
+) -> Page<Listed> {
     let Some(org) = state.directory.organization(caller.organization_id) else {
         return Page { items: Vec::new(), total: 0 };
     };
-    let mut keys: Vec<&ApiKey> = state
+    let mut keys: Vec<(&ApiKey, Option<DateTime<Utc>>)> = state
         .keys
         .of_organization(caller.organization_id)
-        .filter(|key| can_see(caller, org, key) && matches(query, key, now))
+        .filter(|key| can_see(caller, org, key))
+        .map(|key| (key, last_used(key.id)))
+        .filter(|(key, last_used_at)| matches(query, key, *last_used_at, now))
         .collect();
     keys.sort_by(|a, b| {
-        let order = compare(a, b, query.sort);
+        let order = compare(*a, *b, query.sort);
         let order = if query.descending { order.reverse() } else { order };
-        order.then(a.position.cmp(&b.position))
+        order.then(a.0.position.cmp(&b.0.position))
     });
-    query.paging.cut(keys).map(ApiKey::clone)
+    query.paging.cut(keys).map(|(key, last_used_at)| Listed { key: key.clone(), last_used_at })
 }
 
 #[cfg(test)]
@@ -161,9 +182,13 @@ mod tests {
         given
     }
 
-    fn names(given: &Given, email: &str, query: &ListQuery) -> Vec<String> {
+    fn names_with(given: &Given, email: &str, query: &ListQuery, last_used: &dyn Fn(Uuid) -> Option<DateTime<Utc>>) -> Vec<String> {
         let caller = resolve(&given.state, Given::login(email), now()).unwrap_or_else(|| panic!("{email}"));
-        list(&given.state, &caller, query, now()).items.into_iter().map(|k| k.name).collect()
+        list(&given.state, &caller, query, now(), last_used).items.into_iter().map(|listed| listed.key.name).collect()
+    }
+
+    fn names(given: &Given, email: &str, query: &ListQuery) -> Vec<String> {
+        names_with(given, email, query, &|_| None)
     }
 
     #[test]
@@ -201,5 +226,26 @@ mod tests {
         assert!(names(&given, "bob@acme.test", &query).is_empty());
         let query = ListQuery { times: vec![(TimeField::LastUsedAt, Comparison::Gt, now())], ..ListQuery::default() };
         assert!(names(&given, "bob@acme.test", &query).is_empty(), "no key has a last use yet");
+    }
+
+    #[test]
+    fn last_uses_filter_and_sort_with_never_used_keys_last_ascending() {
+        let given = given_keys();
+        let carol = resolve(&given.state, Given::login("carol@acme.test"), now()).unwrap_or_else(|| panic!("carol"));
+        let id_of = |name: &str| given.state.keys.of_organization(carol.organization_id).find(|k| k.name == name).map(|k| k.id);
+        let (deploy, backup) = (id_of("Deploy"), id_of("backup"));
+        let last_used = |id: Uuid| match Some(id) {
+            id if id == deploy => Some(now() - chrono::TimeDelta::hours(2)),
+            id if id == backup => Some(now() - chrono::TimeDelta::minutes(1)),
+            _ => None,
+        };
+        let recent = ListQuery { times: vec![(TimeField::LastUsedAt, Comparison::Gte, now() - chrono::TimeDelta::hours(1))], ..ListQuery::default() };
+        assert_eq!(names_with(&given, "carol@acme.test", &recent, &last_used), ["backup"]);
+        let by_use = ListQuery { sort: SortField::LastUsedAt, ..ListQuery::default() };
+        assert_eq!(names_with(&given, "carol@acme.test", &by_use, &last_used), ["Deploy", "backup", "login", "ci"]);
+        let by_use = ListQuery { descending: true, ..by_use };
+        assert_eq!(names_with(&given, "carol@acme.test", &by_use, &last_used), ["login", "ci", "backup", "Deploy"]);
+        let page = list(&given.state, &carol, &by_use, now(), &last_used);
+        assert_eq!(page.items.last().and_then(|listed| listed.last_used_at), Some(now() - chrono::TimeDelta::hours(2)), "each listed key carries its last use");
     }
 }

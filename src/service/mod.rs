@@ -2,9 +2,11 @@
 //! authentication, and the read side the HTTP layer answers from.
 //!
 //! [`rules`] holds the pure decisions; [`writer`] records them; [`recovery`] loads the
-//! projections at start; [`operator`] is what the offline CLI commands do.
+//! projections at start; [`operator`] is what the offline CLI commands do; [`last_use`]
+//! keeps `last_used_at` outside the log.
 
 pub mod directory;
+pub mod last_use;
 pub mod listing;
 pub mod operator;
 pub mod paging;
@@ -18,12 +20,13 @@ pub mod writer;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
-use chrono::Utc;
+use chrono::{DateTime, SubsecRound, Utc};
 use keyledger_projections::keys_view::ApiKey;
 use keyledger_projections::{RecordedEvent, State};
 use tokio::sync::{mpsc, oneshot, Notify};
 use uuid::Uuid;
 
+use self::last_use::LastUses;
 use self::rules::caller::{self, Caller};
 use self::rules::create_api_key::{CreateApiKey, NewApiKey, Requester};
 use self::rules::directory::DirectoryFile;
@@ -33,6 +36,7 @@ use self::rules::update_api_key::{KeyChanges, UpdateApiKey};
 use self::rules::visibility::can_see;
 use self::token::{IssuedToken, TokenError, TokenFormat};
 use self::writer::{Answer, Command, CommandError, Durability, Staged, Writer};
+use crate::ledger::{LastUseStore, LedgerError};
 
 /// The most commands one group commit takes. Larger batches amortise the sync further but
 /// make the first caller of a batch wait for the last one's decision.
@@ -58,6 +62,10 @@ pub enum ServiceError {
     Command(#[from] CommandError),
     #[error(transparent)]
     Token(#[from] TokenError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("cannot start a thread: {0}")]
+    Thread(#[from] std::io::Error),
 }
 
 /// The running service: shared by every request handler.
@@ -66,20 +74,22 @@ pub struct Service {
     publications: Arc<Notify>,
     jobs: mpsc::Sender<Job>,
     tokens: TokenFormat,
+    last_uses: LastUses,
 }
 
 type Replies = Vec<oneshot::Sender<Answer>>;
 
-/// The writer and syncer threads; they stop once every [`Service`] handle is gone and the
-/// queue is drained.
+/// The writer and syncer threads, and the recorder of last uses; they stop once every
+/// [`Service`] handle is gone and their queues are drained (and the last uses stored).
 pub struct WriterThread {
     writer: JoinHandle<()>,
     syncer: JoinHandle<()>,
+    last_uses: JoinHandle<()>,
 }
 
 impl WriterThread {
     pub fn join(self) {
-        for (name, thread) in [("writer", self.writer), ("syncer", self.syncer)] {
+        for (name, thread) in [("writer", self.writer), ("syncer", self.syncer), ("last-use", self.last_uses)] {
             if thread.join().is_err() {
                 tracing::error!("the {name} thread panicked");
             }
@@ -121,8 +131,14 @@ fn run_syncer(durability: Durability, staged: std::sync::mpsc::Receiver<(Staged,
 }
 
 impl Service {
-    /// Starts the writer thread over `writer` and returns the handle requests use.
-    pub fn start(writer: Writer, tokens: TokenFormat) -> std::io::Result<(Service, WriterThread)> {
+    /// Starts the writer thread over `writer` and the recorder of last uses over
+    /// `last_use_store`, and returns the handle requests use.
+    pub fn start(
+        writer: Writer,
+        tokens: TokenFormat,
+        last_use_store: Arc<dyn LastUseStore>,
+    ) -> Result<(Service, WriterThread), ServiceError> {
+        let (last_uses, last_use_recorder) = LastUses::start(last_use_store)?;
         let state = writer.published();
         let publications = writer.publications();
         let durability = writer.durability();
@@ -134,7 +150,7 @@ impl Service {
         let writer = std::thread::Builder::new()
             .name("keyledger-writer".into())
             .spawn(move || run_writer(writer, queue, to_syncer))?;
-        Ok((Service { state, publications, jobs, tokens }, WriterThread { writer, syncer }))
+        Ok((Service { state, publications, jobs, tokens, last_uses }, WriterThread { writer, syncer, last_uses: last_use_recorder }))
     }
 
     /// Reads the published (durable) state.
@@ -153,6 +169,17 @@ impl Service {
             state.keys.get(key_id).filter(|key| key.accepts(&digest, now))?;
             caller::resolve(state, key_id, now)
         })
+    }
+
+    /// Notes that the key `api_key_id` authenticated a request just now (see [`last_use`]:
+    /// never waits, at most one store write a minute per key).
+    pub fn note_use(&self, api_key_id: Uuid) {
+        self.last_uses.note(api_key_id, Utc::now().trunc_subsecs(6));
+    }
+
+    /// When a key last authenticated a request, if ever.
+    pub fn last_used_at(&self, api_key_id: Uuid) -> Option<DateTime<Utc>> {
+        self.last_uses.get(api_key_id)
     }
 
     async fn execute(&self, command: Command, request_id: String) -> Result<Vec<RecordedEvent>, CommandError> {
@@ -293,10 +320,10 @@ impl Service {
         &self,
         caller: &Caller,
         query: &listing::ListQuery,
-        render: impl FnOnce(&paging::Page<ApiKey>) -> R,
+        render: impl FnOnce(&paging::Page<listing::Listed>) -> R,
     ) -> R {
         let now = Utc::now();
-        self.read(|state| render(&listing::list(state, caller, query, now)))
+        self.read(|state| self.last_uses.with(|last_used| render(&listing::list(state, caller, query, now, last_used))))
     }
 
     /// `render`s a key the caller may see, as of now; `None` for anything else.

@@ -78,6 +78,15 @@ impl DataDir {
     }
 }
 
+/// Acme and Globex (see [`DataDir::acme_and_globex`]) served; the data directory, the
+/// tokens by email and the server.
+pub fn serving_acme_and_globex() -> (DataDir, HashMap<String, String>, Server) {
+    let data = DataDir::new();
+    let tokens = data.acme_and_globex();
+    let server = Server::start(&data);
+    (data, tokens, server)
+}
+
 /// A running `keyledger serve`.
 pub struct Server {
     child: Child,
@@ -231,6 +240,16 @@ pub async fn assert_bad_parameter(server: &Server, token: &str, path: &str, quer
     let parameter = query.split('=').next().unwrap_or_default();
     assert_eq!(status, 400, "{path}?{query}: {body}");
     assert_eq!(body["errors"][0]["source"]["parameter"], parameter, "{path}?{query}: {body}");
+}
+
+/// The attributes of a shown key, minus `last_used_at`, which is kept outside the log (and
+/// so is not exported, and moves with every first use in a minute).
+pub fn durable_attributes(body: &Value) -> Value {
+    let mut attributes = body["data"]["attributes"].clone();
+    if let Some(map) = attributes.as_object_mut() {
+        map.remove("last_used_at");
+    }
+    attributes
 }
 
 /// The titles of a JSON:API error document.

@@ -9,6 +9,7 @@ pub mod caller;
 pub mod create_api_key;
 pub mod directory;
 pub mod grace_period;
+pub mod last_use;
 pub mod revoke_api_key;
 pub mod rotate_api_key;
 pub mod update_api_key;
