@@ -16,59 +16,72 @@ use keyledger_projections::directory::{OnCallRole, Role, Team};
 use keyledger_projections::event::UserId;
 use keyledger_projections::Permission;
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::Authenticated;
 use super::errors::ApiError;
+use super::errors::ErrorDocument;
+use super::pagination::{ListDocument, PageParameters};
 use super::{document, pagination, AppState};
 use crate::service::directory::{self, Me};
 use crate::service::paging::{Page, Paging};
 use crate::service::rules::caller::Caller;
 
-#[derive(Serialize)]
-struct Resource<A> {
+/// A directory entry as a JSON:API resource object.
+#[derive(Serialize, ToSchema)]
+#[schema(as = DirectoryResource)]
+pub(super) struct Resource<A> {
     id: String,
+    /// `users`, `roles`, `on_call_roles` or `groups`.
     #[serde(rename = "type")]
     kind: &'static str,
     attributes: A,
 }
 
-#[derive(Serialize)]
-struct UserAttributes {
+#[derive(Serialize, ToSchema)]
+pub(super) struct UserAttributes {
     /// `user`, or `service_account` for the account a team or organization key acts as.
     kind: &'static str,
+    #[schema(required = true)]
     email: Option<String>,
+    #[schema(required = true)]
     role_id: Option<Uuid>,
+    #[schema(required = true)]
     on_call_role_id: Option<Uuid>,
     /// A team key's team.
+    #[schema(required = true)]
     group_id: Option<Uuid>,
     /// The key a service account acts for.
+    #[schema(required = true)]
     api_key_id: Option<Uuid>,
 }
 
-#[derive(Serialize)]
-struct RoleAttributes {
+#[derive(Serialize, ToSchema)]
+pub(super) struct RoleAttributes {
     name: String,
     slug: String,
+    #[schema(value_type = Vec<String>, example = json!(["create", "read", "update", "delete"]))]
     api_keys_permissions: Vec<Permission>,
 }
 
-#[derive(Serialize)]
-struct OnCallRoleAttributes {
+#[derive(Serialize, ToSchema)]
+pub(super) struct OnCallRoleAttributes {
     name: String,
     slug: String,
 }
 
-#[derive(Serialize)]
-struct GroupAttributes {
+#[derive(Serialize, ToSchema)]
+pub(super) struct GroupAttributes {
     name: String,
     slug: String,
     user_ids: Vec<UserId>,
     admin_ids: Vec<UserId>,
 }
 
-#[derive(Serialize)]
-struct Document<A> {
+#[derive(Serialize, ToSchema)]
+#[schema(as = DirectoryDocument)]
+pub(super) struct Document<A> {
     data: Resource<A>,
 }
 
@@ -135,6 +148,11 @@ fn group(team: &Team) -> Resource<GroupAttributes> {
 }
 
 /// `GET /v1/users/me`. 401 if the caller left the directory after it authenticated.
+#[utoipa::path(get, path = "/v1/users/me", tag = "directory",
+    responses(
+        (status = 200, description = "The caller: a user, or the service account a team or organization key acts as", body = Document<UserAttributes>, content_type = "application/vnd.api+json"),
+        (status = 401, description = "Missing, malformed, unknown, expired or revoked token", body = ErrorDocument, content_type = "application/vnd.api+json"),
+    ))]
 pub(super) async fn me(State(app): State<AppState>, Authenticated(caller): Authenticated) -> Result<Response, ApiError> {
     // Plain data with string keys: serialization cannot fail.
     let body = app
@@ -161,6 +179,12 @@ fn list<A: Serialize>(
     Ok(document(StatusCode::OK, body))
 }
 
+#[utoipa::path(get, path = "/v1/roles", tag = "directory", params(PageParameters),
+    responses(
+        (status = 200, description = "The organization's roles, a page at a time", body = ListDocument<Resource<RoleAttributes>>, content_type = "application/vnd.api+json"),
+        (status = 400, description = "A malformed or unknown query parameter, named in source.parameter", body = ErrorDocument, content_type = "application/vnd.api+json"),
+        (status = 401, description = "Missing, malformed, unknown, expired or revoked token", body = ErrorDocument, content_type = "application/vnd.api+json"),
+    ))]
 pub(super) async fn roles(
     State(app): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -169,6 +193,12 @@ pub(super) async fn roles(
     list(&app, &caller, query, "/v1/roles", |state, caller, paging| directory::roles(state, caller, paging).map(role))
 }
 
+#[utoipa::path(get, path = "/v1/on_call_roles", tag = "directory", params(PageParameters),
+    responses(
+        (status = 200, description = "The organization's on-call roles, a page at a time", body = ListDocument<Resource<OnCallRoleAttributes>>, content_type = "application/vnd.api+json"),
+        (status = 400, description = "A malformed or unknown query parameter, named in source.parameter", body = ErrorDocument, content_type = "application/vnd.api+json"),
+        (status = 401, description = "Missing, malformed, unknown, expired or revoked token", body = ErrorDocument, content_type = "application/vnd.api+json"),
+    ))]
 pub(super) async fn on_call_roles(
     State(app): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -179,6 +209,12 @@ pub(super) async fn on_call_roles(
     })
 }
 
+#[utoipa::path(get, path = "/v1/teams", tag = "directory", params(PageParameters),
+    responses(
+        (status = 200, description = "The organization's teams (type groups), a page at a time", body = ListDocument<Resource<GroupAttributes>>, content_type = "application/vnd.api+json"),
+        (status = 400, description = "A malformed or unknown query parameter, named in source.parameter", body = ErrorDocument, content_type = "application/vnd.api+json"),
+        (status = 401, description = "Missing, malformed, unknown, expired or revoked token", body = ErrorDocument, content_type = "application/vnd.api+json"),
+    ))]
 pub(super) async fn teams(
     State(app): State<AppState>,
     Authenticated(caller): Authenticated,

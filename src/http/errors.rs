@@ -5,6 +5,7 @@ use std::any::Any;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::auth::Authenticated;
 use super::JSON_API;
@@ -12,9 +13,18 @@ use crate::service::rules::{Problem, Rejection};
 use crate::service::writer::CommandError;
 use crate::service::ServiceError;
 
-#[derive(Debug, Serialize)]
+/// A JSON:API error document: one entry per problem.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct ErrorDocument {
+    errors: Vec<ErrorObject>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 struct ErrorObject {
+    /// The HTTP status, as a string.
+    #[schema(example = "422")]
     status: String,
+    /// A sentence: "Name can't be blank".
     title: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<String>,
@@ -22,7 +32,8 @@ struct ErrorObject {
     source: Option<Source>,
 }
 
-#[derive(Debug, Serialize)]
+/// Where the problem is: a JSON pointer into the request document, or a query parameter.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum Source {
     Pointer(String),
@@ -117,8 +128,9 @@ impl From<ServiceError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "errors": self.errors });
-        let mut response = (self.status, body.to_string()).into_response();
+        // Plain data with string keys: serialization cannot fail.
+        let body = serde_json::to_vec(&ErrorDocument { errors: self.errors }).unwrap_or_default();
+        let mut response = (self.status, body).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_API));
         response
     }

@@ -10,7 +10,8 @@ use chrono::DateTime;
 use uuid::Uuid;
 
 use super::auth::Authenticated;
-use super::errors::ApiError;
+use super::errors::{ApiError, ErrorDocument};
+use super::pagination::{ListDocument, PageParameters};
 use super::{document, pagination, resource, AppState};
 use crate::service::listing::{Comparison, ListQuery, SortField, TimeField};
 use keyledger_projections::ApiKeyKind;
@@ -25,6 +26,77 @@ fn boolean(parameter: &str, value: &str) -> Result<bool, ApiError> {
         "false" => Ok(false),
         _ => Err(bad(parameter, format!("{parameter} must be true or false, not {value:?}."))),
     }
+}
+
+/// The filters and sort of the key list, for the OpenAPI document (the query is read by
+/// hand, in [`parse_query`], to name a malformed parameter in the 400).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct KeyFilters {
+    /// `personal`, `team` or `organization`.
+    #[param(rename = "filter[kind]")]
+    _kind: Option<String>,
+    /// The exact name.
+    #[param(rename = "filter[name]")]
+    _name: Option<String>,
+    /// A case-insensitive part of the name.
+    #[param(rename = "filter[search]")]
+    _search: Option<String>,
+    /// Personal keys of this user.
+    #[param(rename = "filter[user_id]")]
+    _user_id: Option<u64>,
+    /// Team keys of these teams, ids separated by commas.
+    #[param(rename = "filter[group_ids]")]
+    _group_ids: Option<String>,
+    /// Organization keys with this role.
+    #[param(rename = "filter[role_id]")]
+    _role_id: Option<Uuid>,
+    /// Keys that authenticate now (`true`) or not.
+    #[param(rename = "filter[active]")]
+    _active: Option<bool>,
+    /// Keys whose expiry has passed (`true`) or not.
+    #[param(rename = "filter[expired]")]
+    _expired: Option<bool>,
+    /// Keys whose `created_at` is after this RFC 3339 date-time.
+    #[param(rename = "filter[created_at][gt]")]
+    _created_at_gt: Option<chrono::DateTime<chrono::Utc>>,
+    /// Keys whose `created_at` is at or after this RFC 3339 date-time.
+    #[param(rename = "filter[created_at][gte]")]
+    _created_at_gte: Option<chrono::DateTime<chrono::Utc>>,
+    /// Keys whose `created_at` is before this RFC 3339 date-time.
+    #[param(rename = "filter[created_at][lt]")]
+    _created_at_lt: Option<chrono::DateTime<chrono::Utc>>,
+    /// Keys whose `created_at` is at or before this RFC 3339 date-time.
+    #[param(rename = "filter[created_at][lte]")]
+    _created_at_lte: Option<chrono::DateTime<chrono::Utc>>,
+    /// Keys whose `expires_at` is after this RFC 3339 date-time.
+    #[param(rename = "filter[expires_at][gt]")]
+    _expires_at_gt: Option<chrono::DateTime<chrono::Utc>>,
+    /// Keys whose `expires_at` is at or after this RFC 3339 date-time.
+    #[param(rename = "filter[expires_at][gte]")]
+    _expires_at_gte: Option<chrono::DateTime<chrono::Utc>>,
+    /// Keys whose `expires_at` is before this RFC 3339 date-time.
+    #[param(rename = "filter[expires_at][lt]")]
+    _expires_at_lt: Option<chrono::DateTime<chrono::Utc>>,
+    /// Keys whose `expires_at` is at or before this RFC 3339 date-time.
+    #[param(rename = "filter[expires_at][lte]")]
+    _expires_at_lte: Option<chrono::DateTime<chrono::Utc>>,
+    /// Keys whose `last_used_at` is after this RFC 3339 date-time.
+    #[param(rename = "filter[last_used_at][gt]")]
+    _last_used_at_gt: Option<chrono::DateTime<chrono::Utc>>,
+    /// Keys whose `last_used_at` is at or after this RFC 3339 date-time.
+    #[param(rename = "filter[last_used_at][gte]")]
+    _last_used_at_gte: Option<chrono::DateTime<chrono::Utc>>,
+    /// Keys whose `last_used_at` is before this RFC 3339 date-time.
+    #[param(rename = "filter[last_used_at][lt]")]
+    _last_used_at_lt: Option<chrono::DateTime<chrono::Utc>>,
+    /// Keys whose `last_used_at` is at or before this RFC 3339 date-time.
+    #[param(rename = "filter[last_used_at][lte]")]
+    _last_used_at_lte: Option<chrono::DateTime<chrono::Utc>>,
+    /// `name`, `kind`, `created_at`, `updated_at`, `expires_at` or `last_used_at`; `-` first
+    /// for descending. Default `created_at`.
+    #[param(rename = "sort")]
+    _sort: Option<String>,
 }
 
 fn parse_query(pairs: &[(String, String)]) -> Result<ListQuery, ApiError> {
@@ -100,6 +172,12 @@ fn time_filter(parameter: &str, value: &str) -> Result<(TimeField, Comparison, D
     Ok((field, comparison, at))
 }
 
+#[utoipa::path(get, path = "/v1/api_keys", tag = "api_keys", params(PageParameters, KeyFilters),
+    responses(
+        (status = 200, description = "The keys the caller may see, a page at a time (never a token)", body = ListDocument<resource::Resource>, content_type = "application/vnd.api+json"),
+        (status = 400, description = "A malformed or unknown query parameter, named in source.parameter", body = ErrorDocument, content_type = "application/vnd.api+json"),
+        (status = 401, description = "Missing, malformed, unknown, expired or revoked token", body = ErrorDocument, content_type = "application/vnd.api+json"),
+    ))]
 pub(super) async fn list(
     State(app): State<AppState>,
     Authenticated(caller): Authenticated,

@@ -9,6 +9,7 @@ mod auth;
 mod directory;
 mod errors;
 mod list;
+mod openapi;
 mod pagination;
 mod resource;
 
@@ -21,6 +22,9 @@ use axum::routing::get;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::service::Service;
 
@@ -44,16 +48,26 @@ fn document(status: StatusCode, body: Vec<u8>) -> Response {
     response
 }
 
-/// The whole API as one router.
+/// Every route of the API, each registered with its OpenAPI entry.
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(api_keys::create, list::list))
+        .routes(routes!(api_keys::show, api_keys::update, api_keys::revoke))
+        .routes(routes!(api_keys::rotate))
+        .routes(routes!(directory::me))
+        .routes(routes!(directory::roles))
+        .routes(routes!(directory::on_call_roles))
+        .routes(routes!(directory::teams))
+}
+
+/// The whole API as one router, with its OpenAPI document at `GET /openapi.json` (no token
+/// needed: it describes the API, not anyone's data).
 pub fn router(service: Arc<Service>, body_limit: usize) -> Router {
-    let routes = Router::new()
-        .route("/v1/api_keys", axum::routing::post(api_keys::create).get(list::list))
-        .route("/v1/api_keys/{id}", get(api_keys::show).put(api_keys::update).delete(api_keys::revoke))
-        .route("/v1/api_keys/{id}/rotate", axum::routing::post(api_keys::rotate))
-        .route("/v1/users/me", get(directory::me))
-        .route("/v1/roles", get(directory::roles))
-        .route("/v1/on_call_roles", get(directory::on_call_roles))
-        .route("/v1/teams", get(directory::teams))
+    let (routes, document) = api().split_for_parts();
+    // The document is plain data with string keys: serialization cannot fail.
+    let document = document.to_json().unwrap_or_default();
+    let routes = routes
+        .route("/openapi.json", get(move || async move { ([(header::CONTENT_TYPE, "application/json")], document) }))
         .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
         .with_state(AppState { service });

@@ -5,6 +5,7 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::Query;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::errors::ApiError;
 use crate::service::paging::{Paging, MAX_PAGE_SIZE};
@@ -12,6 +13,19 @@ use crate::service::paging::{Paging, MAX_PAGE_SIZE};
 /// The query string as (parameter, value) pairs, in order.
 pub(super) fn pairs(query: Result<Query<Vec<(String, String)>>, QueryRejection>) -> Result<Vec<(String, String)>, ApiError> {
     query.map(|Query(pairs)| pairs).map_err(|_| ApiError::bad_request("The query string is malformed."))
+}
+
+/// The page parameters every list takes, for the OpenAPI document (the handlers read the
+/// query by hand, to name a malformed parameter in the 400).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct PageParameters {
+    /// The page, from 1.
+    #[param(rename = "page[number]", minimum = 1, default = 1)]
+    _number: Option<usize>,
+    /// Items per page.
+    #[param(rename = "page[size]", minimum = 1, maximum = 100, default = 50)]
+    _size: Option<usize>,
 }
 
 /// Reads `parameter` into `paging` if it is `page[number]` or `page[size]`; `Ok(false)` for
@@ -49,27 +63,32 @@ pub(super) fn paging_only(pairs: &[(String, String)]) -> Result<Paging, ApiError
     Ok(paging)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Links {
     #[serde(rename = "self")]
     this: String,
     first: String,
+    #[schema(required = true)]
     prev: Option<String>,
+    #[schema(required = true)]
     next: Option<String>,
     last: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Meta {
     current_page: usize,
+    #[schema(required = true)]
     next_page: Option<usize>,
+    #[schema(required = true)]
     prev_page: Option<usize>,
     total_count: usize,
     total_pages: usize,
 }
 
-#[derive(Serialize)]
-struct ListDocument<T> {
+/// A page of a list, with links to the other pages.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ListDocument<T> {
     data: Vec<T>,
     links: Links,
     meta: Meta,

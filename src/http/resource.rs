@@ -5,6 +5,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use keyledger_projections::event::UserId;
 use keyledger_projections::keys_view::ApiKey;
 use serde::{Serialize, Serializer};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// RFC 3339 in UTC with `Z`; fractional digits only when there are any (at most 6, as the
@@ -24,39 +25,57 @@ fn optional_utc<S: Serializer>(at: &Option<DateTime<Utc>>, serializer: S) -> Res
     }
 }
 
-#[derive(Serialize)]
+/// Nullable attributes are always present (null when unset): generated SDKs that parse
+/// strictly treat a missing attribute as an error, so the schema marks them required.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ApiKeyAttributes)]
 struct Attributes<'a> {
     name: &'a str,
+    /// `personal`, `team` or `organization`.
+    #[schema(example = "personal")]
     kind: &'static str,
     #[serde(serialize_with = "utc")]
     created_at: DateTime<Utc>,
     #[serde(serialize_with = "utc")]
     updated_at: DateTime<Utc>,
+    #[schema(required = true)]
     description: Option<&'a str>,
+    #[schema(required = true)]
     role_id: Option<Uuid>,
+    #[schema(required = true)]
     on_call_role_id: Option<Uuid>,
+    #[schema(required = true)]
     group_id: Option<Uuid>,
+    #[schema(required = true)]
     user_id: Option<UserId>,
     #[serde(serialize_with = "utc")]
     expires_at: DateTime<Utc>,
     #[serde(serialize_with = "optional_utc")]
+    #[schema(required = true)]
     last_used_at: Option<DateTime<Utc>>,
     #[serde(serialize_with = "optional_utc")]
+    #[schema(required = true)]
     grace_period_ends_at: Option<DateTime<Utc>>,
+    /// The plaintext token: only in the responses of create and rotate, never again.
     #[serde(skip_serializing_if = "Option::is_none")]
     token: Option<&'a str>,
 }
 
-#[derive(Serialize)]
+/// An API key as a JSON:API resource object.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ApiKey)]
 pub struct Resource<'a> {
     id: Uuid,
+    /// Always `api_keys`.
     #[serde(rename = "type")]
+    #[schema(example = "api_keys")]
     kind: &'static str,
     attributes: Attributes<'a>,
 }
 
-#[derive(Serialize)]
-struct Document<'a> {
+#[derive(Serialize, ToSchema)]
+#[schema(as = ApiKeyDocument)]
+pub(super) struct Document<'a> {
     data: Resource<'a>,
 }
 

@@ -1,0 +1,130 @@
+//! The OpenAPI 3.1 document of the whole API, served at `GET /openapi.json`.
+//!
+//! Nothing here is written by hand but the overview: each route's entry comes from the
+//! `#[utoipa::path]` on its handler, registered together with the route itself
+//! ([`utoipa_axum::router::OpenApiRouter`]), so a route cannot exist without its entry; the
+//! response schemas are derived from the very types the handlers serialize.
+//!
+//! Request documents are the exception: handlers read them by hand to report every problem
+//! at once (a derived deserializer stops at the first), so their shapes are described by the
+//! types in [`requests`], which exist for this document.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+/// Name of the bearer-token security scheme (also spelled out in `security(...)` above).
+const BEARER: &str = "bearer";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "keyledger",
+        description = "The API-key resource of an incident-management platform's public REST API (JSON:API), \
+                       kept as an event-sourced, hash-chained ledger. Every call but this document's takes \
+                       `Authorization: Bearer <token>`; a plaintext token appears only in the responses of \
+                       create and rotate."
+    ),
+    modifiers(&BearerToken),
+    security(("bearer" = [])),
+    tags(
+        (name = "api_keys", description = "Create, list, show, update, revoke and rotate API keys."),
+        (name = "directory", description = "The caller's organization, read-only: who am I, roles, on-call roles, teams.")
+    )
+)]
+pub(super) struct ApiDoc;
+
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(BEARER, SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+/// The request documents, as the handlers read them.
+pub(super) mod requests {
+    #![expect(dead_code, reason = "read only by the OpenAPI derive; the handlers parse requests by hand")]
+
+    use serde::Deserialize;
+    use utoipa::ToSchema;
+
+    /// `POST /v1/api_keys`.
+    #[derive(Deserialize, ToSchema)]
+    pub(in crate::http) struct CreateApiKeyDocument {
+        data: CreateApiKeyData,
+    }
+
+    #[derive(Deserialize, ToSchema)]
+    struct CreateApiKeyData {
+        /// Always `api_keys`.
+        #[serde(rename = "type")]
+        #[schema(example = "api_keys")]
+        kind: String,
+        attributes: CreateApiKeyAttributes,
+    }
+
+    #[derive(Deserialize, ToSchema)]
+    struct CreateApiKeyAttributes {
+        /// Unique within its kind and scope, compared case-insensitively after trimming; at most 255 characters.
+        name: String,
+        /// `personal`, `team` or `organization`.
+        #[schema(example = "personal")]
+        kind: String,
+        /// Strictly in the future, at most 5 years from now.
+        expires_at: chrono::DateTime<chrono::Utc>,
+        /// At most 1000 characters.
+        description: Option<String>,
+        /// A team of the caller's organization (id or slug); team keys only.
+        group_id: Option<String>,
+        /// A role of the organization (id or slug); organization keys only.
+        role_id: Option<String>,
+        /// An on-call role of the organization (id or slug); organization keys only.
+        on_call_role_id: Option<String>,
+    }
+
+    /// `PUT /v1/api_keys/{id}`: only these attributes change; `kind`, `role_id`,
+    /// `on_call_role_id`, `group_id` and `token` are refused (rotate, or revoke and create anew).
+    #[derive(Deserialize, ToSchema)]
+    pub(in crate::http) struct UpdateApiKeyDocument {
+        data: UpdateApiKeyData,
+    }
+
+    #[derive(Deserialize, ToSchema)]
+    struct UpdateApiKeyData {
+        #[serde(rename = "type")]
+        #[schema(example = "api_keys")]
+        kind: String,
+        attributes: UpdateApiKeyAttributes,
+    }
+
+    #[derive(Deserialize, ToSchema)]
+    struct UpdateApiKeyAttributes {
+        name: Option<String>,
+        description: Option<String>,
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    }
+
+    /// `POST /v1/api_keys/{id}/rotate`; the body may be left out altogether.
+    #[derive(Deserialize, ToSchema)]
+    pub(in crate::http) struct RotateApiKeyDocument {
+        data: RotateApiKeyData,
+    }
+
+    #[derive(Deserialize, ToSchema)]
+    struct RotateApiKeyData {
+        #[serde(rename = "type")]
+        #[schema(example = "api_keys")]
+        kind: String,
+        attributes: RotateApiKeyAttributes,
+    }
+
+    #[derive(Deserialize, ToSchema)]
+    struct RotateApiKeyAttributes {
+        /// The new secret's expiry; default now + 90 days.
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+        /// How long the previous token keeps working: 0 (not at all) to 1440; default 30.
+        #[schema(minimum = 0, maximum = 1440, default = 30)]
+        grace_period_minutes: Option<u32>,
+    }
+}
