@@ -121,6 +121,29 @@ async fn no_plaintext_token_reaches_the_data_directory_or_the_log() {
     for token in cli_tokens.values() {
         let _ = get(token.clone(), uuid::Uuid::new_v4().to_string()).await;
     }
+    // Rotate every key twice: the second rotation retires the first token while the second
+    // is in its grace period; every token so far must still never reach disk or the log.
+    let mut rotated = Vec::new();
+    for (id, token) in &created {
+        let mut current = token.clone();
+        for grace in [30, 0] {
+            let resp = into_resp(
+                http.post(format!("{base}/v1/api_keys/{id}/rotate"))
+                    .bearer_auth(&current)
+                    .header("content-type", JSON_API)
+                    .body(json!({"data": {"type": "api_keys", "attributes": {"grace_period_minutes": grace}}}).to_string())
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(resp.status, 200, "{}", resp.text);
+            current = resp.token();
+            rotated.push(current.clone());
+        }
+        assert_eq!(get(current.clone(), id.clone()).await.status, 200);
+        assert_eq!(get(token.clone(), id.clone()).await.status, 401, "retired by the second rotation");
+    }
 
     // Stop cleanly so that everything buffered is flushed, then look at everything.
     let mut child = child.0.take().unwrap();
@@ -136,7 +159,7 @@ async fn no_plaintext_token_reaches_the_data_directory_or_the_log() {
     assert!(!files.is_empty(), "the data directory holds files");
     let total: usize = files.iter().map(|(_, bytes)| bytes.len()).sum();
     assert!(total > 0);
-    let all_tokens: Vec<&String> = created.iter().map(|(_, t)| t).chain(cli_tokens.values()).collect();
+    let all_tokens: Vec<&String> = created.iter().map(|(_, t)| t).chain(&rotated).chain(cli_tokens.values()).collect();
     for token in all_tokens {
         for (form, needle) in needles(token) {
             for (path, bytes) in &files {
