@@ -1,11 +1,12 @@
 //! The keys view: every key as the API shows it (minus `last_used_at`, which is not an event).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::creation_order::{Creation, CreationOrder};
 use crate::event::{Actor, ApiKeyKind, Event, UserId};
 use crate::projection::{decode, encode, positioned, split_positioned, Projection, RowError};
 use crate::RecordedEvent;
@@ -13,8 +14,22 @@ use crate::RecordedEvent;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct KeysView {
     keys: HashMap<Uuid, ApiKey>,
-    /// Each organization's keys, so that listing one tenant never walks another's.
-    by_organization: HashMap<Uuid, BTreeSet<Uuid>>,
+    /// Each organization's keys in creation order, whole and in [`Slice`]s, so that listing
+    /// one tenant never walks another's and a page of a large one is read, not sorted. A
+    /// derivation of `keys`, never persisted: `load_row` rebuilds it.
+    slices: HashMap<(Uuid, Slice), CreationOrder>,
+}
+
+/// A part of one organization's keys that the keys view keeps in creation order and counts:
+/// listing walks the narrowest one that holds every key a request can list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Slice {
+    All,
+    Kind(ApiKeyKind),
+    /// Keys of one kind whose `user_id` (a personal key's owner, another key's creator) is this.
+    User(ApiKeyKind, UserId),
+    /// Keys of one kind for this team (`group_id`).
+    Team(ApiKeyKind, Uuid),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -50,6 +65,23 @@ pub struct ApiKey {
 }
 
 impl ApiKey {
+    /// Where the key sorts in creation order; neither part ever changes.
+    pub fn creation(&self) -> Creation {
+        (self.created_at, self.position)
+    }
+
+    /// Every slice of its organization the key belongs to.
+    fn slices(&self) -> impl Iterator<Item = Slice> {
+        [
+            Some(Slice::All),
+            Some(Slice::Kind(self.kind)),
+            self.user_id.map(|user| Slice::User(self.kind, user)),
+            self.group_id.map(|team| Slice::Team(self.kind, team)),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
     /// Whether `digest` authenticates this key at `now`: its current token, or the previous
     /// one before its grace period ends. `blake3::Hash` compares in constant time.
     pub fn accepts(&self, digest: &blake3::Hash, now: DateTime<Utc>) -> bool {
@@ -72,25 +104,64 @@ impl KeysView {
         self.keys.values()
     }
 
-    /// The keys of one organization, in no particular order.
+    /// The keys of one organization, oldest first.
     pub fn of_organization(&self, organization_id: Uuid) -> impl Iterator<Item = &ApiKey> {
-        self.by_organization.get(&organization_id).into_iter().flatten().filter_map(|id| self.keys.get(id))
+        self.oldest_first(organization_id, Slice::All, 0)
     }
 
+    /// How many keys of the organization are in the slice.
+    pub fn count(&self, organization_id: Uuid, slice: Slice) -> usize {
+        self.slices.get(&(organization_id, slice)).map_or(0, CreationOrder::len)
+    }
+
+    /// The organization's keys in the slice by creation (`created_at`, ties by position),
+    /// the first `skip` left out without being looked at.
+    pub fn oldest_first(&self, organization_id: Uuid, slice: Slice, skip: usize) -> impl Iterator<Item = &ApiKey> {
+        let ids = self.slices.get(&(organization_id, slice)).map(|order| order.oldest_first(skip));
+        ids.into_iter().flatten().filter_map(|id| self.keys.get(&id))
+    }
+
+    /// Exactly the reverse of [`Self::oldest_first`].
+    pub fn newest_first(&self, organization_id: Uuid, slice: Slice, skip: usize) -> impl Iterator<Item = &ApiKey> {
+        let ids = self.slices.get(&(organization_id, slice)).map(|order| order.newest_first(skip));
+        ids.into_iter().flatten().filter_map(|id| self.keys.get(&id))
+    }
+
+    /// Adds or replaces a key; a replacement keeps its place unless it moved (it never does
+    /// by an event, but a loaded row may differ from what it replaces).
     fn insert(&mut self, key: ApiKey) {
-        self.by_organization.entry(key.organization_id).or_default().insert(key.id);
+        let same_place = |old: &ApiKey| {
+            old.organization_id == key.organization_id && old.creation() == key.creation() && old.slices().eq(key.slices())
+        };
+        match self.keys.get(&key.id) {
+            Some(old) if same_place(old) => {}
+            old => {
+                if old.is_some() {
+                    self.remove(&key.id);
+                }
+                let keys = &self.keys;
+                for slice in key.slices() {
+                    let order = self.slices.entry((key.organization_id, slice)).or_default();
+                    order.insert(key.id, key.creation(), |id| keys.get(id).map(ApiKey::creation));
+                }
+            }
+        }
         self.keys.insert(key.id, key);
     }
 
     fn remove(&mut self, id: &Uuid) -> Option<ApiKey> {
-        let key = self.keys.remove(id)?;
-        if let Some(ids) = self.by_organization.get_mut(&key.organization_id) {
-            ids.remove(id);
-            if ids.is_empty() {
-                self.by_organization.remove(&key.organization_id);
+        let keys = &self.keys;
+        let key = keys.get(id)?;
+        for slice in key.slices() {
+            let place = (key.organization_id, slice);
+            if let Some(order) = self.slices.get_mut(&place) {
+                order.remove(key.id, key.creation(), |id| keys.get(id).map(ApiKey::creation));
+                if order.is_empty() {
+                    self.slices.remove(&place);
+                }
             }
         }
-        Some(key)
+        self.keys.remove(id)
     }
 
     pub fn len(&self) -> usize {

@@ -5,6 +5,7 @@
 //! decides commands against a [`State`]. Because a projection is a deterministic fold, any
 //! of them can be rebuilt from the log at any time and compared with the live copy.
 
+pub mod creation_order;
 pub mod directory;
 pub mod event;
 pub mod expiry_schedule;

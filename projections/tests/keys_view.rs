@@ -4,9 +4,9 @@ mod support;
 
 use chrono::Duration;
 use keyledger_projections::event::ApiKeyCreated;
-use keyledger_projections::keys_view::KeysView;
+use keyledger_projections::keys_view::{KeysView, Slice};
 use keyledger_projections::projection::positioned;
-use keyledger_projections::{Actor, ApiKeyKind, Projection};
+use keyledger_projections::{Actor, ApiKeyKind, Event, Projection};
 use support::*;
 
 #[test]
@@ -327,4 +327,90 @@ fn the_end_of_a_grace_period_forgets_the_token_and_the_moment() {
 
     assert_eq!(key.previous_token_digest, None);
     assert_eq!(key.grace_period_ends_at, None, "non-null only while a previous token still works");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Slices: each organization's keys in creation order, whole and by kind, user and team
+
+fn names_in(view: &KeysView, org: uuid::Uuid, slice: Slice) -> Vec<String> {
+    view.oldest_first(org, slice, 0).map(|k| k.name.clone()).collect()
+}
+
+fn a_mixed_organization() -> Vec<Event> {
+    vec![
+        created(personal_key(org_a(), id(0x100), 7, "p7")),
+        created(team_key(org_a(), id(0x101), id(0x50), id(0x201), "t50")),
+        created(personal_key(org_b(), id(0x102), 7, "other tenant")),
+        created(organization_key(org_a(), id(0x103), id(0x203), "o")),
+        created(personal_key(org_a(), id(0x104), 8, "p8")),
+        created(personal_key(org_a(), id(0x105), 7, "p7 again")),
+    ]
+}
+
+#[test]
+fn slices_hold_an_organizations_keys_oldest_first_and_count_them() {
+    let view: KeysView = fold(a_mixed_organization());
+
+    assert_eq!(names_in(&view, org_a(), Slice::All), ["p7", "t50", "o", "p8", "p7 again"], "never another tenant's");
+    assert_eq!(names_in(&view, org_a(), Slice::Kind(ApiKeyKind::Personal)), ["p7", "p8", "p7 again"]);
+    assert_eq!(names_in(&view, org_a(), Slice::User(ApiKeyKind::Personal, 7)), ["p7", "p7 again"]);
+    assert_eq!(names_in(&view, org_a(), Slice::User(ApiKeyKind::Team, 1)), ["t50"], "a team key's creator");
+    assert_eq!(names_in(&view, org_a(), Slice::Team(ApiKeyKind::Team, id(0x50))), ["t50"]);
+    assert_eq!(view.count(org_a(), Slice::All), 5);
+    assert_eq!(view.count(org_a(), Slice::Kind(ApiKeyKind::Team)), 1);
+    assert_eq!(view.count(org_a(), Slice::Team(ApiKeyKind::Team, id(0x51))), 0);
+    assert_eq!(view.count(org_b(), Slice::User(ApiKeyKind::Personal, 7)), 1);
+}
+
+#[test]
+fn a_walk_skips_from_either_end() {
+    let view: KeysView = fold(a_mixed_organization());
+
+    let newest: Vec<String> = view.newest_first(org_a(), Slice::All, 1).map(|k| k.name.clone()).collect();
+    assert_eq!(newest, ["p8", "o", "t50", "p7"]);
+    let oldest: Vec<String> = view.oldest_first(org_a(), Slice::All, 3).map(|k| k.name.clone()).collect();
+    assert_eq!(oldest, ["p8", "p7 again"]);
+    assert_eq!(view.oldest_first(org_a(), Slice::All, 9).count() + view.newest_first(org_a(), Slice::All, 5).count(), 0);
+}
+
+#[test]
+fn creation_order_is_created_at_then_position_even_when_the_clock_stepped_back() {
+    let mut view = KeysView::default();
+    let mut touched = Vec::new();
+    for (position, name, seconds) in [(1, "first", 10), (2, "clock stepped back", 5), (3, "same instant, later", 10)] {
+        let mut event = recorded(position, created(personal_key(org_a(), id(0x100 + u128::from(position)), 7, name)));
+        event.recorded_at = log_start() + Duration::seconds(seconds);
+        view.apply(&event, &mut touched);
+    }
+
+    assert_eq!(names_in(&view, org_a(), Slice::All), ["clock stepped back", "first", "same instant, later"]);
+}
+
+#[test]
+fn a_revoked_key_leaves_every_slice_and_changes_move_none() {
+    let revoked = personal_key(org_a(), id(0x104), 8, "p8");
+    let mut events = a_mixed_organization();
+    events.push(rotated(org_a(), id(0x100), "token-a", "token-b", None, None));
+    events.push(Event::ApiKeyRevoked(revocation_of(revoked)));
+    let view: KeysView = fold(events);
+
+    assert_eq!(names_in(&view, org_a(), Slice::All), ["p7", "t50", "o", "p7 again"]);
+    assert_eq!(view.count(org_a(), Slice::User(ApiKeyKind::Personal, 8)), 0);
+    assert_eq!(view.count(org_a(), Slice::Kind(ApiKeyKind::Personal)), 2);
+}
+
+#[test]
+fn rows_loaded_in_any_order_and_again_give_the_same_slices() {
+    let original: KeysView = fold(a_mixed_organization());
+    let mut rows: Vec<String> = original.row_keys();
+    rows.reverse();
+    let mut loaded = KeysView::default();
+    for key in rows.iter().chain(&rows) {
+        let value = original.encode_row(key).unwrap_or_default();
+        loaded.load_row(key, &value).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    assert_eq!(loaded, original);
+    assert_eq!(names_in(&loaded, org_a(), Slice::All), names_in(&original, org_a(), Slice::All));
+    assert_eq!(loaded.count(org_a(), Slice::User(ApiKeyKind::Personal, 7)), 2, "a row loaded twice is one key");
 }

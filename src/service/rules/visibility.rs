@@ -2,8 +2,10 @@
 //! exist ("Not found or unauthorized"), and nothing is ever visible across organizations.
 
 use keyledger_projections::directory::Organization;
+use keyledger_projections::event::UserId;
 use keyledger_projections::keys_view::ApiKey;
 use keyledger_projections::{ApiKeyKind, Permission};
+use uuid::Uuid;
 
 use super::caller::{Caller, Identity};
 
@@ -44,6 +46,46 @@ pub fn can_see(caller: &Caller, org: &Organization, key: &ApiKey) -> bool {
         }
         Identity::ServiceAccount { .. } => false,
     }
+}
+
+/// A part of the caller's organization: the keys with every field that is given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Part {
+    pub kind: Option<ApiKeyKind>,
+    pub user_id: Option<UserId>,
+    pub group_id: Option<Uuid>,
+}
+
+impl Part {
+    pub fn contains(&self, key: &ApiKey) -> bool {
+        self.kind.is_none_or(|kind| key.kind == kind)
+            && self.user_id.is_none_or(|user| key.user_id == Some(user))
+            && self.group_id.is_none_or(|team| key.group_id == Some(team))
+    }
+}
+
+/// What [`can_see`] lets the caller see besides its own key, as disjoint parts of its
+/// organization, so that a list can walk those instead of asking about every key.
+pub fn visible_parts(caller: &Caller, org: &Organization) -> Vec<Part> {
+    if org.id != caller.organization_id {
+        return Vec::new();
+    }
+    if caller.is_organization_admin(org) {
+        return vec![Part::default()];
+    }
+    match &caller.identity {
+        Identity::User { user_id, .. } if caller.has_permission(org, Permission::Read) => {
+            let personal = Part { kind: Some(ApiKeyKind::Personal), user_id: Some(*user_id), group_id: None };
+            let administered = org.teams.keys().filter(|team| caller.administers_team(org, **team));
+            std::iter::once(personal).chain(administered.map(|team| team_part(*team))).collect()
+        }
+        Identity::ServiceAccount { kind: ApiKeyKind::Team, group_id: Some(team), .. } => vec![team_part(*team)],
+        Identity::User { .. } | Identity::ServiceAccount { .. } => Vec::new(),
+    }
+}
+
+fn team_part(team: Uuid) -> Part {
+    Part { kind: Some(ApiKeyKind::Team), user_id: None, group_id: Some(team) }
 }
 
 #[cfg(test)]
@@ -106,5 +148,27 @@ mod tests {
         let mut given = Given::acme_and_globex();
         let key = create(&mut given, "hank@globex.test", attributes("organization", "globex wide"));
         assert_eq!(seen_by(&given, key), ["hank"]);
+    }
+
+    #[test]
+    fn the_visible_parts_hold_exactly_what_each_caller_may_see_besides_its_own_key() {
+        let mut given = Given::acme_and_globex();
+        let mut keys = vec![
+            create(&mut given, "carol@acme.test", NewApiKey { group_id: Some(PLATFORM.into()), ..attributes("team", "t") }),
+            create(&mut given, "carol@acme.test", attributes("personal", "p")),
+            create(&mut given, "alice@acme.test", attributes("organization", "o")),
+            create(&mut given, "hank@globex.test", attributes("organization", "globex wide")),
+        ];
+        keys.extend(given.state.keys.iter().map(|key| key.id));
+        let callers = keys.iter().filter_map(|id| resolve(&given.state, *id, now()));
+        for caller in callers {
+            let org = given.state.directory.organization(caller.organization_id).unwrap();
+            let parts = visible_parts(&caller, org);
+            for key in given.state.keys.iter() {
+                let in_parts = key.organization_id == caller.organization_id && parts.iter().any(|part| part.contains(key));
+                assert_eq!(can_see(&caller, org, key), in_parts || key.id == caller.api_key_id, "{caller:?} and {key:?}");
+                assert!(parts.iter().filter(|part| part.contains(key)).count() <= 1, "disjoint parts");
+            }
+        }
     }
 }
