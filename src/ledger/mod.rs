@@ -8,6 +8,7 @@
 
 pub mod chain;
 pub mod checkpoint;
+pub mod envelope;
 pub mod journal;
 pub mod sled_store;
 pub mod transfer;
