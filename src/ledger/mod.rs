@@ -85,8 +85,8 @@ pub trait Storage: Send + Sync {
     /// The last stored event, if any.
     fn last_event(&self) -> Result<Option<StoredEvent>, LedgerError>;
 
-    /// Every journaled row change, in commit order.
-    fn journal(&self) -> Box<dyn Iterator<Item = Result<Vec<RowChange>, LedgerError>> + '_>;
+    /// Every journal record (the row changes of one commit each), in commit order.
+    fn journal(&self) -> Box<dyn Iterator<Item = Result<journal::Record, LedgerError>> + '_>;
 
     /// The position a projection's stored rows reflect (0: none).
     fn checkpoint(&self, projection: &str) -> Result<u64, LedgerError>;

@@ -295,7 +295,7 @@ impl Storage for SledStorage {
         }
     }
 
-    fn journal(&self) -> Box<dyn Iterator<Item = Result<Vec<RowChange>, LedgerError>> + '_> {
+    fn journal(&self) -> Box<dyn Iterator<Item = Result<journal::Record, LedgerError>> + '_> {
         let bounds = self.meta(JOURNAL_FLOOR).and_then(|floor| Ok((floor.unwrap_or(0), self.meta(JOURNAL_PENDING)?.unwrap_or(u64::MAX))));
         let (floor, end) = match bounds {
             Ok(bounds) => bounds,
@@ -318,7 +318,7 @@ impl Storage for SledStorage {
                     bytes.extend_from_slice(&piece);
                 }
             }
-            Some(journal::decode(&bytes, record))
+            Some(Ok(journal::Record { number: record, bytes }))
         }))
     }
 
@@ -398,7 +398,7 @@ mod tests {
     }
 
     fn journal_rows(storage: &SledStorage) -> Vec<RowChange> {
-        storage.journal().flat_map(|r| r.unwrap_or_else(|e| panic!("{e}"))).collect()
+        storage.journal().flat_map(|r| r.and_then(|record| record.changes()).unwrap_or_else(|e| panic!("{e}"))).collect()
     }
 
     #[test]

@@ -20,6 +20,7 @@ use keyledger_projections::{RecordedEvent, State};
 use crate::ledger::chain::Replay;
 use crate::ledger::transfer::Projector;
 use crate::ledger::{head_at, ChainHead, LedgerError, RowChange, Storage};
+use crate::service::recovery::load_journal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
@@ -59,8 +60,8 @@ const FOLD_BATCH: usize = 1024;
 /// how many events are folded so far.
 ///
 /// Three things run at once, because each costs about the same and the machine has more
-/// than one core: loading the journal into the live copy, reading and checking the log, and
-/// folding the checked events into the fresh copy. A projection whose checkpoint is behind
+/// than one core: loading the journal into the live copy ([`load_journal`], itself two
+/// threads), reading and checking the log, and folding the checked events into the fresh copy. A projection whose checkpoint is behind
 /// the log is then caught up in memory, as `load_state` would at start (normally none is).
 pub fn build(storage: &dyn Storage, progress: &mut dyn FnMut(u64)) -> Result<Rebuilt, LedgerError> {
     let checkpoints = PROJECTIONS.iter().map(|p| Ok((*p, storage.checkpoint(p)?))).collect::<Result<Vec<_>, LedgerError>>()?;
@@ -79,20 +80,6 @@ pub fn build(storage: &dyn Storage, progress: &mut dyn FnMut(u64)) -> Result<Reb
 
 fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T, LedgerError>>) -> Result<T, LedgerError> {
     handle.join().unwrap_or_else(|_| Err(LedgerError::Storage("a rebuild thread panicked".into())))
-}
-
-/// The stored rows, as `load_state` reads them (without its catch-up, which would write).
-fn load_journal(storage: &dyn Storage) -> Result<State, LedgerError> {
-    let mut live = State::default();
-    for record in storage.journal() {
-        for change in record? {
-            match change.value {
-                Some(value) => live.load_row(&change.projection, &change.key, &value)?,
-                None => live.unload_row(&change.projection, &change.key),
-            }
-        }
-    }
-    Ok(live)
 }
 
 /// Every event folded into a fresh state: one thread reads and checks the chain, this one
