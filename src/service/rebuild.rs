@@ -275,23 +275,20 @@ fn rows_of<'a>(state: &'a State, projection: &'static str) -> impl Iterator<Item
     })
 }
 
-/// Swaps the fresh rows of `projections` in, atomically: the new journal is one record with
-/// every row of the fresh `projections` and the live rows of every other projection, and all
-/// checkpoints at the log's head (the live copies were caught up to it by [`build`]). A crash
+/// Swaps the fresh rows of `projections` in, atomically: the new journal holds every row of
+/// the fresh `projections` and the live rows of every other projection, encoded as they are
+/// written, and all checkpoints at the log's head (the live copies were caught up to it by [`build`]). A crash
 /// halfway leaves the old journal as it was ([`Storage::replace_journal`]). Returns the
 /// number of rows written.
 ///
 /// Nothing outside the journal and the checkpoints is touched: the events stay as they are.
 pub fn swap_in(storage: &dyn Storage, rebuilt: &Rebuilt, projections: &[&'static str]) -> Result<usize, LedgerError> {
-    let mut rows = Vec::new();
-    for projection in PROJECTIONS {
+    let mut rows = PROJECTIONS.into_iter().flat_map(|projection| {
         let source = if projections.contains(&projection) { &rebuilt.fresh } else { &rebuilt.live };
-        rows.extend(rows_of(source, projection));
-    }
-    let count = rows.len();
+        rows_of(source, projection)
+    });
     let checkpoints = PROJECTIONS.iter().map(|p| (*p, rebuilt.head())).collect();
-    storage.replace_journal(rows, checkpoints)?;
-    Ok(count)
+    storage.replace_journal(&mut rows, checkpoints)
 }
 
 /// Every projection folded afresh, event by event, as an import reads them: the import
@@ -423,7 +420,7 @@ mod tests {
         let (_dir, storage) = initialized();
         let expected = load_state(&*storage).unwrap();
         // Every row gone and every checkpoint at zero: as if all projections were new.
-        storage.replace_journal(Vec::new(), PROJECTIONS.iter().map(|p| (*p, 0)).collect()).unwrap();
+        storage.replace_journal(&mut std::iter::empty(), PROJECTIONS.iter().map(|p| (*p, 0)).collect()).unwrap();
         let rebuilt = build(&*storage, &mut |_| {}).unwrap();
         assert!(compare(&rebuilt.fresh, &rebuilt.live, &PROJECTIONS, 10).is_clean());
         assert_eq!(rebuilt.live, expected);
