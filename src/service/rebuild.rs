@@ -61,8 +61,9 @@ const FOLD_BATCH: usize = 1024;
 ///
 /// Three things run at once, because each costs about the same and the machine has more
 /// than one core: loading the journal into the live copy ([`load_journal`], itself two
-/// threads), reading and checking the log, and folding the checked events into the fresh copy. A projection whose checkpoint is behind
-/// the log is then caught up in memory, as `load_state` would at start (normally none is).
+/// threads), reading and checking the log, and folding the checked events into the fresh
+/// copy. A projection whose checkpoint is behind the log is then caught up in memory, as
+/// `load_state` would at start (normally none is).
 pub fn build(storage: &dyn Storage, progress: &mut dyn FnMut(u64)) -> Result<Rebuilt, LedgerError> {
     let checkpoints = PROJECTIONS.iter().map(|p| Ok((*p, storage.checkpoint(p)?))).collect::<Result<Vec<_>, LedgerError>>()?;
     let (live, fresh) = std::thread::scope(|scope| {
@@ -277,9 +278,9 @@ fn rows_of<'a>(state: &'a State, projection: &'static str) -> impl Iterator<Item
 
 /// Swaps the fresh rows of `projections` in, atomically: the new journal holds every row of
 /// the fresh `projections` and the live rows of every other projection, encoded as they are
-/// written, and all checkpoints at the log's head (the live copies were caught up to it by [`build`]). A crash
-/// halfway leaves the old journal as it was ([`Storage::replace_journal`]). Returns the
-/// number of rows written.
+/// written, and all checkpoints at the log's head (the live copies were caught up to it by
+/// [`build`]). A crash halfway leaves the old journal as it was
+/// ([`Storage::replace_journal`]). Returns the number of rows written.
 ///
 /// Nothing outside the journal and the checkpoints is touched: the events stay as they are.
 pub fn swap_in(storage: &dyn Storage, rebuilt: &Rebuilt, projections: &[&'static str]) -> Result<usize, LedgerError> {
