@@ -55,7 +55,7 @@ pub fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
         writing.finish_and_clear();
         let rows = rows?;
         println!(
-            "swapped in fresh {} from {head} event(s): {} difference(s) repaired; the journal now holds {rows} row(s) in one record",
+            "swapped in fresh {} from {head} event(s): {} difference(s) repaired; the journal now holds {rows} row(s), compacted",
             selected.join(", "),
             report.total()
         );

@@ -10,7 +10,7 @@ use keyledger_projections::event::DecodeError;
 use keyledger_projections::{Actor, Event, RecordedEvent};
 use serde::{Deserialize, Serialize};
 
-use super::LedgerError;
+use super::{envelope, LedgerError};
 
 /// The position and hash of the last event in the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +91,26 @@ pub fn open(stored: &StoredEvent, prev: ChainHead) -> Result<RecordedEvent, Ledg
             stored.hash
         )));
     }
+    open_linked(stored, prev)
+}
+
+/// Decodes `stored`, whose hash is known to be `blake3(prev.hash ‖ canonical)`, and checks
+/// that its envelope names its position and `prev`'s hash.
+///
+/// Envelopes of the current schema are read in one pass ([`envelope::read`]); anything else
+/// (an older payload version to upcast, or damage to explain) goes through
+/// [`decode_with_upcast`], which gives the verdict and the reason.
+pub fn open_linked(stored: &StoredEvent, prev: ChainHead) -> Result<RecordedEvent, LedgerError> {
+    if let Some(read) = envelope::read(&stored.canonical).filter(|read| read.is_current_at(stored.position, &prev.hash)) {
+        return Ok(read.into_recorded());
+    }
+    decode_with_upcast(stored, prev)
+}
+
+/// The reference decoding: the payload as a `serde_json::Value` through `Event::decode`,
+/// which upcasts old payload versions and names what is wrong.
+pub fn decode_with_upcast(stored: &StoredEvent, prev: ChainHead) -> Result<RecordedEvent, LedgerError> {
+    let corrupt = |reason: String| LedgerError::Corrupt { position: stored.position, reason };
     let envelope: Envelope = serde_json::from_slice(&stored.canonical)
         .map_err(|e| corrupt(format!("envelope does not decode: {e}")))?;
     if envelope.position != stored.position {

@@ -39,6 +39,54 @@ pub fn encode(changes: &[RowChange]) -> Vec<u8> {
     out
 }
 
+/// One journal record as stored: the row changes of one commit (or one part of a replaced
+/// journal), still framed. Rows are read from it in place, so loading millions of rows at
+/// start allocates nothing per row here.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// The record's sequence number, which names it in errors.
+    pub number: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// One row change, borrowed from its [`Record`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Row<'a> {
+    pub projection: &'a str,
+    pub key: &'a str,
+    /// The row's new encoding, or `None` when the row is gone.
+    pub value: Option<&'a [u8]>,
+}
+
+impl Row<'_> {
+    pub fn to_change(self) -> RowChange {
+        RowChange { projection: self.projection.to_owned(), key: self.key.to_owned(), value: self.value.map(<[u8]>::to_vec) }
+    }
+}
+
+impl Record {
+    /// The row changes, in the order they were made.
+    pub fn rows(&self) -> impl Iterator<Item = Result<Row<'_>, LedgerError>> {
+        let mut reader = Reader { bytes: &self.bytes, at: 0, record: self.number };
+        std::iter::from_fn(move || {
+            if reader.at >= reader.bytes.len() {
+                return None;
+            }
+            let row = reader.row();
+            if row.is_err() {
+                // Nothing after a framing error can be trusted.
+                reader.at = reader.bytes.len();
+            }
+            Some(row)
+        })
+    }
+
+    /// The row changes, owned.
+    pub fn changes(&self) -> Result<Vec<RowChange>, LedgerError> {
+        self.rows().map(|row| row.map(Row::to_change)).collect()
+    }
+}
+
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
@@ -62,32 +110,26 @@ impl<'a> Reader<'a> {
         Ok(u32::from_be_bytes(buf) as usize)
     }
 
-    fn text(&mut self, n: usize) -> Result<String, LedgerError> {
+    fn text(&mut self, n: usize) -> Result<&'a str, LedgerError> {
         let record = self.record;
-        String::from_utf8(self.take(n)?.to_vec())
+        std::str::from_utf8(self.take(n)?)
             .map_err(|_| LedgerError::Corrupt { position: record, reason: "a projection journal key is not UTF-8".into() })
     }
-}
 
-/// Decodes a record written by [`encode`]; `record` names it in errors.
-pub fn decode(bytes: &[u8], record: u64) -> Result<Vec<RowChange>, LedgerError> {
-    let mut reader = Reader { bytes, at: 0, record };
-    let mut changes = Vec::new();
-    while reader.at < bytes.len() {
-        let name_len = usize::from(reader.take(1)?[0]);
-        let projection = reader.text(name_len)?;
-        let key_len = reader.len()?;
-        let key = reader.text(key_len)?;
-        let value = match reader.take(1)?[0] {
+    fn row(&mut self) -> Result<Row<'a>, LedgerError> {
+        let name_len = usize::from(self.take(1)?[0]);
+        let projection = self.text(name_len)?;
+        let key_len = self.len()?;
+        let key = self.text(key_len)?;
+        let value = match self.take(1)?[0] {
             0 => None,
             _ => {
-                let value_len = reader.len()?;
-                Some(reader.take(value_len)?.to_vec())
+                let value_len = self.len()?;
+                Some(self.take(value_len)?)
             }
         };
-        changes.push(RowChange { projection, key, value });
+        Ok(Row { projection, key, value })
     }
-    Ok(changes)
 }
 
 #[cfg(test)]
@@ -101,14 +143,16 @@ mod tests {
             RowChange { projection: "name_index".into(), key: "n/é".into(), value: None },
             RowChange { projection: "expiry_schedule".into(), key: "k".into(), value: Some(Vec::new()) },
         ];
-        assert_eq!(decode(&encode(&changes), 1).unwrap(), changes);
+        assert_eq!(Record { number: 1, bytes: encode(&changes) }.changes().unwrap(), changes);
     }
 
     #[test]
     fn a_truncated_record_is_corrupt_not_a_panic() {
         let bytes = encode(&[RowChange { projection: "keys".into(), key: "k".into(), value: Some(vec![1; 10]) }]);
         for cut in 1..bytes.len() {
-            assert!(decode(&bytes[..cut], 7).is_err(), "cut at {cut}");
+            let record = Record { number: 7, bytes: bytes[..cut].to_vec() };
+            assert!(record.changes().is_err(), "cut at {cut}");
+            assert_eq!(record.rows().count(), 1, "no row is read after a broken one (cut at {cut})");
         }
     }
 }

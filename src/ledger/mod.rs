@@ -8,6 +8,7 @@
 
 pub mod chain;
 pub mod checkpoint;
+pub mod envelope;
 pub mod journal;
 pub mod sled_store;
 pub mod transfer;
@@ -84,19 +85,21 @@ pub trait Storage: Send + Sync {
     /// The last stored event, if any.
     fn last_event(&self) -> Result<Option<StoredEvent>, LedgerError>;
 
-    /// Every journaled row change, in commit order.
-    fn journal(&self) -> Box<dyn Iterator<Item = Result<Vec<RowChange>, LedgerError>> + '_>;
+    /// Every journal record (the row changes of one commit each), in commit order.
+    fn journal(&self) -> Box<dyn Iterator<Item = Result<journal::Record, LedgerError>> + '_>;
 
     /// The position a projection's stored rows reflect (0: none).
     fn checkpoint(&self, projection: &str) -> Result<u64, LedgerError>;
 
-    /// Replaces the whole projection journal by one record holding `rows` (every row of
-    /// every projection, as they should now be) and stores `checkpoints`, atomically and
-    /// durably: after a crash either the old journal or the new one is there, never a mix.
+    /// Replaces the whole projection journal by `rows` (every row of every projection, as
+    /// they should now be) and stores `checkpoints`, atomically and durably: after a crash
+    /// either the old journal or the new one is there, never a mix. Returns the number of
+    /// rows written.
     ///
     /// This is how `rebuild` swaps fresh projections in, and it compacts the journal (one
-    /// record instead of one per commit ever made). The events are untouched.
-    fn replace_journal(&self, rows: Vec<RowChange>, checkpoints: Vec<(&'static str, u64)>) -> Result<(), LedgerError>;
+    /// row per entity instead of one per change ever made). The events are untouched. `rows`
+    /// is drawn as it is written: a million keys' rows held at once would cost gigabytes.
+    fn replace_journal(&self, rows: &mut dyn Iterator<Item = RowChange>, checkpoints: Vec<(&'static str, u64)>) -> Result<usize, LedgerError>;
 }
 
 /// When each key was last used: a hint kept apart from the log, because a use is not a

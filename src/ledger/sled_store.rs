@@ -295,7 +295,7 @@ impl Storage for SledStorage {
         }
     }
 
-    fn journal(&self) -> Box<dyn Iterator<Item = Result<Vec<RowChange>, LedgerError>> + '_> {
+    fn journal(&self) -> Box<dyn Iterator<Item = Result<journal::Record, LedgerError>> + '_> {
         let bounds = self.meta(JOURNAL_FLOOR).and_then(|floor| Ok((floor.unwrap_or(0), self.meta(JOURNAL_PENDING)?.unwrap_or(u64::MAX))));
         let (floor, end) = match bounds {
             Ok(bounds) => bounds,
@@ -318,7 +318,7 @@ impl Storage for SledStorage {
                     bytes.extend_from_slice(&piece);
                 }
             }
-            Some(journal::decode(&bytes, record))
+            Some(Ok(journal::Record { number: record, bytes }))
         }))
     }
 
@@ -333,16 +333,25 @@ impl Storage for SledStorage {
     /// stores the checkpoints. A crash before the switch leaves the old journal in force (and
     /// [`SledStorage::open`] discards the partial new one); a crash after it leaves the new
     /// one in force with old records below the floor, deleted at the next open.
-    fn replace_journal(&self, rows: Vec<RowChange>, checkpoints: Vec<(&'static str, u64)>) -> Result<(), LedgerError> {
+    fn replace_journal(&self, rows: &mut dyn Iterator<Item = RowChange>, checkpoints: Vec<(&'static str, u64)>) -> Result<usize, LedgerError> {
         let old_floor = self.meta(JOURNAL_FLOOR)?.unwrap_or(0);
         let first = self.next_record.fetch_add(1, Ordering::Relaxed);
         // The marker goes first: sled recovers a prefix of what was applied, so any record of
         // the replacement that survives a crash comes with it, and open() discards them.
         self.ledger.insert(meta_key(JOURNAL_PENDING), &first.to_be_bytes()).map_err(storage_error)?;
-        for (i, chunk) in rows.chunks(ROWS_PER_RECORD).enumerate() {
-            let record = if i == 0 { first } else { self.next_record.fetch_add(1, Ordering::Relaxed) };
+        let mut written = 0;
+        let mut record = first;
+        loop {
+            let chunk: Vec<RowChange> = (&mut *rows).take(ROWS_PER_RECORD).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            if written > 0 {
+                record = self.next_record.fetch_add(1, Ordering::Relaxed);
+            }
+            written += chunk.len();
             let mut batch = sled::Batch::default();
-            for (piece, bytes) in (0u32..).zip(journal::encode(chunk).chunks(journal::PIECE_BYTES)) {
+            for (piece, bytes) in (0u32..).zip(journal::encode(&chunk).chunks(journal::PIECE_BYTES)) {
                 batch.insert(&journal_key(record, piece), bytes);
             }
             self.ledger.apply_batch(batch).map_err(storage_error)?;
@@ -357,7 +366,8 @@ impl Storage for SledStorage {
         self.ledger.apply_batch(switch).map_err(storage_error)?;
         self.sync()?;
         self.remove_records(old_floor, first)?;
-        self.sync()
+        self.sync()?;
+        Ok(written)
     }
 
 }
@@ -398,7 +408,7 @@ mod tests {
     }
 
     fn journal_rows(storage: &SledStorage) -> Vec<RowChange> {
-        storage.journal().flat_map(|r| r.unwrap_or_else(|e| panic!("{e}"))).collect()
+        storage.journal().flat_map(|r| r.and_then(|record| record.changes()).unwrap_or_else(|e| panic!("{e}"))).collect()
     }
 
     #[test]
@@ -410,7 +420,8 @@ mod tests {
             storage.commit(commit).unwrap_or_else(|e| panic!("{e}"));
         }
         let fresh: Vec<RowChange> = (0..ROWS_PER_RECORD + 5).map(|i| row(&format!("new{i}"), "y")).collect();
-        storage.replace_journal(fresh.clone(), vec![("keys", 9)]).unwrap_or_else(|e| panic!("{e}"));
+        let written = storage.replace_journal(&mut fresh.clone().into_iter(), vec![("keys", 9)]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(written, fresh.len());
         assert_eq!(journal_rows(&storage), fresh, "only the new generation, in order, across several records");
         assert_eq!(storage.checkpoint("keys").ok(), Some(9));
         assert_eq!(storage.ledger.range(journal_key(0, 0)..journal_key(storage.meta(JOURNAL_FLOOR).ok().flatten().unwrap_or(0), 0)).count(), 0);

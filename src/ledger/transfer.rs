@@ -384,7 +384,7 @@ mod tests {
         assert_eq!(imported.events, 25);
         assert_eq!(export_of(&target), exported);
         let storage = SledStorage::open_existing(&target).unwrap();
-        let rows: Vec<RowChange> = storage.journal().flat_map(Result::unwrap).collect();
+        let rows: Vec<RowChange> = storage.journal().flat_map(|record| record.and_then(|r| r.changes()).unwrap()).collect();
         assert_eq!(rows.len(), 25, "every row the projector yields is journaled");
         assert_eq!(storage.checkpoint("counting").unwrap(), 25);
         drop(storage);

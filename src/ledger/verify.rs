@@ -12,27 +12,20 @@
 //!   a chunk starts by reading the event before its first one. The first broken link is the
 //!   failure with the lowest position: a chunk is skipped only when it starts after a failure
 //!   already found, so every chunk before that failure has been checked.
-//! - Decoding is the expensive part. The fast path reads the envelope in one pass over the
-//!   stored bytes, borrowing its strings, and deserializes the payload straight into its event
-//!   type (the same serde representation `Event::decode` goes through, minus the intermediate
-//!   `serde_json::Value`). Only when the fast path fails, or the payload is of an older schema
-//!   version than the one it decoded into, does [`chain::open`] — the path the service itself
-//!   replays with, through `Event::decode` and its upcasting — give the verdict and the reason.
-//!   So the fast path can only ever say "valid" where `chain::open` would too.
+//! - Decoding is the expensive part. Like [`chain::open`], it reads the envelope in one pass
+//!   ([`envelope::read`]) and leaves anything that is not a current-schema envelope of the
+//!   right position and `prev_hash` to [`chain::decode_with_upcast`], which upcasts or names
+//!   what is wrong; unlike it, it keeps no owned copy of the event, since only the proof that
+//!   it decodes is needed.
 //!
 //! [`Replay`]: super::chain::Replay
 
-use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use chrono::{DateTime, Utc};
-use keyledger_projections::{Actor, Event};
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, IntoDeserializer, MapAccess, Visitor};
-use serde::Deserialize;
-
 use super::chain::{self, ChainHead};
+use super::envelope;
 use super::{LedgerError, Storage, StoredEvent};
 
 /// Positions per unit of work. Large enough that reading the event before a chunk is noise,
@@ -207,19 +200,14 @@ fn check_event(event: &StoredEvent, prev: ChainHead) -> Result<(), VerifyError> 
             computed,
         });
     }
-    // One UTF-8 check of the whole envelope is cheaper than one per string.
-    let envelope = std::str::from_utf8(&event.canonical).ok().and_then(|text| serde_json::from_str::<FastEnvelope>(text).ok());
-    if let Some(envelope) = envelope {
-        if envelope.position == event.position
-            && envelope.prev_hash.as_bytes() == prev.hash.to_hex().as_bytes()
-            && envelope.event.schema_version() == envelope.schema_version
-        {
-            return Ok(());
-        }
+    // What `chain::open_linked` does, without an owned copy of the event: only the proof
+    // that it decodes is needed.
+    if envelope::read(&event.canonical).is_some_and(|read| read.is_current_at(event.position, &prev.hash)) {
+        return Ok(());
     }
-    // The authoritative path decides: an older schema version upcasts here, and anything
+    // The reference path decides: an older schema version upcasts here, and anything
     // really broken gets its reason.
-    chain::open(event, prev).map(drop).map_err(|e| VerifyError::Event {
+    chain::decode_with_upcast(event, prev).map(drop).map_err(|e| VerifyError::Event {
         position: event.position,
         stream: Stream(stream_of(&event.canonical)),
         reason: match e {
@@ -241,186 +229,14 @@ fn stream_of(canonical: &[u8]) -> Option<String> {
     (!stream.is_empty() && !stream.chars().any(char::is_control)).then(|| stream.to_owned())
 }
 
-/// The envelope as the fast path reads it: the header borrowed from the stored bytes, the
-/// payload decoded straight into its event. Every field of `chain::Envelope` is required and
-/// of the same type here, so that what decodes here decodes there.
-struct FastEnvelope<'a> {
-    position: u64,
-    schema_version: u32,
-    prev_hash: Cow<'a, str>,
-    event: Event,
-    #[cfg(test)]
-    header: TestHeader<'a>,
-}
-
-/// The fields the fast path only needs to decode, kept in tests to compare with `chain::open`.
-#[cfg(test)]
-struct TestHeader<'a> {
-    stream: Cow<'a, str>,
-    stream_version: u64,
-    recorded_at: DateTime<Utc>,
-    actor: Actor,
-    request_id: Cow<'a, str>,
-}
-
-impl<'de> Deserialize<'de> for FastEnvelope<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(EnvelopeVisitor)
-    }
-}
-
-struct EnvelopeVisitor;
-
-impl<'de> Visitor<'de> for EnvelopeVisitor {
-    type Value = FastEnvelope<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an event envelope")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut position = None;
-        let mut stream: Option<Text<'de>> = None;
-        let mut stream_version: Option<u64> = None;
-        let mut event_type: Option<Text<'de>> = None;
-        let mut schema_version = None;
-        let mut recorded_at: Option<DateTime<Utc>> = None;
-        let mut actor: Option<Actor> = None;
-        let mut request_id: Option<Text<'de>> = None;
-        let mut event = None;
-        let mut prev_hash: Option<Text<'de>> = None;
-        fn once<'de, T: Deserialize<'de>, A: MapAccess<'de>>(slot: &mut Option<T>, map: &mut A, name: &str) -> Result<(), A::Error> {
-            if slot.is_some() {
-                return Err(de::Error::custom(format_args!("duplicate field `{name}`")));
-            }
-            *slot = Some(map.next_value()?);
-            Ok(())
-        }
-        while let Some(key) = map.next_key::<Text<'de>>()? {
-            match &*key.0 {
-                "position" => once(&mut position, &mut map, "position")?,
-                "stream" => once(&mut stream, &mut map, "stream")?,
-                "stream_version" => once(&mut stream_version, &mut map, "stream_version")?,
-                "type" => once(&mut event_type, &mut map, "type")?,
-                "schema_version" => once(&mut schema_version, &mut map, "schema_version")?,
-                "recorded_at" => once(&mut recorded_at, &mut map, "recorded_at")?,
-                "actor" => once(&mut actor, &mut map, "actor")?,
-                "request_id" => once(&mut request_id, &mut map, "request_id")?,
-                "prev_hash" => once(&mut prev_hash, &mut map, "prev_hash")?,
-                "payload" => {
-                    // Canonical envelopes name the type before the payload; anything else is
-                    // left to the slow path.
-                    let Some(event_type) = &event_type else { return Err(de::Error::custom("payload before type")) };
-                    if event.is_some() {
-                        return Err(de::Error::duplicate_field("payload"));
-                    }
-                    event = Some(map.next_value_seed(PayloadSeed { event_type: &event_type.0 })?);
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        let missing = de::Error::missing_field;
-        let (stream, stream_version, recorded_at, actor, request_id) = (
-            stream.ok_or_else(|| missing("stream"))?,
-            stream_version.ok_or_else(|| missing("stream_version"))?,
-            recorded_at.ok_or_else(|| missing("recorded_at"))?,
-            actor.ok_or_else(|| missing("actor"))?,
-            request_id.ok_or_else(|| missing("request_id"))?,
-        );
-        #[cfg(not(test))]
-        let _ = (stream, stream_version, recorded_at, actor, request_id);
-        Ok(FastEnvelope {
-            position: position.ok_or_else(|| missing("position"))?,
-            schema_version: schema_version.ok_or_else(|| missing("schema_version"))?,
-            prev_hash: prev_hash.ok_or_else(|| missing("prev_hash"))?.0,
-            event: event.ok_or_else(|| missing("payload"))?,
-            #[cfg(test)]
-            header: TestHeader { stream: stream.0, stream_version, recorded_at, actor, request_id: request_id.0 },
-        })
-    }
-}
-
-/// A JSON string, borrowed from the input when it has no escapes.
-struct Text<'de>(Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for Text<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct TextVisitor;
-        impl<'de> Visitor<'de> for TextVisitor {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Borrowed(text)))
-            }
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(text.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, text: String) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(text)))
-            }
-        }
-        deserializer.deserialize_str(TextVisitor)
-    }
-}
-
-/// Deserializes a payload into the [`Event`] its envelope's type names, through `Event`'s own
-/// (adjacently tagged) serde representation: the payload deserializer is handed over as the
-/// `"payload"` entry of a two-entry map whose `"type"` is the envelope's.
-struct PayloadSeed<'t> {
-    event_type: &'t str,
-}
-
-impl<'de> DeserializeSeed<'de> for PayloadSeed<'_> {
-    type Value = Event;
-
-    fn deserialize<D: Deserializer<'de>>(self, payload: D) -> Result<Event, D::Error> {
-        let tagged = Tagged { event_type: self.event_type, payload: Some(payload), entries_read: 0 };
-        Event::deserialize(de::value::MapAccessDeserializer::new(tagged))
-    }
-}
-
-/// `{"type": event_type, "payload": <payload>}` as a map, without buffering the payload.
-struct Tagged<'t, D> {
-    event_type: &'t str,
-    payload: Option<D>,
-    entries_read: u8,
-}
-
-impl<'de, D: Deserializer<'de>> MapAccess<'de> for Tagged<'_, D> {
-    type Error = D::Error;
-
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, D::Error> {
-        let key = match self.entries_read {
-            0 => "type",
-            1 => "payload",
-            _ => return Ok(None),
-        };
-        seed.deserialize(IntoDeserializer::<D::Error>::into_deserializer(key)).map(Some)
-    }
-
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, D::Error> {
-        self.entries_read += 1;
-        if self.entries_read == 1 {
-            return seed.deserialize(IntoDeserializer::<D::Error>::into_deserializer(self.event_type));
-        }
-        match self.payload.take() {
-            Some(payload) => seed.deserialize(payload),
-            None => Err(de::Error::custom("the payload was already read")),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ledger::chain::{from_line, seal};
     use crate::ledger::{Commit, SledStorage};
     use keyledger_projections::event::{ApiKeyCreated, TeamDeleted};
-    use keyledger_projections::{ApiKeyKind, RecordedEvent};
+    use chrono::Utc;
+    use keyledger_projections::{Actor, ApiKeyKind, Event, RecordedEvent};
     use uuid::Uuid;
 
     fn key_created(position: u64) -> RecordedEvent {
@@ -486,25 +302,21 @@ mod tests {
         text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).zip(1..).map(|(line, n)| from_line(line, n).expect("line")).collect()
     }
 
-    /// The fast path must agree with `chain::open` on everything it accepts: the golden log
-    /// (every event type an older keyledger wrote) and generated events with escapes in them.
+    /// The one-pass reader must agree with the reference decoding (`Event::decode`) on
+    /// everything it accepts: the golden log (every event type an older keyledger wrote) and
+    /// generated events with escapes in them.
     #[test]
-    fn the_fast_path_reads_what_chain_open_reads() {
+    fn the_one_pass_reader_reads_what_the_reference_decoding_reads() {
         let generated = chain_of((1..=6).map(|p| if p % 2 == 0 { key_created(p) } else { team_deleted(p) }));
         for events in [golden(), generated] {
             let mut prev = ChainHead::genesis();
             for stored in &events {
-                let opened = chain::open(stored, prev).expect("valid event");
-                let fast = serde_json::from_slice::<FastEnvelope>(&stored.canonical).expect("fast path reads it");
-                assert_eq!(fast.event, opened.event);
-                assert_eq!(fast.position, opened.position);
-                assert_eq!(fast.schema_version, opened.event.schema_version());
-                assert_eq!(fast.header.stream, opened.stream);
-                assert_eq!(fast.header.stream_version, opened.stream_version);
-                assert_eq!(fast.header.recorded_at, opened.recorded_at);
-                assert_eq!(fast.header.actor, opened.actor);
-                assert_eq!(fast.header.request_id, opened.request_id);
-                assert_eq!(fast.prev_hash, prev.hash.to_hex().as_str());
+                let reference = chain::decode_with_upcast(stored, prev).expect("valid event");
+                let read = envelope::read(&stored.canonical).expect("the one-pass reader reads it");
+                assert!(read.is_current_at(stored.position, &prev.hash));
+                assert_eq!(read.prev_hash, prev.hash.to_hex().as_str());
+                assert_eq!(read.into_recorded(), reference);
+                assert_eq!(chain::open(stored, prev).expect("valid event"), reference);
                 prev = ChainHead { position: stored.position, hash: stored.hash };
             }
         }

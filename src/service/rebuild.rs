@@ -20,6 +20,7 @@ use keyledger_projections::{RecordedEvent, State};
 use crate::ledger::chain::Replay;
 use crate::ledger::transfer::Projector;
 use crate::ledger::{head_at, ChainHead, LedgerError, RowChange, Storage};
+use crate::service::recovery::load_journal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
@@ -59,9 +60,10 @@ const FOLD_BATCH: usize = 1024;
 /// how many events are folded so far.
 ///
 /// Three things run at once, because each costs about the same and the machine has more
-/// than one core: loading the journal into the live copy, reading and checking the log, and
-/// folding the checked events into the fresh copy. A projection whose checkpoint is behind
-/// the log is then caught up in memory, as `load_state` would at start (normally none is).
+/// than one core: loading the journal into the live copy ([`load_journal`], itself two
+/// threads), reading and checking the log, and folding the checked events into the fresh
+/// copy. A projection whose checkpoint is behind the log is then caught up in memory, as
+/// `load_state` would at start (normally none is).
 pub fn build(storage: &dyn Storage, progress: &mut dyn FnMut(u64)) -> Result<Rebuilt, LedgerError> {
     let checkpoints = PROJECTIONS.iter().map(|p| Ok((*p, storage.checkpoint(p)?))).collect::<Result<Vec<_>, LedgerError>>()?;
     let (live, fresh) = std::thread::scope(|scope| {
@@ -79,20 +81,6 @@ pub fn build(storage: &dyn Storage, progress: &mut dyn FnMut(u64)) -> Result<Reb
 
 fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T, LedgerError>>) -> Result<T, LedgerError> {
     handle.join().unwrap_or_else(|_| Err(LedgerError::Storage("a rebuild thread panicked".into())))
-}
-
-/// The stored rows, as `load_state` reads them (without its catch-up, which would write).
-fn load_journal(storage: &dyn Storage) -> Result<State, LedgerError> {
-    let mut live = State::default();
-    for record in storage.journal() {
-        for change in record? {
-            match change.value {
-                Some(value) => live.load_row(&change.projection, &change.key, &value)?,
-                None => live.unload_row(&change.projection, &change.key),
-            }
-        }
-    }
-    Ok(live)
 }
 
 /// Every event folded into a fresh state: one thread reads and checks the chain, this one
@@ -288,23 +276,20 @@ fn rows_of<'a>(state: &'a State, projection: &'static str) -> impl Iterator<Item
     })
 }
 
-/// Swaps the fresh rows of `projections` in, atomically: the new journal is one record with
-/// every row of the fresh `projections` and the live rows of every other projection, and all
-/// checkpoints at the log's head (the live copies were caught up to it by [`build`]). A crash
-/// halfway leaves the old journal as it was ([`Storage::replace_journal`]). Returns the
-/// number of rows written.
+/// Swaps the fresh rows of `projections` in, atomically: the new journal holds every row of
+/// the fresh `projections` and the live rows of every other projection, encoded as they are
+/// written, and all checkpoints at the log's head (the live copies were caught up to it by
+/// [`build`]). A crash halfway leaves the old journal as it was
+/// ([`Storage::replace_journal`]). Returns the number of rows written.
 ///
 /// Nothing outside the journal and the checkpoints is touched: the events stay as they are.
 pub fn swap_in(storage: &dyn Storage, rebuilt: &Rebuilt, projections: &[&'static str]) -> Result<usize, LedgerError> {
-    let mut rows = Vec::new();
-    for projection in PROJECTIONS {
+    let mut rows = PROJECTIONS.into_iter().flat_map(|projection| {
         let source = if projections.contains(&projection) { &rebuilt.fresh } else { &rebuilt.live };
-        rows.extend(rows_of(source, projection));
-    }
-    let count = rows.len();
+        rows_of(source, projection)
+    });
     let checkpoints = PROJECTIONS.iter().map(|p| (*p, rebuilt.head())).collect();
-    storage.replace_journal(rows, checkpoints)?;
-    Ok(count)
+    storage.replace_journal(&mut rows, checkpoints)
 }
 
 /// Every projection folded afresh, event by event, as an import reads them: the import
@@ -436,7 +421,7 @@ mod tests {
         let (_dir, storage) = initialized();
         let expected = load_state(&*storage).unwrap();
         // Every row gone and every checkpoint at zero: as if all projections were new.
-        storage.replace_journal(Vec::new(), PROJECTIONS.iter().map(|p| (*p, 0)).collect()).unwrap();
+        storage.replace_journal(&mut std::iter::empty(), PROJECTIONS.iter().map(|p| (*p, 0)).collect()).unwrap();
         let rebuilt = build(&*storage, &mut |_| {}).unwrap();
         assert!(compare(&rebuilt.fresh, &rebuilt.live, &PROJECTIONS, 10).is_clean());
         assert_eq!(rebuilt.live, expected);

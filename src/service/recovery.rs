@@ -8,23 +8,16 @@
 
 use std::collections::BTreeSet;
 
+use keyledger_projections::keys_view::KeysView;
 use keyledger_projections::state::{Touched, PROJECTIONS};
-use keyledger_projections::State;
+use keyledger_projections::{Projection, State};
 
 use crate::ledger::chain::Replay;
 use crate::ledger::{head_at, Commit, LedgerError, RowChange, Storage};
 
 pub fn load_state(storage: &dyn Storage) -> Result<State, LedgerError> {
-    let mut state = State::default();
+    let mut state = load_journal(storage)?;
     let mut checkpoints = Vec::with_capacity(PROJECTIONS.len());
-    for record in storage.journal() {
-        for change in record? {
-            match change.value {
-                Some(value) => state.load_row(&change.projection, &change.key, &value)?,
-                None => state.unload_row(&change.projection, &change.key),
-            }
-        }
-    }
     for projection in PROJECTIONS {
         checkpoints.push((projection, storage.checkpoint(projection)?));
     }
@@ -34,6 +27,44 @@ pub fn load_state(storage: &dyn Storage) -> Result<State, LedgerError> {
         catch_up(storage, &mut state, &checkpoints, oldest)?;
     }
     state.position = head;
+    Ok(state)
+}
+
+/// The stored rows of every projection, as the journal holds them (no catch-up).
+///
+/// The keys view's rows are the largest and the most expensive to decode, about as much work
+/// as every other row together, so two threads read the journal side by side: one loads the
+/// keys view's rows, the other everything else. Each reads the whole journal itself: a
+/// compacted journal holds one projection's rows after another, so a single reader feeding
+/// both would have to buffer a whole projection to keep them busy at once.
+pub fn load_journal(storage: &dyn Storage) -> Result<State, LedgerError> {
+    let (keys, rest) = std::thread::scope(|scope| {
+        let keys = scope.spawn(|| load_rows(storage, |projection| projection == KeysView::NAME));
+        let rest = load_rows(storage, |projection| projection != KeysView::NAME);
+        (keys.join().unwrap_or_else(|_| Err(LedgerError::Storage("the thread loading the keys view panicked".into()))), rest)
+    });
+    let mut state = rest?;
+    state.keys = keys?.keys;
+    Ok(state)
+}
+
+/// The journal's rows of the projections `wanted` names, in journal order, into a state of
+/// their own.
+fn load_rows(storage: &dyn Storage, wanted: impl Fn(&str) -> bool) -> Result<State, LedgerError> {
+    let mut state = State::default();
+    for record in storage.journal() {
+        let record = record?;
+        for row in record.rows() {
+            let row = row?;
+            if !wanted(row.projection) {
+                continue;
+            }
+            match row.value {
+                Some(value) => state.load_row(row.projection, row.key, value)?,
+                None => state.unload_row(row.projection, row.key),
+            }
+        }
+    }
     Ok(state)
 }
 

@@ -138,6 +138,25 @@ fn decide(command: &Command, state: &State, now: DateTime<Utc>) -> Result<Decisi
     }
 }
 
+/// A copy of `state` for readers. With a million keys copying takes seconds, most of it the
+/// keys view, so that part is copied on a second thread.
+fn published_copy(state: &State) -> State {
+    std::thread::scope(|scope| {
+        let keys = scope.spawn(|| state.keys.clone());
+        let rest = State {
+            position: state.position,
+            directory: state.directory.clone(),
+            name_index: state.name_index.clone(),
+            tokens: state.tokens.clone(),
+            keys: Default::default(),
+            service_accounts: state.service_accounts.clone(),
+            expiry_schedule: state.expiry_schedule.clone(),
+        };
+        // A panicking clone is an allocation failure; copying on this thread says so again.
+        State { keys: keys.join().unwrap_or_else(|_| state.keys.clone()), ..rest }
+    })
+}
+
 impl Writer {
     /// A writer over `storage`, whose projections are in `state` (see [`super::recovery`]).
     pub fn new(storage: Arc<dyn Storage>, state: State) -> Result<Self, LedgerError> {
@@ -153,7 +172,7 @@ impl Writer {
         }
         let durability = Durability {
             storage: Arc::clone(&storage),
-            published: Arc::new(RwLock::new(state.clone())),
+            published: Arc::new(RwLock::new(published_copy(&state))),
             publications: Arc::new(Notify::new()),
             poisoned: Arc::new(Mutex::new(None)),
         };
