@@ -1,6 +1,7 @@
 //! The keys view: every key as the API shows it (minus `last_used_at`, which is not an event).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,10 @@ use crate::RecordedEvent;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct KeysView {
-    keys: HashMap<Uuid, ApiKey>,
+    /// Shared, so that a copy of the view (the service keeps two: the writer's and the one
+    /// readers see) shares every key until one side changes it (`Arc::make_mut`): a copy
+    /// costs a pointer per key, not a key.
+    keys: HashMap<Uuid, Arc<ApiKey>>,
     /// Each organization's keys in creation order, whole and in [`Slice`]s, so that listing
     /// one tenant never walks another's and a page of a large one is read, not sorted. A
     /// derivation of `keys`, never persisted: `load_row` rebuilds it.
@@ -96,12 +100,17 @@ impl ApiKey {
 
 impl KeysView {
     pub fn get(&self, id: Uuid) -> Option<&ApiKey> {
-        self.keys.get(&id)
+        self.keys.get(&id).map(Arc::as_ref)
     }
 
     /// Every key, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &ApiKey> {
-        self.keys.values()
+        self.keys.values().map(Arc::as_ref)
+    }
+
+    /// A key to change in place; copied first if another copy of the view shares it.
+    fn get_mut(&mut self, id: &Uuid) -> Option<&mut ApiKey> {
+        self.keys.get_mut(id).map(Arc::make_mut)
     }
 
     /// The keys of one organization, oldest first.
@@ -118,13 +127,13 @@ impl KeysView {
     /// the first `skip` left out without being looked at.
     pub fn oldest_first(&self, organization_id: Uuid, slice: Slice, skip: usize) -> impl Iterator<Item = &ApiKey> {
         let ids = self.slices.get(&(organization_id, slice)).map(|order| order.oldest_first(skip));
-        ids.into_iter().flatten().filter_map(|id| self.keys.get(&id))
+        ids.into_iter().flatten().filter_map(|id| self.get(id))
     }
 
     /// Exactly the reverse of [`Self::oldest_first`].
     pub fn newest_first(&self, organization_id: Uuid, slice: Slice, skip: usize) -> impl Iterator<Item = &ApiKey> {
         let ids = self.slices.get(&(organization_id, slice)).map(|order| order.newest_first(skip));
-        ids.into_iter().flatten().filter_map(|id| self.keys.get(&id))
+        ids.into_iter().flatten().filter_map(|id| self.get(id))
     }
 
     /// Adds or replaces a key; a replacement keeps its place unless it moved (it never does
@@ -142,20 +151,20 @@ impl KeysView {
                 let keys = &self.keys;
                 for slice in key.slices() {
                     let order = self.slices.entry((key.organization_id, slice)).or_default();
-                    order.insert(key.id, key.creation(), |id| keys.get(id).map(ApiKey::creation));
+                    order.insert(key.id, key.creation(), |id| keys.get(id).map(|k| k.creation()));
                 }
             }
         }
-        self.keys.insert(key.id, key);
+        self.keys.insert(key.id, Arc::new(key));
     }
 
-    fn remove(&mut self, id: &Uuid) -> Option<ApiKey> {
+    fn remove(&mut self, id: &Uuid) -> Option<Arc<ApiKey>> {
         let keys = &self.keys;
         let key = keys.get(id)?;
         for slice in key.slices() {
             let place = (key.organization_id, slice);
             if let Some(order) = self.slices.get_mut(&place) {
-                order.remove(key.id, key.creation(), |id| keys.get(id).map(ApiKey::creation));
+                order.remove(key.id, key.creation(), |id| keys.get(id).map(|k| k.creation()));
                 if order.is_empty() {
                     self.slices.remove(&place);
                 }
@@ -178,7 +187,7 @@ impl Projection for KeysView {
 
     fn apply(&mut self, recorded: &RecordedEvent, touched: &mut Vec<String>) {
         if let Event::ApiKeyUpdated(e) = &recorded.event {
-            if let Some(key) = self.keys.get_mut(&e.api_key_id) {
+            if let Some(key) = self.get_mut(&e.api_key_id) {
                 key.name = e.name.clone();
                 key.description = e.description.clone();
                 key.expires_at = e.expires_at;
@@ -188,7 +197,7 @@ impl Projection for KeysView {
             }
         }
         if let Event::ApiKeyRotated(e) = &recorded.event {
-            if let Some(key) = self.keys.get_mut(&e.api_key_id) {
+            if let Some(key) = self.get_mut(&e.api_key_id) {
                 key.token_digest = e.token_digest.clone();
                 key.previous_token_digest = e.grace_period_ends_at.map(|_| e.previous_token_digest.clone());
                 key.grace_period_ends_at = e.grace_period_ends_at;
@@ -200,7 +209,7 @@ impl Projection for KeysView {
             }
         }
         if let Event::ApiKeyGracePeriodEnded(e) = &recorded.event {
-            if let Some(key) = self.keys.get_mut(&e.api_key_id) {
+            if let Some(key) = self.get_mut(&e.api_key_id) {
                 if key.previous_token_digest.as_deref() == Some(e.token_digest.as_str()) {
                     key.previous_token_digest = None;
                     key.grace_period_ends_at = None;
@@ -244,7 +253,7 @@ impl Projection for KeysView {
 
     fn encode_row(&self, key: &str) -> Option<Vec<u8>> {
         let (position, id) = split_positioned(key)?;
-        self.keys.get(&Uuid::parse_str(id).ok()?).filter(|row| row.position == position).and_then(encode)
+        self.get(Uuid::parse_str(id).ok()?).filter(|row| row.position == position).and_then(encode)
     }
 
     fn load_row(&mut self, key: &str, value: &[u8]) -> Result<(), RowError> {

@@ -414,3 +414,18 @@ fn rows_loaded_in_any_order_and_again_give_the_same_slices() {
     assert_eq!(names_in(&loaded, org_a(), Slice::All), names_in(&original, org_a(), Slice::All));
     assert_eq!(loaded.count(org_a(), Slice::User(ApiKeyKind::Personal, 7)), 2, "a row loaded twice is one key");
 }
+
+#[test]
+fn a_copy_of_the_view_changes_apart_from_the_original() {
+    let old = format!("token-{}", id(0x100));
+    let original: KeysView = fold([created(personal_key(org_a(), id(0x100), 1, "laptop"))]);
+    let mut copy = original.clone();
+
+    copy.apply(&recorded(2, rotated(org_a(), id(0x100), &old, "new", None, None)), &mut Vec::new());
+
+    let before = original.get(id(0x100)).unwrap_or_else(|| panic!("the key is gone"));
+    assert!(before.accepts(&digest_hash(&old), day(2025, 1, 1)), "the original still has the old token");
+    assert_eq!(before.rotated_at, None);
+    assert!(copy.get(id(0x100)).is_some_and(|k| k.accepts(&digest_hash("new"), day(2025, 1, 1))));
+    assert_ne!(copy, original);
+}
