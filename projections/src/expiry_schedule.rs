@@ -116,18 +116,14 @@ impl Projection for ExpirySchedule {
         let position = recorded.position;
         match &recorded.event {
             Event::ApiKeyCreated(e) => self.expiries.schedule(e.api_key_id, e.expires_at, position, false, touched),
-            Event::ApiKeyUpdated(e) => {
-                if self.expiries.scheduled.contains_key(&e.api_key_id) {
-                    self.expiries.schedule(e.api_key_id, e.expires_at, position, false, touched);
-                }
+            Event::ApiKeyUpdated(e) if self.expiries.scheduled.contains_key(&e.api_key_id) => {
+                self.expiries.schedule(e.api_key_id, e.expires_at, position, false, touched);
             }
-            Event::ApiKeyRotated(e) => {
-                if self.expiries.scheduled.contains_key(&e.api_key_id) {
-                    self.expiries.schedule(e.api_key_id, e.expires_at, position, false, touched);
-                    match e.grace_period_ends_at {
-                        Some(ends) => self.grace_periods.schedule(e.api_key_id, ends, position, true, touched),
-                        None => self.grace_periods.cancel(e.api_key_id, true, touched),
-                    }
+            Event::ApiKeyRotated(e) if self.expiries.scheduled.contains_key(&e.api_key_id) => {
+                self.expiries.schedule(e.api_key_id, e.expires_at, position, false, touched);
+                match e.grace_period_ends_at {
+                    Some(ends) => self.grace_periods.schedule(e.api_key_id, ends, position, true, touched),
+                    None => self.grace_periods.cancel(e.api_key_id, true, touched),
                 }
             }
             Event::ApiKeyGracePeriodEnded(e) => self.grace_periods.cancel(e.api_key_id, true, touched),

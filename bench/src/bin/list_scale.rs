@@ -78,7 +78,7 @@ fn key_created(n: u64, organization_id: Uuid) -> ApiKeyCreated {
         organization_id,
         kind,
         name: format!("key {n}"),
-        description: (n % 3 == 0).then(|| format!("generated key number {n}")),
+        description: n.is_multiple_of(3).then(|| format!("generated key number {n}")),
         user_id: Some(user),
         group_id,
         role_id: None,
