@@ -49,6 +49,27 @@ async fn every_route_is_in_the_openapi_31_document_and_nothing_else() {
         .collect();
     assert_eq!(documented(&document), expected);
     assert!(document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer", "bearer auth is declared");
+    let mut refs = Vec::new();
+    collect_refs(&document, &mut refs);
+    assert!(!refs.is_empty());
+    for reference in refs {
+        let pointer = reference.strip_prefix('#').unwrap_or_else(|| panic!("{reference} is not local"));
+        assert!(document.pointer(pointer).is_some(), "{reference} points nowhere in the document");
+    }
+}
+
+/// Every `$ref` in the document.
+fn collect_refs(value: &Value, refs: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(reference)) = map.get("$ref") {
+                refs.push(reference.clone());
+            }
+            map.values().for_each(|v| collect_refs(v, refs));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, refs)),
+        _ => {}
+    }
 }
 
 /// Requests every documented operation, valid and authorized, against the real server: each

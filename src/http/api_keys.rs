@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::auth::Authenticated;
-use super::errors::{ApiError, ErrorDocument};
+use super::errors::ApiError;
+use super::openapi::responses::{BadRequest, Forbidden, Invalid, InvalidToken, NotFound, PayloadTooLarge, UnsupportedMediaType};
 use super::openapi::requests::{CreateApiKeyDocument, RotateApiKeyDocument, UpdateApiKeyDocument};
 use super::{document, resource, AppState};
 use crate::service::rules::create_api_key::NewApiKey;
@@ -140,12 +141,12 @@ fn new_api_key(document: &Value) -> NewApiKey {
     request_body(content = CreateApiKeyDocument, content_type = "application/vnd.api+json"),
     responses(
         (status = 201, description = "The key with its token, shown here and never again", body = resource::Document, content_type = "application/vnd.api+json"),
-        (status = 400, description = "The body is not JSON", body = ErrorDocument, content_type = "application/vnd.api+json"),
-        (status = 401, description = "Missing, malformed, unknown, expired or revoked token", body = ErrorDocument, content_type = "application/vnd.api+json"),
-        (status = 403, description = "Authenticated but not allowed", body = ErrorDocument, content_type = "application/vnd.api+json"),
-        (status = 413, description = "The body is larger than the configured limit", body = ErrorDocument, content_type = "application/vnd.api+json"),
-        (status = 415, description = "A body that is not application/vnd.api+json or application/json", body = ErrorDocument, content_type = "application/vnd.api+json"),
-        (status = 422, description = "Validation: one entry per problem, each with source.pointer", body = ErrorDocument, content_type = "application/vnd.api+json"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = InvalidToken),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Invalid),
     ))]
 pub(super) async fn create(
     State(app): State<AppState>,
@@ -168,8 +169,8 @@ pub(super) async fn create(
 #[utoipa::path(get, path = "/v1/api_keys/{id}", tag = "api_keys", params(("id" = Uuid, Path, description = "The key's id")),
     responses(
         (status = 200, description = "The key (never its token)", body = resource::Document, content_type = "application/vnd.api+json"),
-        (status = 401, description = "Missing, malformed, unknown, expired or revoked token", body = ErrorDocument, content_type = "application/vnd.api+json"),
-        (status = 404, description = "Not found or unauthorized: missing, or not visible to the caller", body = ErrorDocument, content_type = "application/vnd.api+json"),
+        (status = 401, response = InvalidToken),
+        (status = 404, response = NotFound),
     ))]
 pub(super) async fn show(
     State(app): State<AppState>,
@@ -186,8 +187,8 @@ pub(super) async fn show(
 #[utoipa::path(delete, path = "/v1/api_keys/{id}", tag = "api_keys", params(("id" = Uuid, Path, description = "The key's id")),
     responses(
         (status = 200, description = "The revoked key as it was; its token is refused from now on", body = resource::Document, content_type = "application/vnd.api+json"),
-        (status = 401, description = "Missing, malformed, unknown, expired or revoked token", body = ErrorDocument, content_type = "application/vnd.api+json"),
-        (status = 404, description = "Not found or unauthorized: missing, or not visible to the caller", body = ErrorDocument, content_type = "application/vnd.api+json"),
+        (status = 401, response = InvalidToken),
+        (status = 404, response = NotFound),
     ))]
 pub(super) async fn revoke(
     State(app): State<AppState>,
@@ -240,12 +241,12 @@ fn key_changes(document: &Value) -> KeyChanges {
     request_body(content = UpdateApiKeyDocument, content_type = "application/vnd.api+json"),
     responses(
         (status = 200, description = "The key as it now is (never its token)", body = resource::Document, content_type = "application/vnd.api+json"),
-        (status = 400, description = "The body is not JSON", body = ErrorDocument, content_type = "application/vnd.api+json"),
-        (status = 401, description = "Missing, malformed, unknown, expired or revoked token", body = ErrorDocument, content_type = "application/vnd.api+json"),
-        (status = 404, description = "Not found or unauthorized: missing, or not visible to the caller", body = ErrorDocument, content_type = "application/vnd.api+json"),
-        (status = 413, description = "The body is larger than the configured limit", body = ErrorDocument, content_type = "application/vnd.api+json"),
-        (status = 415, description = "A body that is not application/vnd.api+json or application/json", body = ErrorDocument, content_type = "application/vnd.api+json"),
-        (status = 422, description = "Validation: one entry per problem, each with source.pointer", body = ErrorDocument, content_type = "application/vnd.api+json"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = InvalidToken),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Invalid),
     ))]
 pub(super) async fn update(
     State(app): State<AppState>,
@@ -300,13 +301,13 @@ fn rotation(document: &Value) -> Rotation {
     request_body(content = Option<RotateApiKeyDocument>, content_type = "application/vnd.api+json"),
     responses(
         (status = 200, description = "The key with its new token, shown here and never again; the previous token works until grace_period_ends_at", body = resource::Document, content_type = "application/vnd.api+json"),
-        (status = 400, description = "The body is not JSON", body = ErrorDocument, content_type = "application/vnd.api+json"),
-        (status = 401, description = "Missing, malformed, unknown, expired or revoked token", body = ErrorDocument, content_type = "application/vnd.api+json"),
-        (status = 403, description = "Authenticated but not allowed", body = ErrorDocument, content_type = "application/vnd.api+json"),
-        (status = 404, description = "Not found or unauthorized: missing, or not visible to the caller", body = ErrorDocument, content_type = "application/vnd.api+json"),
-        (status = 413, description = "The body is larger than the configured limit", body = ErrorDocument, content_type = "application/vnd.api+json"),
-        (status = 415, description = "A body that is not application/vnd.api+json or application/json", body = ErrorDocument, content_type = "application/vnd.api+json"),
-        (status = 422, description = "Validation: one entry per problem, each with source.pointer", body = ErrorDocument, content_type = "application/vnd.api+json"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = InvalidToken),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Invalid),
     ))]
 pub(super) async fn rotate(
     State(app): State<AppState>,

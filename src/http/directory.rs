@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::auth::Authenticated;
 use super::errors::ApiError;
-use super::errors::ErrorDocument;
+use super::openapi::responses::{BadRequest, InvalidToken};
 use super::pagination::{ListDocument, PageParameters};
 use super::{document, pagination, AppState};
 use crate::service::directory::{self, Me};
@@ -151,7 +151,7 @@ fn group(team: &Team) -> Resource<GroupAttributes> {
 #[utoipa::path(get, path = "/v1/users/me", tag = "directory",
     responses(
         (status = 200, description = "The caller: a user, or the service account a team or organization key acts as", body = Document<UserAttributes>, content_type = "application/vnd.api+json"),
-        (status = 401, description = "Missing, malformed, unknown, expired or revoked token", body = ErrorDocument, content_type = "application/vnd.api+json"),
+        (status = 401, response = InvalidToken),
     ))]
 pub(super) async fn me(State(app): State<AppState>, Authenticated(caller): Authenticated) -> Result<Response, ApiError> {
     // Plain data with string keys: serialization cannot fail.
@@ -182,8 +182,8 @@ fn list<A: Serialize>(
 #[utoipa::path(get, path = "/v1/roles", tag = "directory", params(PageParameters),
     responses(
         (status = 200, description = "The organization's roles, a page at a time", body = ListDocument<Resource<RoleAttributes>>, content_type = "application/vnd.api+json"),
-        (status = 400, description = "A malformed or unknown query parameter, named in source.parameter", body = ErrorDocument, content_type = "application/vnd.api+json"),
-        (status = 401, description = "Missing, malformed, unknown, expired or revoked token", body = ErrorDocument, content_type = "application/vnd.api+json"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = InvalidToken),
     ))]
 pub(super) async fn roles(
     State(app): State<AppState>,
@@ -196,8 +196,8 @@ pub(super) async fn roles(
 #[utoipa::path(get, path = "/v1/on_call_roles", tag = "directory", params(PageParameters),
     responses(
         (status = 200, description = "The organization's on-call roles, a page at a time", body = ListDocument<Resource<OnCallRoleAttributes>>, content_type = "application/vnd.api+json"),
-        (status = 400, description = "A malformed or unknown query parameter, named in source.parameter", body = ErrorDocument, content_type = "application/vnd.api+json"),
-        (status = 401, description = "Missing, malformed, unknown, expired or revoked token", body = ErrorDocument, content_type = "application/vnd.api+json"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = InvalidToken),
     ))]
 pub(super) async fn on_call_roles(
     State(app): State<AppState>,
@@ -212,8 +212,8 @@ pub(super) async fn on_call_roles(
 #[utoipa::path(get, path = "/v1/teams", tag = "directory", params(PageParameters),
     responses(
         (status = 200, description = "The organization's teams (type groups), a page at a time", body = ListDocument<Resource<GroupAttributes>>, content_type = "application/vnd.api+json"),
-        (status = 400, description = "A malformed or unknown query parameter, named in source.parameter", body = ErrorDocument, content_type = "application/vnd.api+json"),
-        (status = 401, description = "Missing, malformed, unknown, expired or revoked token", body = ErrorDocument, content_type = "application/vnd.api+json"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = InvalidToken),
     ))]
 pub(super) async fn teams(
     State(app): State<AppState>,

@@ -10,7 +10,8 @@ use chrono::DateTime;
 use uuid::Uuid;
 
 use super::auth::Authenticated;
-use super::errors::{ApiError, ErrorDocument};
+use super::errors::ApiError;
+use super::openapi::responses::{BadRequest, InvalidToken};
 use super::pagination::{ListDocument, PageParameters};
 use super::{document, pagination, resource, AppState};
 use crate::service::listing::{Comparison, ListQuery, SortField, TimeField};
@@ -175,8 +176,8 @@ fn time_filter(parameter: &str, value: &str) -> Result<(TimeField, Comparison, D
 #[utoipa::path(get, path = "/v1/api_keys", tag = "api_keys", params(PageParameters, KeyFilters),
     responses(
         (status = 200, description = "The keys the caller may see, a page at a time (never a token)", body = ListDocument<resource::Resource>, content_type = "application/vnd.api+json"),
-        (status = 400, description = "A malformed or unknown query parameter, named in source.parameter", body = ErrorDocument, content_type = "application/vnd.api+json"),
-        (status = 401, description = "Missing, malformed, unknown, expired or revoked token", body = ErrorDocument, content_type = "application/vnd.api+json"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = InvalidToken),
     ))]
 pub(super) async fn list(
     State(app): State<AppState>,

@@ -24,6 +24,15 @@ const BEARER: &str = "bearer";
                        `Authorization: Bearer <token>`; a plaintext token appears only in the responses of \
                        create and rotate."
     ),
+    components(schemas(super::errors::ErrorDocument), responses(
+        responses::BadRequest,
+        responses::InvalidToken,
+        responses::Forbidden,
+        responses::NotFound,
+        responses::PayloadTooLarge,
+        responses::UnsupportedMediaType,
+        responses::Invalid
+    )),
     modifiers(&BearerToken),
     security(("bearer" = [])),
     tags(
@@ -127,4 +136,49 @@ pub(super) mod requests {
         #[schema(minimum = 0, maximum = 1440, default = 30)]
         grace_period_minutes: Option<u32>,
     }
+}
+
+/// The error responses, each described once, by status; the handlers' `#[utoipa::path]`s
+/// name the ones they can answer.
+pub(super) mod responses {
+    #![expect(dead_code, reason = "read only by the OpenAPI derive; errors are built by `ApiError`")]
+
+    use utoipa::ToResponse;
+
+    use super::super::errors::ErrorDocument;
+
+    /// The body is not JSON, or a query parameter is malformed or unknown (named in `source.parameter`).
+    #[derive(ToResponse)]
+    #[response(content_type = "application/vnd.api+json")]
+    pub(in crate::http) struct BadRequest(ErrorDocument);
+
+    /// Missing, malformed, unknown, expired or revoked token.
+    #[derive(ToResponse)]
+    #[response(content_type = "application/vnd.api+json")]
+    pub(in crate::http) struct InvalidToken(ErrorDocument);
+
+    /// Authenticated but not allowed.
+    #[derive(ToResponse)]
+    #[response(content_type = "application/vnd.api+json")]
+    pub(in crate::http) struct Forbidden(ErrorDocument);
+
+    /// Not found or unauthorized: missing, or not visible to the caller.
+    #[derive(ToResponse)]
+    #[response(content_type = "application/vnd.api+json")]
+    pub(in crate::http) struct NotFound(ErrorDocument);
+
+    /// The body is larger than the configured limit.
+    #[derive(ToResponse)]
+    #[response(content_type = "application/vnd.api+json")]
+    pub(in crate::http) struct PayloadTooLarge(ErrorDocument);
+
+    /// A body that is not application/vnd.api+json or application/json.
+    #[derive(ToResponse)]
+    #[response(content_type = "application/vnd.api+json")]
+    pub(in crate::http) struct UnsupportedMediaType(ErrorDocument);
+
+    /// Validation: one entry per problem, each with `source.pointer`.
+    #[derive(ToResponse)]
+    #[response(content_type = "application/vnd.api+json")]
+    pub(in crate::http) struct Invalid(ErrorDocument);
 }

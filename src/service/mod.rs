@@ -279,7 +279,7 @@ impl Service {
                 Some(_) => match self.execute(Command::EndGracePeriods, "expiry-schedule".into()).await {
                     Ok(events) if !events.is_empty() => {
                         for event in &events {
-                            tracing::info!(stream = %event.stream, "grace period ended: the previous token is retired");
+                            tracing::info!(stream = %event.stream, "grace period ended: the key's previous secret no longer authenticates");
                         }
                         continue;
                     }
