@@ -258,3 +258,25 @@ fn projections_behind_the_log_are_checked_as_the_service_loads_them_and_check_wr
     assert_clean(&data, &[], "after the rebuild");
     assert!(!stdout(&rebuild(&data, &["--check"])).contains("note:"), "the checkpoints were not advanced");
 }
+
+#[test]
+fn a_rebuild_of_a_healthy_store_writes_nothing_and_compact_rewrites_the_journal() {
+    let data = DataDir::new();
+    data.acme_and_globex();
+    let before = journal_bytes(&data);
+    let out = rebuild(&data, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("nothing written"), "{}", stdout(&out));
+    assert_eq!(journal_bytes(&data), before, "a rebuild of a healthy store changed the stored projections");
+
+    let out = rebuild(&data, &["--compact"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("compacted"), "{}", stdout(&out));
+    let records: std::collections::BTreeSet<Vec<u8>> =
+        journal_bytes(&data).into_iter().filter(|(key, _)| key[0] == b'j').map(|(key, _)| key[..9].to_vec()).collect();
+    assert_eq!(records.len(), 1, "--compact leaves the journal as one record");
+    assert_clean(&data, &[], "after --compact");
+
+    let out = rebuild(&data, &["--compact", "--check"]);
+    assert!(!out.status.success(), "--compact --check must be refused: --check writes nothing");
+}

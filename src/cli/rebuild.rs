@@ -3,7 +3,7 @@
 use anyhow::bail;
 use clap::Args;
 use keyledger::ledger::{SledStorage, Storage};
-use keyledger::service::rebuild::{self, Report};
+use keyledger::service::rebuild::{self, Report, Swap};
 use keyledger_projections::state::PROJECTIONS;
 
 use super::{progress, DataDir};
@@ -19,6 +19,10 @@ pub struct RebuildArgs {
     /// Only compare and report; change nothing, and exit non-zero if anything differs.
     #[arg(long, env = "KEYLEDGER_CHECK")]
     check: bool,
+    /// Write every row afresh as a new journal generation, even when few or none differ:
+    /// shrinks a journal that has grown with every change, so that a start loads less.
+    #[arg(long, env = "KEYLEDGER_COMPACT", conflicts_with = "check")]
+    compact: bool,
     /// The most differences listed one by one (all are counted).
     #[arg(long, env = "KEYLEDGER_SHOW", default_value_t = 20, value_name = "N")]
     show: usize,
@@ -51,14 +55,17 @@ pub fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     } else {
         let writing = progress::bar(1, "swap in");
         writing.enable_steady_tick(std::time::Duration::from_millis(250));
-        let rows = rebuild::swap_in(&storage, &rebuilt, &selected);
+        let swap = rebuild::swap_in(&storage, &rebuilt, &selected, args.compact);
         writing.finish_and_clear();
-        let rows = rows?;
-        println!(
-            "swapped in fresh {} from {head} event(s): {} difference(s) repaired; the journal now holds {rows} row(s), compacted",
-            selected.join(", "),
-            report.total()
-        );
+        let projections = selected.join(", ");
+        match swap? {
+            Swap::Repaired { rows: 0 } => println!("the stored {projections} already match the log ({head} event(s)); nothing written"),
+            Swap::Repaired { rows } => println!("repaired {projections} from {head} event(s): {rows} row(s) written in one commit"),
+            Swap::Replaced { rows } => println!(
+                "swapped in fresh {projections} from {head} event(s): {} difference(s) repaired; the journal now holds {rows} row(s), compacted",
+                report.total()
+            ),
+        }
     }
     // Two full copies of every projection are millions of small allocations; freeing them
     // one by one only delays the exit, and the process ends here anyway.

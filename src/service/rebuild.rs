@@ -4,8 +4,8 @@
 //! Every view the service answers from is derived from the log, so it can be checked and
 //! repaired at any time: [`build`] folds the whole log into fresh projections (checking every
 //! link of the chain on the way) next to the live ones, [`compare`] lists where they differ row
-//! by row, and [`swap_in`] replaces the stored projections by the fresh ones in one atomic step,
-//! which also compacts the journal into a single record.
+//! by row, and [`swap_in`] puts the fresh rows in place in one atomic step: only the rows
+//! that differ when there are few, otherwise (or when asked to compact) a whole new journal.
 //!
 //! Nothing here writes until [`swap_in`]: `rebuild --check` must change nothing, which is why
 //! the live projections are loaded here rather than through [`super::recovery::load_state`]
@@ -19,7 +19,7 @@ use keyledger_projections::{RecordedEvent, State};
 
 use crate::ledger::chain::Replay;
 use crate::ledger::transfer::Projector;
-use crate::ledger::{head_at, ChainHead, LedgerError, RowChange, Storage};
+use crate::ledger::{head_at, ChainHead, Commit, LedgerError, RowChange, Storage};
 use crate::service::recovery::load_journal;
 
 #[derive(Debug, thiserror::Error)]
@@ -222,50 +222,54 @@ fn same(projection: &str, a: &State, b: &State) -> bool {
 pub fn compare(fresh: &State, live: &State, projections: &[&'static str], limit: usize) -> Report {
     let mut report = Report::default();
     for &projection in projections {
-        if same(projection, fresh, live) {
-            report.counts.push((projection, 0));
-            continue;
-        }
-        let fresh_keys = fresh.row_keys(projection);
-        let live_keys = live.row_keys(projection);
         let mut count = 0;
-        let mut note = |key: &str, discrepancy| {
+        differences(fresh, live, projection, &mut |key, discrepancy| {
             count += 1;
             if report.shown.len() < limit {
                 report.shown.push(Difference { projection, key: key.to_owned(), discrepancy });
             }
+        });
+        report.counts.push((projection, count));
+    }
+    report
+}
+
+/// Calls `found` for every row of `projection` where `live` differs from `fresh`, in row key
+/// order.
+fn differences(fresh: &State, live: &State, projection: &'static str, found: &mut dyn FnMut(&str, Discrepancy)) {
+    if same(projection, fresh, live) {
+        return;
+    }
+    let fresh_keys = fresh.row_keys(projection);
+    let live_keys = live.row_keys(projection);
+    let (mut f, mut l) = (fresh_keys.iter().peekable(), live_keys.iter().peekable());
+    loop {
+        let order = match (f.peek(), l.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(a), Some(b)) => a.cmp(b),
         };
-        let (mut f, mut l) = (fresh_keys.iter().peekable(), live_keys.iter().peekable());
-        loop {
-            let order = match (f.peek(), l.peek()) {
-                (None, None) => break,
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (Some(a), Some(b)) => a.cmp(b),
-            };
-            match order {
-                Ordering::Less => {
-                    if let Some(key) = f.next() {
-                        note(key, Discrepancy::MissingInLive);
-                    }
+        match order {
+            Ordering::Less => {
+                if let Some(key) = f.next() {
+                    found(key, Discrepancy::MissingInLive);
                 }
-                Ordering::Greater => {
-                    if let Some(key) = l.next() {
-                        note(key, Discrepancy::ExtraInLive);
-                    }
+            }
+            Ordering::Greater => {
+                if let Some(key) = l.next() {
+                    found(key, Discrepancy::ExtraInLive);
                 }
-                Ordering::Equal => {
-                    if let (Some(key), Some(_)) = (f.next(), l.next()) {
-                        if fresh.encode_row(projection, key) != live.encode_row(projection, key) {
-                            note(key, Discrepancy::Differs);
-                        }
+            }
+            Ordering::Equal => {
+                if let (Some(key), Some(_)) = (f.next(), l.next()) {
+                    if fresh.encode_row(projection, key) != live.encode_row(projection, key) {
+                        found(key, Discrepancy::Differs);
                     }
                 }
             }
         }
-        report.counts.push((projection, count));
     }
-    report
 }
 
 /// Every row of `projection` in `state`, as journal rows, in row key order.
@@ -276,20 +280,65 @@ fn rows_of<'a>(state: &'a State, projection: &'static str) -> impl Iterator<Item
     })
 }
 
-/// Swaps the fresh rows of `projections` in, atomically: the new journal holds every row of
-/// the fresh `projections` and the live rows of every other projection, encoded as they are
-/// written, and all checkpoints at the log's head (the live copies were caught up to it by
-/// [`build`]). A crash halfway leaves the old journal as it was
-/// ([`Storage::replace_journal`]). Returns the number of rows written.
+/// How [`swap_in`] put the fresh rows in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Swap {
+    /// Only the rows that differed were written, as one journal record (none: nothing was
+    /// written at all).
+    Repaired { rows: usize },
+    /// Every row was written as a new journal generation, which also compacts the journal.
+    Replaced { rows: usize },
+}
+
+/// Most rows repaired in place: a repair is one journal record, written in one batch, and
+/// sled holds every intermediate version of a batch in memory. Beyond it, the whole journal
+/// is replaced in bounded pieces instead.
+const MOST_ROWS_REPAIRED: usize = 20_000;
+
+/// Swaps the fresh rows of `projections` in, atomically and durably; a crash halfway leaves
+/// the stored projections as they were.
+///
+/// When every stored checkpoint is at the log's head and at most [`MOST_ROWS_REPAIRED`] rows
+/// differ, only those rows are written, in one commit: a healthy store is not rewritten
+/// (writing a million keys' rows costs sled tens of seconds). Otherwise, or with `compact`,
+/// the journal is replaced by a new generation ([`Storage::replace_journal`]) holding every
+/// row of the fresh `projections` and the live rows of every other projection, with all
+/// checkpoints at the head (the live copies were caught up to it by [`build`]). A projection
+/// whose checkpoint is behind always takes the replacement: its stored rows lack what the
+/// catch-up folded in memory, which no comparison with the live copy would show.
 ///
 /// Nothing outside the journal and the checkpoints is touched: the events stay as they are.
-pub fn swap_in(storage: &dyn Storage, rebuilt: &Rebuilt, projections: &[&'static str]) -> Result<usize, LedgerError> {
+pub fn swap_in(storage: &dyn Storage, rebuilt: &Rebuilt, projections: &[&'static str], compact: bool) -> Result<Swap, LedgerError> {
+    let caught_up = rebuilt.checkpoints.iter().all(|(_, checkpoint)| *checkpoint == rebuilt.head());
+    if !compact && caught_up {
+        if let Some(rows) = repairs(rebuilt, projections, MOST_ROWS_REPAIRED) {
+            let count = rows.len();
+            if count > 0 {
+                storage.commit(Commit { events: Vec::new(), rows, checkpoints: Vec::new() })?;
+            }
+            return Ok(Swap::Repaired { rows: count });
+        }
+    }
     let mut rows = PROJECTIONS.into_iter().flat_map(|projection| {
         let source = if projections.contains(&projection) { &rebuilt.fresh } else { &rebuilt.live };
         rows_of(source, projection)
     });
     let checkpoints = PROJECTIONS.iter().map(|p| (*p, rebuilt.head())).collect();
-    storage.replace_journal(&mut rows, checkpoints)
+    Ok(Swap::Replaced { rows: storage.replace_journal(&mut rows, checkpoints)? })
+}
+
+/// The row changes that turn the live `projections` into the fresh ones, or `None` when there
+/// are more than `most`.
+fn repairs(rebuilt: &Rebuilt, projections: &[&'static str], most: usize) -> Option<Vec<RowChange>> {
+    let mut rows = Vec::new();
+    for &projection in projections {
+        differences(&rebuilt.fresh, &rebuilt.live, projection, &mut |key, _| {
+            if rows.len() <= most {
+                rows.push(RowChange { projection: projection.to_owned(), key: key.to_owned(), value: rebuilt.fresh.encode_row(projection, key) });
+            }
+        });
+    }
+    (rows.len() <= most).then_some(rows)
 }
 
 /// Every projection folded afresh, event by event, as an import reads them: the import
@@ -331,7 +380,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::ledger::{Commit, SledStorage};
+    use crate::ledger::SledStorage;
     use crate::service::operator;
     use crate::service::recovery::load_state;
     use crate::service::rules::directory::DirectoryFile;
@@ -353,6 +402,22 @@ mod tests {
         storage.commit(Commit { rows, ..Commit::default() }).unwrap();
     }
 
+    /// An initialized store with three damaged rows: an altered keys row, a missing token
+    /// row and an extra one. Returns the state before the damage and the three row keys.
+    fn damaged() -> (tempfile::TempDir, Arc<dyn Storage>, State, [String; 3]) {
+        let (dir, storage) = initialized();
+        let state = load_state(&*storage).unwrap();
+        let key_row = state.row_keys("keys").remove(0);
+        let token_row = state.row_keys("token_index").remove(0);
+        let mut altered = String::from_utf8(state.encode_row("keys", &key_row).unwrap()).unwrap();
+        altered = altered.replace("Initial owner key", "Renamed by hand");
+        damage(&*storage, "keys", &key_row, Some(altered.into_bytes()));
+        damage(&*storage, "token_index", &token_row, None);
+        let extra = format!("{:020}/{}", 99, "0".repeat(64));
+        damage(&*storage, "token_index", &extra, Some(uuid::Uuid::nil().to_string().into_bytes()));
+        (dir, storage, state, [key_row, token_row, extra])
+    }
+
     #[test]
     fn a_healthy_store_compares_clean() {
         let (_dir, storage) = initialized();
@@ -365,16 +430,7 @@ mod tests {
 
     #[test]
     fn missing_extra_and_altered_rows_are_each_reported() {
-        let (_dir, storage) = initialized();
-        let state = load_state(&*storage).unwrap();
-        let key_row = state.row_keys("keys").remove(0);
-        let token_row = state.row_keys("token_index").remove(0);
-        let mut altered = String::from_utf8(state.encode_row("keys", &key_row).unwrap()).unwrap();
-        altered = altered.replace("Initial owner key", "Renamed by hand");
-        damage(&*storage, "keys", &key_row, Some(altered.into_bytes()));
-        damage(&*storage, "token_index", &token_row, None);
-        let extra = format!("{:020}/{}", 99, "0".repeat(64));
-        damage(&*storage, "token_index", &extra, Some(uuid::Uuid::nil().to_string().into_bytes()));
+        let (_dir, storage, _, [key_row, token_row, extra]) = damaged();
 
         let rebuilt = build(&*storage, &mut |_| {}).unwrap();
         let report = compare(&rebuilt.fresh, &rebuilt.live, &PROJECTIONS, 10);
@@ -396,7 +452,7 @@ mod tests {
     }
 
     #[test]
-    fn swapping_in_repairs_and_compacts_and_can_spare_other_projections() {
+    fn compacting_replaces_the_journal_and_can_spare_other_projections() {
         let (_dir, storage) = initialized();
         let state = load_state(&*storage).unwrap();
         let key_row = state.row_keys("keys").remove(0);
@@ -405,15 +461,52 @@ mod tests {
         damage(&*storage, "token_index", &token_row, None);
 
         let rebuilt = build(&*storage, &mut |_| {}).unwrap();
-        swap_in(&*storage, &rebuilt, &["keys"]).unwrap();
+        let swap = swap_in(&*storage, &rebuilt, &["keys"], true).unwrap();
+        assert!(matches!(swap, Swap::Replaced { rows } if rows > 0), "{swap:?}");
         assert_eq!(storage.journal().count(), 1, "the journal is one record now");
         let after = build(&*storage, &mut |_| {}).unwrap();
         let report = compare(&after.fresh, &after.live, &PROJECTIONS, 10);
         assert_eq!(report.counts.iter().filter(|(_, n)| *n > 0).collect::<Vec<_>>(), vec![&("token_index", 1)]);
 
-        swap_in(&*storage, &after, &PROJECTIONS).unwrap();
+        swap_in(&*storage, &after, &PROJECTIONS, true).unwrap();
         let repaired = load_state(&*storage).unwrap();
         assert_eq!(repaired, state, "what the service loads equals the original state");
+    }
+
+    #[test]
+    fn a_few_damaged_rows_are_repaired_by_one_commit_and_a_healthy_store_is_not_written() {
+        let (_dir, storage, state, _) = damaged();
+        let records = storage.journal().count();
+
+        let rebuilt = build(&*storage, &mut |_| {}).unwrap();
+        assert_eq!(swap_in(&*storage, &rebuilt, &PROJECTIONS, false).unwrap(), Swap::Repaired { rows: 3 });
+        assert_eq!(storage.journal().count(), records + 1, "one record of repairs appended");
+        assert_eq!(load_state(&*storage).unwrap(), state, "what the service loads equals the original state");
+
+        let healthy = build(&*storage, &mut |_| {}).unwrap();
+        assert_eq!(swap_in(&*storage, &healthy, &PROJECTIONS, false).unwrap(), Swap::Repaired { rows: 0 });
+        assert_eq!(storage.journal().count(), records + 1, "a healthy store is left as it is");
+    }
+
+    #[test]
+    fn more_differences_than_a_repair_holds_or_a_projection_behind_take_a_new_journal() {
+        let (_dir, storage) = initialized();
+        let state = load_state(&*storage).unwrap();
+        for key in state.row_keys("keys") {
+            damage(&*storage, "keys", &key, None);
+        }
+        let rebuilt = build(&*storage, &mut |_| {}).unwrap();
+        let differing = compare(&rebuilt.fresh, &rebuilt.live, &PROJECTIONS, 0).total();
+        assert!(repairs(&rebuilt, &PROJECTIONS, differing).is_some());
+        assert!(repairs(&rebuilt, &PROJECTIONS, differing - 1).is_none(), "one difference too many for a repair");
+
+        // Checkpoints behind the head: the stored rows lack what the catch-up folded in memory.
+        storage.commit(Commit { checkpoints: PROJECTIONS.iter().map(|p| (*p, 1)).collect(), ..Commit::default() }).unwrap();
+        let behind = build(&*storage, &mut |_| {}).unwrap();
+        assert!(matches!(swap_in(&*storage, &behind, &PROJECTIONS, false).unwrap(), Swap::Replaced { .. }));
+        assert_eq!(storage.journal().count(), 1);
+        assert_eq!(load_state(&*storage).unwrap(), state);
+        assert!(PROJECTIONS.iter().all(|p| storage.checkpoint(p).unwrap() == state.position));
     }
 
     #[test]
