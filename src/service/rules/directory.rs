@@ -365,9 +365,12 @@ fn check(file: &DirectoryFile) -> Result<(), DirectoryError> {
         }
     }
     let mut team_ids = HashSet::new();
+    let mut team_slugs = HashSet::new();
     for team in &file.teams {
         if !team_ids.insert(team.id) {
             problems.push(format!("team {} is listed twice", team.id));
+        } else if !team_slugs.insert(team.slug.as_str()) {
+            problems.push(format!("team slug {:?} is used by two teams; a slug names one team", team.slug));
         }
         for id in team.user_ids.iter().chain(&team.admin_ids) {
             if !ids.contains(id) {
@@ -453,12 +456,16 @@ mod tests {
     #[test]
     fn inconsistent_files_are_refused_with_every_problem() {
         let mut file = acme();
+        let mut twin = file.teams[0].clone();
+        twin.id = Uuid::new_v4();
+        file.teams.push(twin);
         file.users.push(file.users[0].clone());
         file.users[1].role = "wizard".into();
         file.teams[0].admin_ids.push(6);
         file.roles.push(RoleSpec { id: None, slug: "owner".into(), name: None, api_keys_permissions: vec![] });
         let err = check(&file).unwrap_err();
-        assert_eq!(err.problems.len(), 4, "{err}");
+        assert_eq!(err.problems.len(), 5, "{err}");
+        assert!(err.problems.iter().any(|p| p.contains(&format!("team slug {:?} is used by two teams", file.teams[0].slug))), "{err}");
         let err = plan(&acme_with_role(&mut acme(), "wizard"), &State::default(), &mut Uuid::new_v4).unwrap_err();
         assert!(err.to_string().contains("wizard"), "{err}");
     }
