@@ -165,6 +165,7 @@ pub struct ApiKeyCreated {
     pub service_account_id: Option<Uuid>,
     /// Hex of the domain-separated BLAKE3 digest of the token; never the token.
     pub token_digest: String,
+    #[serde(deserialize_with = "crate::timestamp::deserialize")]
     pub expires_at: DateTime<Utc>,
 }
 
@@ -192,6 +193,7 @@ pub struct ApiKeyUpdated {
     /// Trimmed.
     pub name: String,
     pub description: Option<String>,
+    #[serde(deserialize_with = "crate::timestamp::deserialize")]
     pub expires_at: DateTime<Utc>,
 }
 
@@ -207,10 +209,12 @@ pub struct ApiKeyRotated {
     pub previous_token_digest: String,
     /// Until when the replaced token still authenticates; `None`: it stopped at once
     /// (grace 0, or the organization's grace-period setting is off).
+    #[serde(default, deserialize_with = "crate::timestamp::optional")]
     pub grace_period_ends_at: Option<DateTime<Utc>>,
     /// An older token that was still in its grace period and ends with this rotation: only
     /// the newest previous token gets a grace period.
     pub retired_token_digest: Option<String>,
+    #[serde(deserialize_with = "crate::timestamp::deserialize")]
     pub expires_at: DateTime<Utc>,
 }
 
@@ -222,6 +226,7 @@ pub struct ApiKeyGracePeriodEnded {
     pub organization_id: Uuid,
     /// Hex digest of the token that stopped.
     pub token_digest: String,
+    #[serde(deserialize_with = "crate::timestamp::deserialize")]
     pub grace_period_ended_at: DateTime<Utc>,
 }
 

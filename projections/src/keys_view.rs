@@ -57,14 +57,18 @@ pub struct ApiKey {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_token_digest: Option<String>,
     pub created_by: Actor,
+    #[serde(deserialize_with = "crate::timestamp::deserialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(deserialize_with = "crate::timestamp::deserialize")]
     pub updated_at: DateTime<Utc>,
+    #[serde(deserialize_with = "crate::timestamp::deserialize")]
     pub expires_at: DateTime<Utc>,
     /// When the previous token stops: set by a rotation with a grace period, `None` once it
     /// has ended or after a rotation without one. Non-null means a second token still works.
+    #[serde(default, deserialize_with = "crate::timestamp::optional")]
     pub grace_period_ends_at: Option<DateTime<Utc>>,
     /// When the key last got a new secret.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::timestamp::optional", skip_serializing_if = "Option::is_none")]
     pub rotated_at: Option<DateTime<Utc>>,
 }
 

@@ -14,6 +14,7 @@ pub mod name_index;
 pub mod projection;
 pub mod service_accounts;
 pub mod state;
+pub mod timestamp;
 pub mod token_index;
 
 pub use event::{Actor, ApiKeyKind, Event, Permission, RecordedEvent};

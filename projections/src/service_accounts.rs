@@ -32,6 +32,7 @@ pub struct ServiceAccount {
     pub group_id: Option<Uuid>,
     pub role_id: Option<Uuid>,
     pub on_call_role_id: Option<Uuid>,
+    #[serde(deserialize_with = "crate::timestamp::deserialize")]
     pub created_at: DateTime<Utc>,
 }
 

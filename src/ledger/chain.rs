@@ -43,6 +43,7 @@ struct Envelope {
     #[serde(rename = "type")]
     event_type: String,
     schema_version: u32,
+    #[serde(deserialize_with = "keyledger_projections::timestamp::deserialize")]
     recorded_at: DateTime<Utc>,
     actor: Actor,
     request_id: String,

@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use keyledger_projections::{Actor, Event, RecordedEvent};
+use keyledger_projections::{timestamp, Actor, Event, RecordedEvent};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, IntoDeserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
@@ -71,6 +71,15 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
     }
 }
 
+/// `recorded_at`, read with the fast timestamp parser (see `keyledger_projections::timestamp`).
+struct RecordedAt(DateTime<Utc>);
+
+impl<'de> Deserialize<'de> for RecordedAt {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        timestamp::deserialize(deserializer).map(RecordedAt)
+    }
+}
+
 struct EnvelopeVisitor;
 
 impl<'de> Visitor<'de> for EnvelopeVisitor {
@@ -86,7 +95,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
         let mut stream_version: Option<u64> = None;
         let mut event_type: Option<Text<'de>> = None;
         let mut schema_version = None;
-        let mut recorded_at: Option<DateTime<Utc>> = None;
+        let mut recorded_at: Option<RecordedAt> = None;
         let mut actor: Option<Actor> = None;
         let mut request_id: Option<Text<'de>> = None;
         let mut event = None;
@@ -129,7 +138,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
             stream: stream.ok_or_else(|| missing("stream"))?.0,
             stream_version: stream_version.ok_or_else(|| missing("stream_version"))?,
             schema_version: schema_version.ok_or_else(|| missing("schema_version"))?,
-            recorded_at: recorded_at.ok_or_else(|| missing("recorded_at"))?,
+            recorded_at: recorded_at.ok_or_else(|| missing("recorded_at"))?.0,
             actor: actor.ok_or_else(|| missing("actor"))?,
             request_id: request_id.ok_or_else(|| missing("request_id"))?.0,
             prev_hash: prev_hash.ok_or_else(|| missing("prev_hash"))?.0,
