@@ -23,8 +23,8 @@
 //!
 //! [`Storage::append`] applies the batch; [`Storage::sync`] makes everything applied so far
 //! durable: sled's `flush`, then an `fdatasync` of sled's data file (sled's flush ends in
-//! `sync_file_range`, which does not survive a power loss). Pages too large for sled's log go
-//! to files under `blobs/`, which sled never syncs; any new one is synced too.
+//! `sync_file_range`, which does not survive a power loss). sled nodes too large for its log
+//! go to files under `blobs/`, which sled never syncs; any new one is synced too.
 //!
 //! A second tree, `last_used`, holds each key's last use ([`LastUseStore`]): key id (16
 //! bytes) → microseconds since the Unix epoch (big-endian i64). Nothing that works on the
