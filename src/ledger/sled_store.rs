@@ -95,14 +95,19 @@ fn u64_value(bytes: &[u8]) -> u64 {
     u64::from_be_bytes(buf)
 }
 
+/// The position in an event key (`e` or `p` + big-endian position).
+fn key_position(key: &[u8]) -> u64 {
+    u64_value(key.get(1..).unwrap_or_default())
+}
+
 /// An event stored under the legacy `e` key range: hash ‖ canonical envelope.
 fn decode_legacy_event(key: &[u8], value: &[u8]) -> Result<StoredEvent, LedgerError> {
-    let position = u64_value(key.get(1..).unwrap_or_default());
+    let position = key_position(key);
     if value.len() < HASH_BYTES {
         return Err(LedgerError::Corrupt { position, reason: "stored record is shorter than its hash".into() });
     }
     let (hash, canonical) = value.split_at(HASH_BYTES);
-    Ok(StoredEvent { position, hash: hash_of(hash), canonical: canonical.to_vec() })
+    Ok(PageRecord { hash, canonical }.to_stored(position))
 }
 
 const HASH_BYTES: usize = 32;
@@ -145,10 +150,16 @@ fn pages(events: &[StoredEvent]) -> Result<Vec<(u64, Vec<u8>)>, LedgerError> {
     Ok(pages)
 }
 
-/// One record of a page, borrowed from it.
+/// One record of a page (or a legacy entry), borrowed from it.
 struct PageRecord<'a> {
     hash: &'a [u8],
     canonical: &'a [u8],
+}
+
+impl PageRecord<'_> {
+    fn to_stored(&self, position: u64) -> StoredEvent {
+        StoredEvent { position, hash: hash_of(self.hash), canonical: self.canonical.to_vec() }
+    }
 }
 
 /// Reads the record at `at` in `page`, which is the event at `position`; returns it and where
@@ -170,12 +181,12 @@ fn read_record(page: &[u8], at: usize, position: u64) -> Result<(PageRecord<'_>,
 
 /// The last event of a page stored under `key`.
 fn last_of_page(key: &[u8], page: &[u8]) -> Result<StoredEvent, LedgerError> {
-    let mut position = u64_value(key.get(1..).unwrap_or_default());
+    let mut position = key_position(key);
     let mut at = 0;
     loop {
         let (record, next) = read_record(page, at, position)?;
         if next == page.len() {
-            return Ok(StoredEvent { position, hash: hash_of(record.hash), canonical: record.canonical.to_vec() });
+            return Ok(record.to_stored(position));
         }
         at = next;
         position += 1;
@@ -208,7 +219,7 @@ impl Iterator for PagedEvents {
                         self.at = next;
                         self.position += 1;
                         if position >= self.from {
-                            return Some(Ok(StoredEvent { position, hash: hash_of(record.hash), canonical: record.canonical.to_vec() }));
+                            return Some(Ok(record.to_stored(position)));
                         }
                     }
                     Err(e) => {
@@ -220,7 +231,7 @@ impl Iterator for PagedEvents {
             }
             match self.pages.next()? {
                 Ok((key, page)) => {
-                    self.position = u64_value(key.get(1..).unwrap_or_default());
+                    self.position = key_position(&key);
                     if page.is_empty() {
                         self.failed = true;
                         return Some(Err(LedgerError::Corrupt { position: self.position, reason: "its event page is empty".into() }));
@@ -434,7 +445,7 @@ impl Storage for SledStorage {
             decode_legacy_event(&key, &value)
         });
         let holding = match self.ledger.range(position_key(PAGE, 0)..=position_key(PAGE, position)).keys().next_back().transpose() {
-            Ok(holding) => holding.map_or(position, |key| u64_value(key.get(1..).unwrap_or_default())),
+            Ok(holding) => holding.map_or(position, |key| key_position(&key)),
             Err(e) => return Box::new(std::iter::once(Err(storage_error(e)))),
         };
         let pages = PagedEvents {
@@ -587,7 +598,7 @@ mod tests {
     }
 
     fn page_entries(storage: &SledStorage) -> Vec<(u64, sled::IVec)> {
-        storage.ledger.scan_prefix([PAGE]).map(|entry| entry.map(|(k, v)| (u64_value(&k[1..]), v)).unwrap_or_else(|e| panic!("{e}"))).collect()
+        storage.ledger.scan_prefix([PAGE]).map(|entry| entry.map(|(k, v)| (key_position(&k), v)).unwrap_or_else(|e| panic!("{e}"))).collect()
     }
 
     #[test]
