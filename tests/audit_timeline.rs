@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::process::Output;
 
 use chrono::{DateTime, Duration, SecondsFormat, SubsecRound, Utc};
-use keyledger::ledger::{Commit, SledStorage, Storage};
+use keyledger::ledger::{SledStorage, Storage};
 use serde_json::{json, Value};
 use support::{cli, cli_ok, create, in_days, DataDir, Server, PLATFORM_TEAM};
 
@@ -401,14 +401,11 @@ fn bad_arguments_and_a_missing_ledger_fail_with_a_message() {
 fn a_broken_chain_stops_both_commands_at_its_position() {
     let world = world();
     let total = world.events().len();
-    {
-        // Rewrite a byte inside event 5 and store it back without touching its hash.
-        let storage = SledStorage::open_existing(world.data.path()).expect("open the ledger");
-        let mut stored = storage.events_from(5).next().expect("event 5").expect("readable");
-        let at = stored.canonical.windows(7).position(|w| w == b"\"slug\":").expect("event 5 is a role") + 8;
-        stored.canonical[at] ^= 0x01;
-        storage.commit(Commit { events: vec![stored], ..Commit::default() }).expect("store the forged event");
-    }
+    // A byte inside event 5 changes; its stored hash does not.
+    support::damage_event(world.data.path(), 5, |canonical| {
+        let at = canonical.windows(7).position(|w| w == b"\"slug\":").expect("event 5 is a role") + 8;
+        canonical[at] ^= 0x01;
+    });
     let out = world.audit("log", &["--format", "jsonl"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");

@@ -80,23 +80,13 @@ fn stored_events(data: &DataDir) -> Vec<StoredEvent> {
     storage.events_from(1).collect::<Result<_, _>>().expect("read the log")
 }
 
-/// The data directory's sled tree, opened directly to damage it the way a disk or an
-/// intruder would.
-fn ledger_tree(data: &DataDir) -> (sled::Db, sled::Tree) {
-    let db = support::open_sled(data.path());
-    let tree = db.open_tree("ledger").expect("ledger tree");
-    (db, tree)
-}
-
-fn event_key(position: u64) -> Vec<u8> {
-    [&[b'e'][..], &position.to_be_bytes()].concat()
-}
-
 /// Rewrites history from `from` on and recomputes every later hash and `prev_hash`, so that
-/// the chain is internally consistent again: only a checkpoint can tell.
+/// the chain is internally consistent again: only a checkpoint can tell. The log is cut
+/// before `from` and the rewritten events are stored after the cut.
 fn rewrite_history(data: &DataDir, from: u64) {
+    let stored = stored_events(data);
+    support::truncate_log(data.path(), from - 1);
     let storage = SledStorage::open_existing(data.path()).expect("open the ledger");
-    let stored: Vec<StoredEvent> = storage.events_from(1).collect::<Result<_, _>>().expect("read");
     let recorded: Vec<_> = Replay::new(stored.iter().cloned().map(Ok), ChainHead::genesis()).collect::<Result<_, _>>().expect("intact");
     let mut head = ChainHead::genesis();
     let mut rewritten = Vec::new();
@@ -110,7 +100,11 @@ fn rewrite_history(data: &DataDir, from: u64) {
             rewritten.push(sealed);
         }
     }
-    storage.commit(Commit { events: rewritten, ..Commit::default() }).expect("store the rewrite");
+    storage.commit(Commit { events: rewritten.clone(), ..Commit::default() }).expect("store the rewrite");
+    drop(storage);
+    let now = stored_events(data);
+    assert_eq!(now[..from as usize - 1], stored[..from as usize - 1], "history before the rewrite is kept");
+    assert_eq!(now[from as usize - 1..], rewritten, "the rewrite is what is stored from {from} on");
 }
 
 #[test]
@@ -144,18 +138,14 @@ fn a_flipped_byte_is_found_at_its_position_with_its_stream() {
         let envelope: serde_json::Value = serde_json::from_slice(&events[position as usize - 1].canonical).expect("json");
         envelope["stream"].as_str().expect("stream").to_owned()
     };
-    {
-        let (db, tree) = ledger_tree(&data);
-        let mut value = tree.get(event_key(position)).expect("read").expect("event 7").to_vec();
-        // Inside the canonical envelope (after the 32-byte hash), a letter of the payload's
-        // name changes case: the envelope still decodes, only the hash can tell.
-        let name = value.windows(8).position(|w| w == b"\"name\":\"").expect("a name in the payload");
+    support::damage_event(data.path(), position, |canonical| {
+        // A letter of the payload's name changes case: the envelope still decodes, only the
+        // hash can tell.
+        let name = canonical.windows(8).position(|w| w == b"\"name\":\"").expect("a name in the payload");
         let i = name + 8;
-        assert!(i >= 32 && value[i].is_ascii_alphabetic());
-        value[i] ^= 0x20;
-        tree.insert(event_key(position), value).expect("write");
-        db.flush().expect("flush");
-    }
+        assert!(canonical[i].is_ascii_alphabetic());
+        canonical[i] ^= 0x20;
+    });
     let err = fails(verify(&data, &[]), "audit verify of a damaged log");
     assert!(err.contains(&format!("event {position} ")), "names the position: {err}");
     assert!(err.contains(&stream), "names the stream {stream}: {err}");
@@ -214,11 +204,8 @@ fn a_truncated_log_fails_the_size_check() {
     let keep = tempfile::tempdir().expect("tempdir");
     let note_path = checkpoint(&data, keep.path(), "checkpoint.txt");
     let size = stored_events(&data).len() as u64;
-    {
-        let (db, tree) = ledger_tree(&data);
-        tree.remove(event_key(size)).expect("remove the last event");
-        db.flush().expect("flush");
-    }
+    support::truncate_log(data.path(), size - 1);
+    assert_eq!(stored_events(&data).len() as u64, size - 1, "the last event is gone");
     ok(verify(&data, &[]), "a prefix of the log is a consistent chain");
     let err = fails(verify(&data, &["--checkpoint", path_arg(&note_path)]), "verify a truncated log");
     assert!(err.contains("size check failed"), "{err}");

@@ -204,17 +204,10 @@ fn a_broken_chain_stops_the_rebuild_and_changes_nothing() {
     let data = DataDir::new();
     data.acme_and_globex();
     let before = journal_bytes(&data);
-    {
-        let db = support::open_sled(data.path());
-        let tree = db.open_tree("ledger").expect("ledger tree");
-        let mut key = vec![b'e'];
-        key.extend_from_slice(&3u64.to_be_bytes());
-        let mut value = tree.get(&key).expect("get").expect("event 3").to_vec();
-        let at = value.len() - 10;
-        value[at] ^= 0x01;
-        tree.insert(key, value).expect("insert");
-        db.flush().expect("flush");
-    }
+    support::damage_event(data.path(), 3, |canonical| {
+        let at = canonical.len() - 10;
+        canonical[at] ^= 0x01;
+    });
     for extra in [&["--check"][..], &[][..]] {
         let out = rebuild(&data, extra);
         assert!(!out.status.success(), "rebuild {extra:?} replayed a broken chain");

@@ -11,8 +11,9 @@
 
 use super::{LedgerError, RowChange};
 
-/// Largest journal piece: a sled leaf holds up to 16 entries and sled moves pages over
-/// 128 KiB out to blob files, which it does not fsync; 4 KiB pieces keep leaves far below.
+/// Largest journal piece (and event page, see [`super::sled_store`]): a sled leaf holds up to
+/// 16 entries and sled moves pages over 128 KiB out to blob files, which it does not fsync;
+/// 4 KiB values keep leaves far below.
 pub const PIECE_BYTES: usize = 4096;
 
 fn put_len(out: &mut Vec<u8>, len: usize) {

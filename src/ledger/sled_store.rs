@@ -1,15 +1,30 @@
 //! The embedded backend: sled 0.34.7.
 //!
-//! One tree, `ledger`, in three key ranges: `e` + position (big-endian u64) → 32-byte hash ‖
-//! canonical envelope; `j` + (commit sequence, piece) (big-endian) → a piece of a commit's
-//! projection row changes (see [`super::journal`]); `c` + projection name → checkpoint
-//! position (big-endian). One tree lets a commit be one atomic `apply_batch`, about half the
-//! cost of a transaction over several trees.
+//! One tree, `ledger`, in key ranges (all numbers big-endian):
+//!
+//! - `p` + position (u64) → an **event page**: the records of consecutive events, the first
+//!   of which is at that position, each `[u32 length][32-byte hash][canonical envelope]`
+//!   (the length covers hash and envelope); the i-th record is the event at position + i.
+//!   A page holds one record per event; the key only names its first position. sled
+//!   costs about a microsecond per entry read, as much as hashing an event, so events are
+//!   stored a page at a time: a commit's events are cut, in order, into pages of at most
+//!   [`journal::PIECE_BYTES`] (an event larger than that gets a page of its own), and a
+//!   commit never rewrites or extends an earlier page.
+//! - `e` + position (u64) → 32-byte hash ‖ canonical envelope: one entry per event, as
+//!   builds before pages stored them. Such stores stay readable: their events come first,
+//!   and events appended to them later go to pages after them.
+//! - `j` + (commit sequence, piece) → a piece of a commit's projection row changes (see
+//!   [`super::journal`]).
+//! - `c` + projection name → checkpoint position.
+//! - `m` + name → journal generation markers.
+//!
+//! One tree lets a commit be one atomic `apply_batch`, about half the cost of a transaction
+//! over several trees.
 //!
 //! [`Storage::append`] applies the batch; [`Storage::sync`] makes everything applied so far
 //! durable: sled's `flush`, then an `fdatasync` of sled's data file (sled's flush ends in
-//! `sync_file_range`, which does not survive a power loss). Pages too large for sled's log go
-//! to files under `blobs/`, which sled never syncs; any new one is synced too.
+//! `sync_file_range`, which does not survive a power loss). sled nodes too large for its log
+//! go to files under `blobs/`, which sled never syncs; any new one is synced too.
 //!
 //! A second tree, `last_used`, holds each key's last use ([`LastUseStore`]): key id (16
 //! bytes) → microseconds since the Unix epoch (big-endian i64). Nothing that works on the
@@ -80,19 +95,164 @@ fn u64_value(bytes: &[u8]) -> u64 {
     u64::from_be_bytes(buf)
 }
 
-fn decode_event(key: &[u8], value: &[u8]) -> Result<StoredEvent, LedgerError> {
-    let position = u64_value(key.get(1..).unwrap_or_default());
-    if value.len() < 32 {
+/// The position in an event key (`e` or `p` + big-endian position).
+fn key_position(key: &[u8]) -> u64 {
+    u64_value(key.get(1..).unwrap_or_default())
+}
+
+/// An event stored under the legacy `e` key range: hash ‖ canonical envelope.
+fn decode_legacy_event(key: &[u8], value: &[u8]) -> Result<StoredEvent, LedgerError> {
+    let position = key_position(key);
+    if value.len() < HASH_BYTES {
         return Err(LedgerError::Corrupt { position, reason: "stored record is shorter than its hash".into() });
     }
-    let mut hash = [0u8; 32];
-    hash.copy_from_slice(&value[..32]);
-    Ok(StoredEvent { position, hash: blake3::Hash::from_bytes(hash), canonical: value[32..].to_vec() })
+    let (hash, canonical) = value.split_at(HASH_BYTES);
+    Ok(PageRecord { hash, canonical }.to_stored(position))
+}
+
+const HASH_BYTES: usize = 32;
+/// A page record's length field.
+const LENGTH_BYTES: usize = 4;
+
+fn hash_of(bytes: &[u8]) -> blake3::Hash {
+    let mut hash = [0u8; HASH_BYTES];
+    hash.copy_from_slice(bytes);
+    blake3::Hash::from_bytes(hash)
+}
+
+/// Cuts a commit's events, in order, into pages: consecutive positions, at most
+/// [`journal::PIECE_BYTES`] each unless a single event is larger. A jump in positions (which
+/// a correct writer never makes) starts a new page, so that it stays visible to a reader.
+fn pages(events: &[StoredEvent]) -> Result<Vec<(u64, Vec<u8>)>, LedgerError> {
+    let mut pages = Vec::new();
+    // The page being filled: its first position and its records.
+    let mut page: (u64, Vec<u8>) = (0, Vec::new());
+    let mut next_position = 0;
+    for event in events {
+        let record_len = HASH_BYTES + event.canonical.len();
+        let length = u32::try_from(record_len)
+            .map_err(|_| LedgerError::Storage(format!("event {} is too large to store ({record_len} bytes)", event.position)))?;
+        let full = page.1.len() + LENGTH_BYTES + record_len > journal::PIECE_BYTES;
+        if !page.1.is_empty() && (full || event.position != next_position) {
+            pages.push(std::mem::take(&mut page));
+        }
+        if page.1.is_empty() {
+            page.0 = event.position;
+        }
+        page.1.extend_from_slice(&length.to_be_bytes());
+        page.1.extend_from_slice(event.hash.as_bytes());
+        page.1.extend_from_slice(&event.canonical);
+        next_position = event.position + 1;
+    }
+    if !page.1.is_empty() {
+        pages.push(page);
+    }
+    Ok(pages)
+}
+
+/// One record of a page (or a legacy entry), borrowed from it.
+struct PageRecord<'a> {
+    hash: &'a [u8],
+    canonical: &'a [u8],
+}
+
+impl PageRecord<'_> {
+    fn to_stored(&self, position: u64) -> StoredEvent {
+        StoredEvent { position, hash: hash_of(self.hash), canonical: self.canonical.to_vec() }
+    }
+}
+
+/// Reads the record at `at` in `page`, which is the event at `position`; returns it and where
+/// the next record starts.
+fn read_record(page: &[u8], at: usize, position: u64) -> Result<(PageRecord<'_>, usize), LedgerError> {
+    let corrupt = |reason: &str| LedgerError::Corrupt { position, reason: format!("its event page does not frame: {reason}") };
+    let body = at + LENGTH_BYTES;
+    let length = page.get(at..body).ok_or_else(|| corrupt("the page ends inside a record's length"))?;
+    let mut buf = [0u8; LENGTH_BYTES];
+    buf.copy_from_slice(length);
+    let length = u32::from_be_bytes(buf) as usize;
+    if length < HASH_BYTES {
+        return Err(corrupt("a record is shorter than its hash"));
+    }
+    let end = body.checked_add(length).filter(|end| *end <= page.len()).ok_or_else(|| corrupt("a record runs past the end of the page"))?;
+    let (hash, canonical) = page[body..end].split_at(HASH_BYTES);
+    Ok((PageRecord { hash, canonical }, end))
+}
+
+/// The last event of a page stored under `key`.
+fn last_of_page(key: &[u8], page: &[u8]) -> Result<StoredEvent, LedgerError> {
+    let mut position = key_position(key);
+    let mut at = 0;
+    loop {
+        let (record, next) = read_record(page, at, position)?;
+        if next == page.len() {
+            return Ok(record.to_stored(position));
+        }
+        at = next;
+        position += 1;
+    }
+}
+
+/// The events of the pages from a given one on, from a given position on.
+struct PagedEvents {
+    pages: sled::Iter,
+    /// The page being read and where its next record starts.
+    page: sled::IVec,
+    at: usize,
+    /// Position of the next record.
+    position: u64,
+    /// Records before this position are skipped.
+    from: u64,
+    /// Set after an error: nothing after a page that does not frame can be trusted.
+    failed: bool,
+}
+
+impl Iterator for PagedEvents {
+    type Item = Result<StoredEvent, LedgerError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.failed {
+            if self.at < self.page.len() {
+                let position = self.position;
+                match read_record(&self.page, self.at, position) {
+                    Ok((record, next)) => {
+                        self.at = next;
+                        self.position += 1;
+                        if position >= self.from {
+                            return Some(Ok(record.to_stored(position)));
+                        }
+                    }
+                    Err(e) => {
+                        self.failed = true;
+                        return Some(Err(e));
+                    }
+                }
+                continue;
+            }
+            match self.pages.next()? {
+                Ok((key, page)) => {
+                    self.position = key_position(&key);
+                    if page.is_empty() {
+                        self.failed = true;
+                        return Some(Err(LedgerError::Corrupt { position: self.position, reason: "its event page is empty".into() }));
+                    }
+                    self.page = page;
+                    self.at = 0;
+                }
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(storage_error(e)));
+                }
+            }
+        }
+        None
+    }
 }
 
 const LAST_USED_TREE: &str = "last_used";
 
-const EVENT: u8 = b'e';
+const PAGE: u8 = b'p';
+const LEGACY_EVENT: u8 = b'e';
 const JOURNAL: u8 = b'j';
 const CHECKPOINT: u8 = b'c';
 const META: u8 = b'm';
@@ -110,8 +270,8 @@ fn meta_key(name: &str) -> Vec<u8> {
     [&[META], name.as_bytes()].concat()
 }
 
-fn event_key(position: u64) -> [u8; 9] {
-    let mut key = [EVENT; 9];
+fn position_key(range: u8, position: u64) -> [u8; 9] {
+    let mut key = [range; 9];
     key[1..].copy_from_slice(&position.to_be_bytes());
     key
 }
@@ -255,11 +415,8 @@ impl SledStorage {
 impl Storage for SledStorage {
     fn append(&self, commit: Commit) -> Result<(), LedgerError> {
         let mut batch = sled::Batch::default();
-        for event in &commit.events {
-            let mut value = Vec::with_capacity(32 + event.canonical.len());
-            value.extend_from_slice(event.hash.as_bytes());
-            value.extend_from_slice(&event.canonical);
-            batch.insert(&event_key(event.position), value);
+        for (first, page) in pages(&commit.events)? {
+            batch.insert(&position_key(PAGE, first), page);
         }
         if !commit.rows.is_empty() {
             let record = self.next_record.fetch_add(1, Ordering::Relaxed);
@@ -281,16 +438,33 @@ impl Storage for SledStorage {
         self.sync_new_blobs()
     }
 
+    /// The legacy `e` range first, then the pages from the one holding `position`.
     fn events_from(&self, position: u64) -> Box<dyn Iterator<Item = Result<StoredEvent, LedgerError>> + '_> {
-        Box::new(self.ledger.range(event_key(position)..=event_key(u64::MAX)).map(|item| {
+        let legacy = self.ledger.range(position_key(LEGACY_EVENT, position)..=position_key(LEGACY_EVENT, u64::MAX)).map(|item| {
             let (key, value) = item.map_err(storage_error)?;
-            decode_event(&key, &value)
-        }))
+            decode_legacy_event(&key, &value)
+        });
+        let holding = match self.ledger.range(position_key(PAGE, 0)..=position_key(PAGE, position)).keys().next_back().transpose() {
+            Ok(holding) => holding.map_or(position, |key| key_position(&key)),
+            Err(e) => return Box::new(std::iter::once(Err(storage_error(e)))),
+        };
+        let pages = PagedEvents {
+            pages: self.ledger.range(position_key(PAGE, holding)..=position_key(PAGE, u64::MAX)),
+            page: sled::IVec::default(),
+            at: 0,
+            position: holding,
+            from: position,
+            failed: false,
+        };
+        Box::new(legacy.chain(pages))
     }
 
     fn last_event(&self) -> Result<Option<StoredEvent>, LedgerError> {
-        match self.ledger.scan_prefix([EVENT]).next_back().transpose().map_err(storage_error)? {
-            Some((key, value)) => decode_event(&key, &value).map(Some),
+        if let Some((key, page)) = self.ledger.scan_prefix([PAGE]).next_back().transpose().map_err(storage_error)? {
+            return last_of_page(&key, &page).map(Some);
+        }
+        match self.ledger.scan_prefix([LEGACY_EVENT]).next_back().transpose().map_err(storage_error)? {
+            Some((key, value)) => decode_legacy_event(&key, &value).map(Some),
             None => Ok(None),
         }
     }
@@ -402,6 +576,137 @@ impl LastUseStore for SledStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::chain::sample;
+    use crate::ledger::verify::{self, VerifyError};
+
+    fn open(dir: &tempfile::TempDir) -> SledStorage {
+        SledStorage::open(dir.path()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// An event of `size` canonical bytes; storage neither reads nor checks the envelope.
+    fn sized(position: u64, size: usize) -> StoredEvent {
+        let canonical: Vec<u8> = (0..size).map(|i| b'a' + ((position as usize + i) % 26) as u8).collect();
+        StoredEvent { position, hash: blake3::hash(&canonical), canonical }
+    }
+
+    fn append(storage: &SledStorage, events: &[StoredEvent]) {
+        storage.append(Commit { events: events.to_vec(), ..Commit::default() }).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn read_from(storage: &SledStorage, position: u64) -> Vec<StoredEvent> {
+        storage.events_from(position).collect::<Result<_, _>>().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn page_entries(storage: &SledStorage) -> Vec<(u64, sled::IVec)> {
+        storage.ledger.scan_prefix([PAGE]).map(|entry| entry.map(|(k, v)| (key_position(&k), v)).unwrap_or_else(|e| panic!("{e}"))).collect()
+    }
+
+    #[test]
+    fn events_are_stored_in_pages_and_read_back_from_any_position() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let storage = open(&dir);
+        assert_eq!(storage.last_event().ok(), Some(None));
+        let events: Vec<StoredEvent> = (1..=30)
+            .map(|p| sized(p, 300))
+            .chain([sized(31, 3 * journal::PIECE_BYTES)])
+            .chain((32..=40).map(|p| sized(p, 1000)))
+            .collect();
+        for commit in [&events[..30], &events[30..31], &events[31..35], &events[35..]] {
+            append(&storage, commit);
+        }
+        for position in 0..=42 {
+            let skip = usize::try_from(position.max(1) - 1).unwrap_or(usize::MAX).min(events.len());
+            assert_eq!(read_from(&storage, position), events[skip..], "from position {position}");
+        }
+        assert_eq!(storage.last_event().ok().flatten().as_ref(), events.last());
+
+        let pages = page_entries(&storage);
+        let firsts: Vec<u64> = pages.iter().map(|(first, _)| *first).collect();
+        for commit_start in [1, 31, 32, 36] {
+            assert!(firsts.contains(&commit_start), "every commit starts a page of its own: {firsts:?}");
+        }
+        for (first, page) in &pages {
+            assert!(page.len() <= journal::PIECE_BYTES || *first == 31, "page {first} is {} bytes", page.len());
+        }
+        assert!(pages.len() < events.len() / 2, "several events per page: {} pages", pages.len());
+    }
+
+    #[test]
+    fn a_store_of_an_earlier_build_is_read_legacy_events_first_then_pages() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let storage = open(&dir);
+        let events: Vec<StoredEvent> = (1..=12).map(|p| sized(p, 200)).collect();
+        for event in &events[..5] {
+            let value = [event.hash.as_bytes().as_slice(), &event.canonical].concat();
+            storage.ledger.insert(position_key(LEGACY_EVENT, event.position), value).unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(storage.last_event().ok().flatten().as_ref(), events.get(4), "a legacy store's last event");
+        append(&storage, &events[5..]);
+        assert_eq!(read_from(&storage, 1), events);
+        assert_eq!(read_from(&storage, 3), events[2..]);
+        assert_eq!(read_from(&storage, 8), events[7..]);
+        assert_eq!(storage.last_event().ok().flatten().as_ref(), events.last());
+    }
+
+    #[test]
+    fn a_page_that_does_not_frame_names_the_first_position_it_cannot_read() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let storage = open(&dir);
+        let events: Vec<StoredEvent> = (1..=8).map(|p| sized(p, 100)).collect();
+        append(&storage, &events);
+        let [(first, page)] = page_entries(&storage).try_into().unwrap_or_else(|p: Vec<_>| panic!("one page expected, got {}", p.len()));
+        let record = LENGTH_BYTES + HASH_BYTES + 100;
+        let write = |bytes: &[u8]| storage.ledger.insert(position_key(PAGE, first), bytes).unwrap_or_else(|e| panic!("{e}"));
+        let first_unreadable = |position: u64| {
+            let read: Vec<_> = storage.events_from(position).collect();
+            let (last, intact) = read.split_last().unwrap_or_else(|| panic!("nothing read"));
+            assert!(intact.iter().all(Result::is_ok), "only the last item is an error");
+            match last {
+                Err(LedgerError::Corrupt { position, .. }) => *position,
+                other => panic!("expected corruption, got {other:?}"),
+            }
+        };
+        for cut in 1..page.len() {
+            write(&page[..cut]);
+            if cut % record == 0 {
+                // A page cut between records frames: it is a shorter page, and what follows
+                // it is a jump in positions.
+                assert_eq!(read_from(&storage, 1), events[..cut / record], "cut at {cut}");
+                continue;
+            }
+            let broken = 1 + (cut / record) as u64;
+            assert_eq!(first_unreadable(1), broken, "cut at {cut}");
+            assert_eq!(first_unreadable(8), broken.min(8), "reading from the page's last event, cut at {cut}");
+            assert!(matches!(storage.last_event(), Err(LedgerError::Corrupt { position, .. }) if position == broken), "cut at {cut}");
+        }
+        // Event 3's length runs past the end of the page, then is shorter than its hash.
+        for length in [u32::MAX, 31] {
+            let mut bad = page.to_vec();
+            bad[2 * record..2 * record + LENGTH_BYTES].copy_from_slice(&length.to_be_bytes());
+            write(&bad);
+            assert_eq!(first_unreadable(1), 3, "length {length}");
+        }
+        write(&[]);
+        assert_eq!(first_unreadable(1), 1, "an empty page");
+    }
+
+    #[test]
+    fn a_missing_page_is_a_jump_in_positions_that_verify_reports() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let storage = open(&dir);
+        let events = sample::log(30);
+        for commit in events.chunks(10) {
+            append(&storage, commit);
+        }
+        assert!(verify::verify(&storage, &|_| {}).is_ok());
+        storage.ledger.remove(position_key(PAGE, 11)).unwrap_or_else(|e| panic!("{e}"));
+        let positions: Vec<u64> = read_from(&storage, 5).iter().map(|e| e.position).collect();
+        assert_eq!(positions, [5, 6, 7, 8, 9, 10].into_iter().chain(21..=30).collect::<Vec<_>>());
+        match verify::verify(&storage, &|_| {}) {
+            Err(VerifyError::Missing { expected: 11, found: Some(21) }) => {}
+            other => panic!("expected position 11 missing, got {other:?}"),
+        }
+    }
 
     fn row(key: &str, value: &str) -> RowChange {
         RowChange { projection: "keys".into(), key: key.into(), value: Some(value.as_bytes().to_vec()) }

@@ -282,6 +282,63 @@ pub fn open_sled(data: &Path) -> sled::Db {
     }
 }
 
+/// The key of the page of stored events that starts at `position`: `p` + big-endian
+/// position; a page is repeated `[u32 length][32-byte hash][canonical envelope]`, the length
+/// covering hash and envelope (see `keyledger::ledger::sled_store`).
+fn page_key(position: u64) -> [u8; 9] {
+    let mut key = [b'p'; 9];
+    key[1..].copy_from_slice(&position.to_be_bytes());
+    key
+}
+
+/// Where event `position` is stored: its page's key, the page, and where the event's record
+/// starts in it.
+fn stored_record(tree: &sled::Tree, position: u64) -> (sled::IVec, Vec<u8>, usize) {
+    let (key, page) = tree.range(page_key(0)..=page_key(position)).next_back().expect("a page at or before the position").expect("read the page");
+    let first = u64::from_be_bytes(key[1..].try_into().expect("a page key"));
+    let mut at = 0;
+    for _ in first..position {
+        at += 4 + record_len(&page, at);
+    }
+    assert!(at < page.len(), "event {position} is not in the page starting at {first}");
+    (key, page.to_vec(), at)
+}
+
+/// The length field of the record at `at`.
+fn record_len(page: &[u8], at: usize) -> usize {
+    u32::from_be_bytes(page[at..at + 4].try_into().expect("a length")) as usize
+}
+
+/// Edits the canonical envelope of event `position` in a stopped ledger's store in place,
+/// leaving its stored hash as it was, as a disk or an intruder would.
+pub fn damage_event(data: &Path, position: u64, edit: impl FnOnce(&mut [u8])) {
+    let db = open_sled(data);
+    let tree = db.open_tree("ledger").expect("ledger tree");
+    let (key, mut page, at) = stored_record(&tree, position);
+    let end = at + 4 + record_len(&page, at);
+    edit(&mut page[at + 4 + 32..end]);
+    tree.insert(key, page).expect("write the page");
+    db.flush().expect("flush");
+}
+
+/// Cuts a stopped ledger's log after event `keep`: the page holding the next event is cut
+/// before it (or removed, if it starts there) and every later page is removed.
+pub fn truncate_log(data: &Path, keep: u64) {
+    let db = open_sled(data);
+    let tree = db.open_tree("ledger").expect("ledger tree");
+    let (key, mut page, at) = stored_record(&tree, keep + 1);
+    if at == 0 {
+        tree.remove(&key).expect("remove the page");
+    } else {
+        page.truncate(at);
+        tree.insert(&key, page).expect("cut the page");
+    }
+    for later in tree.range(page_key(keep + 1)..=page_key(u64::MAX)).keys() {
+        tree.remove(later.expect("a page key")).expect("remove a later page");
+    }
+    db.flush().expect("flush");
+}
+
 /// A key created over HTTP: its id, its token and how `GET` showed it to that token.
 pub struct CreatedKey {
     pub id: String,
