@@ -139,21 +139,23 @@ fn decide(command: &Command, state: &State, now: DateTime<Utc>) -> Result<Decisi
 }
 
 /// A copy of `state` for readers. With a million keys copying takes seconds, most of it the
-/// keys view, so that part is copied on a second thread.
+/// keys view and the name index (a string per key), so those two are copied on a second
+/// thread while this one copies the rest.
 fn published_copy(state: &State) -> State {
     std::thread::scope(|scope| {
-        let keys = scope.spawn(|| state.keys.clone());
+        let keys_and_names = scope.spawn(|| (state.keys.clone(), state.name_index.clone()));
         let rest = State {
             position: state.position,
             directory: state.directory.clone(),
-            name_index: state.name_index.clone(),
+            name_index: Default::default(),
             tokens: state.tokens.clone(),
             keys: Default::default(),
             service_accounts: state.service_accounts.clone(),
             expiry_schedule: state.expiry_schedule.clone(),
         };
         // A panicking clone is an allocation failure; copying on this thread says so again.
-        State { keys: keys.join().unwrap_or_else(|_| state.keys.clone()), ..rest }
+        let (keys, name_index) = keys_and_names.join().unwrap_or_else(|_| (state.keys.clone(), state.name_index.clone()));
+        State { keys, name_index, ..rest }
     })
 }
 
