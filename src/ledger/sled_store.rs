@@ -483,14 +483,20 @@ impl Storage for SledStorage {
                 Err(e) => return Some(Err(storage_error(e))),
             };
             let record = record_of(&key);
-            let mut bytes = first.to_vec();
+            // The pieces first, then one allocation of the record's size: growing a buffer
+            // piece by piece copies a multi-megabyte record several times.
+            let mut parts = vec![first];
             while let Some(Ok((next, _))) = pieces.peek() {
                 if record_of(next) != record {
                     break;
                 }
                 if let Some(Ok((_, piece))) = pieces.next() {
-                    bytes.extend_from_slice(&piece);
+                    parts.push(piece);
                 }
+            }
+            let mut bytes = Vec::with_capacity(parts.iter().map(|part| part.len()).sum());
+            for part in &parts {
+                bytes.extend_from_slice(part);
             }
             Some(Ok(journal::Record { number: record, bytes }))
         }))
