@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use kit::*;
 use serde_json::{json, Value};
-use support::{durable_attributes, in_days, DataDir, Server, PLATFORM_TEAM, SECURITY_TEAM};
+use support::{cli_ok, durable_attributes, in_days, DataDir, Server, PLATFORM_TEAM, SECURITY_TEAM};
 
 const CLIENTS: usize = 16;
 const ACKS_BEFORE_KILL: usize = 200;
@@ -111,6 +111,9 @@ async fn kill_9_under_concurrent_load_loses_no_acknowledged_create_and_leaves_no
     // re-create if not (a committed key whose name was free would show up here twice).
     terminate(server, Duration::from_secs(30)).await;
     let (_, logged) = read_log(data.path());
+    // And every stored projection is what the log says, after three crashes.
+    let check = cli_ok(&["rebuild", "--check", "--data", data.arg()]);
+    assert!(check.contains("match the log"), "{check}");
     let by_name = ids_by_name(&logged);
     for key in &acked {
         assert_eq!(by_name.get(&key.name), Some(&vec![key.id.clone()]), "acknowledged {} in the log", key.name);
