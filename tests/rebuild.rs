@@ -273,3 +273,77 @@ fn a_rebuild_of_a_healthy_store_writes_nothing_and_compact_rewrites_the_journal(
     let out = rebuild(&data, &["--compact", "--check"]);
     assert!(!out.status.success(), "--compact --check must be refused: --check writes nothing");
 }
+
+/// A single-owner organization and `count` personal keys of its owner, written straight
+/// through the library's writer (as `generate-ledger` does): enough rows that a compaction
+/// takes a while.
+fn ledger_of_many_keys(data: &DataDir, count: usize) {
+    use keyledger::service::operator;
+    use keyledger::service::rules::create_api_key::{CreateApiKey, NewApiKey, Requester};
+    use keyledger::service::rules::directory::DirectoryFile;
+    use keyledger::service::token::TokenFormat;
+    use keyledger::service::writer::{Command, Writer};
+
+    let storage: std::sync::Arc<dyn Storage> = std::sync::Arc::new(SledStorage::open(data.path()).expect("create the ledger"));
+    let mut writer = Writer::new(std::sync::Arc::clone(&storage), load_state(&*storage).expect("load")).expect("writer");
+    let tokens = TokenFormat::new("rootly").expect("token format");
+    let owner = "owner@many.test";
+    operator::initialize(&mut writer, &[DirectoryFile::single_owner("Many", owner)], &tokens).expect("initialize");
+    let expires_at = (chrono::Utc::now() + chrono::Duration::days(90)).to_rfc3339();
+    for first in (0..count).step_by(500) {
+        let batch = (first..count.min(first + 500))
+            .map(|n| {
+                let create = CreateApiKey {
+                    requester: Requester::Operator { organization: "Many".into(), email: owner.into() },
+                    api_key_id: uuid::Uuid::new_v4(),
+                    service_account_id: uuid::Uuid::new_v4(),
+                    token_digest: tokens.mint().expect("mint").digest(),
+                    attributes: NewApiKey {
+                        name: Some(format!("key {n}")),
+                        kind: Some("personal".into()),
+                        expires_at: Some(expires_at.clone()),
+                        ..NewApiKey::default()
+                    },
+                };
+                (Command::CreateApiKey(create), format!("test-{n}"))
+            })
+            .collect();
+        for answer in writer.execute(batch) {
+            answer.expect("create");
+        }
+    }
+}
+
+#[test]
+fn a_compaction_killed_at_any_moment_leaves_the_stored_projections_as_the_log_says() {
+    let data = DataDir::new();
+    ledger_of_many_keys(&data, 4000);
+    let before = load_state(&SledStorage::open_existing(data.path()).expect("open")).expect("load");
+    let started = std::time::Instant::now();
+    let whole = rebuild(&data, &["--compact"]);
+    let run = started.elapsed();
+    assert!(whole.status.success(), "{}", stderr(&whole));
+    let mut interrupted = 0;
+    // Each kill lands at a different part of a run as long as the one above (reading,
+    // folding, writing the new journal generation, switching to it); whichever it is, what
+    // the service loads afterwards must be what it loaded before, and agree with the log.
+    for percent in [10, 30, 50, 65, 80, 90, 97] {
+        let mut compaction = std::process::Command::new(support::BIN)
+            .args(["rebuild", "--compact", "--data", data.arg()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start rebuild");
+        std::thread::sleep(run * percent / 100);
+        if compaction.try_wait().expect("poll rebuild").is_none() {
+            compaction.kill().expect("kill -9 the rebuild");
+            interrupted += 1;
+        }
+        compaction.wait().expect("reap rebuild");
+        let storage = SledStorage::open_existing(data.path()).expect("open after the kill");
+        assert_eq!(load_state(&storage).expect("load after the kill"), before, "killed at {percent} % of a run");
+        drop(storage);
+        assert_clean(&data, &[], &format!("a compaction killed at {percent} % of a run"));
+    }
+    assert!(interrupted > 0, "every compaction finished before its kill: the test proved nothing");
+}
