@@ -55,7 +55,7 @@ pub fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     } else {
         let writing = progress::bar(1, "swap in");
         writing.enable_steady_tick(std::time::Duration::from_millis(250));
-        let swap = rebuild::swap_in(&storage, &rebuilt, &selected, args.compact);
+        let swap = rebuild::swap_in(&storage, &rebuilt, &report, args.compact);
         writing.finish_and_clear();
         let projections = selected.join(", ");
         match swap? {

@@ -205,10 +205,14 @@ impl Service {
             attributes,
         });
         self.execute(command, request_id).await?;
-        let key = self
-            .read(|state| state.keys.get(api_key_id).cloned())
-            .ok_or_else(|| CommandError::Unavailable("the created key is missing from the keys view".into()))?;
-        Ok(CreatedKey { key, token })
+        Ok(CreatedKey { key: self.written_key(api_key_id, "created")?, token })
+    }
+
+    /// Key `id` as readers see it once a command that wrote it has been answered (the
+    /// published state has it by then; its absence is a broken invariant, not a user error).
+    fn written_key(&self, id: Uuid, written: &str) -> Result<ApiKey, CommandError> {
+        self.read(|state| state.keys.get(id).cloned())
+            .ok_or_else(|| CommandError::Unavailable(format!("the {written} key is missing from the keys view")))
     }
 
     /// Updates a key's name, description or expiry and returns it as it now is.
@@ -255,10 +259,7 @@ impl Service {
             rotation,
         });
         self.execute(command, request_id).await?;
-        let key = self
-            .read(|state| state.keys.get(id).cloned())
-            .ok_or_else(|| CommandError::Unavailable("the rotated key is missing from the keys view".into()))?;
-        Ok(CreatedKey { key, token })
+        Ok(CreatedKey { key: self.written_key(id, "rotated")?, token })
     }
 
     /// Records the end of each grace period when it comes, whether or not anyone presents

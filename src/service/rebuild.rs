@@ -295,23 +295,24 @@ pub enum Swap {
 /// is replaced in bounded pieces instead.
 const MOST_ROWS_REPAIRED: usize = 20_000;
 
-/// Swaps the fresh rows of `projections` in, atomically and durably; a crash halfway leaves
-/// the stored projections as they were.
+/// Swaps the fresh rows of the projections `report` compared in, atomically and durably; a
+/// crash halfway leaves the stored projections as they were. `report` is [`compare`]'s
+/// verdict on `rebuilt`: it says how many rows differ, so nothing is compared twice.
 ///
 /// When every stored checkpoint is at the log's head and at most [`MOST_ROWS_REPAIRED`] rows
 /// differ, only those rows are written, in one commit: a healthy store is not rewritten
 /// (writing a million keys' rows costs sled tens of seconds). Otherwise, or with `compact`,
 /// the journal is replaced by a new generation ([`Storage::replace_journal`]) holding every
-/// row of the fresh `projections` and the live rows of every other projection, with all
-/// checkpoints at the head (the live copies were caught up to it by [`build`]). A projection
-/// whose checkpoint is behind always takes the replacement: its stored rows lack what the
-/// catch-up folded in memory, which no comparison with the live copy would show.
+/// row of the fresh compared projections and the live rows of every other projection, with
+/// all checkpoints at the head (the live copies were caught up to it by [`build`]). A
+/// projection whose checkpoint is behind always takes the replacement: its stored rows lack
+/// what the catch-up folded in memory, which no comparison with the live copy would show.
 ///
 /// Nothing outside the journal and the checkpoints is touched: the events stay as they are.
-pub fn swap_in(storage: &dyn Storage, rebuilt: &Rebuilt, projections: &[&'static str], compact: bool) -> Result<Swap, LedgerError> {
+pub fn swap_in(storage: &dyn Storage, rebuilt: &Rebuilt, report: &Report, compact: bool) -> Result<Swap, LedgerError> {
     let caught_up = rebuilt.checkpoints.iter().all(|(_, checkpoint)| *checkpoint == rebuilt.head());
     if !compact && caught_up {
-        if let Some(rows) = repairs(rebuilt, projections, MOST_ROWS_REPAIRED) {
+        if let Some(rows) = repairs(rebuilt, report, MOST_ROWS_REPAIRED) {
             let count = rows.len();
             if count > 0 {
                 storage.commit(Commit { events: Vec::new(), rows, checkpoints: Vec::new() })?;
@@ -319,26 +320,30 @@ pub fn swap_in(storage: &dyn Storage, rebuilt: &Rebuilt, projections: &[&'static
             return Ok(Swap::Repaired { rows: count });
         }
     }
+    let compared = |projection: &str| report.counts.iter().any(|(p, _)| *p == projection);
     let mut rows = PROJECTIONS.into_iter().flat_map(|projection| {
-        let source = if projections.contains(&projection) { &rebuilt.fresh } else { &rebuilt.live };
+        let source = if compared(projection) { &rebuilt.fresh } else { &rebuilt.live };
         rows_of(source, projection)
     });
     let checkpoints = PROJECTIONS.iter().map(|p| (*p, rebuilt.head())).collect();
     Ok(Swap::Replaced { rows: storage.replace_journal(&mut rows, checkpoints)? })
 }
 
-/// The row changes that turn the live `projections` into the fresh ones, or `None` when there
-/// are more than `most`.
-fn repairs(rebuilt: &Rebuilt, projections: &[&'static str], most: usize) -> Option<Vec<RowChange>> {
-    let mut rows = Vec::new();
-    for &projection in projections {
-        differences(&rebuilt.fresh, &rebuilt.live, projection, &mut |key, _| {
-            if rows.len() <= most {
-                rows.push(RowChange { projection: projection.to_owned(), key: key.to_owned(), value: rebuilt.fresh.encode_row(projection, key) });
-            }
-        });
+/// The row changes that turn the live projections into the fresh ones, or `None` when
+/// `report` counts more than `most`. Only projections with differences are walked.
+fn repairs(rebuilt: &Rebuilt, report: &Report, most: usize) -> Option<Vec<RowChange>> {
+    if report.total() > most {
+        return None;
     }
-    (rows.len() <= most).then_some(rows)
+    let mut rows = Vec::with_capacity(report.total());
+    for &(projection, count) in &report.counts {
+        if count > 0 {
+            differences(&rebuilt.fresh, &rebuilt.live, projection, &mut |key, _| {
+                rows.push(RowChange { projection: projection.to_owned(), key: key.to_owned(), value: rebuilt.fresh.encode_row(projection, key) });
+            });
+        }
+    }
+    Some(rows)
 }
 
 /// Every projection folded afresh, event by event, as an import reads them: the import
@@ -461,14 +466,14 @@ mod tests {
         damage(&*storage, "token_index", &token_row, None);
 
         let rebuilt = build(&*storage, &mut |_| {}).unwrap();
-        let swap = swap_in(&*storage, &rebuilt, &["keys"], true).unwrap();
+        let swap = swap_in(&*storage, &rebuilt, &compare(&rebuilt.fresh, &rebuilt.live, &["keys"], 0), true).unwrap();
         assert!(matches!(swap, Swap::Replaced { rows } if rows > 0), "{swap:?}");
         assert_eq!(storage.journal().count(), 1, "the journal is one record now");
         let after = build(&*storage, &mut |_| {}).unwrap();
         let report = compare(&after.fresh, &after.live, &PROJECTIONS, 10);
         assert_eq!(report.counts.iter().filter(|(_, n)| *n > 0).collect::<Vec<_>>(), vec![&("token_index", 1)]);
 
-        swap_in(&*storage, &after, &PROJECTIONS, true).unwrap();
+        swap_in(&*storage, &after, &report, true).unwrap();
         let repaired = load_state(&*storage).unwrap();
         assert_eq!(repaired, state, "what the service loads equals the original state");
     }
@@ -479,12 +484,14 @@ mod tests {
         let records = storage.journal().count();
 
         let rebuilt = build(&*storage, &mut |_| {}).unwrap();
-        assert_eq!(swap_in(&*storage, &rebuilt, &PROJECTIONS, false).unwrap(), Swap::Repaired { rows: 3 });
+        let report = compare(&rebuilt.fresh, &rebuilt.live, &PROJECTIONS, 0);
+        assert_eq!(swap_in(&*storage, &rebuilt, &report, false).unwrap(), Swap::Repaired { rows: 3 });
         assert_eq!(storage.journal().count(), records + 1, "one record of repairs appended");
         assert_eq!(load_state(&*storage).unwrap(), state, "what the service loads equals the original state");
 
         let healthy = build(&*storage, &mut |_| {}).unwrap();
-        assert_eq!(swap_in(&*storage, &healthy, &PROJECTIONS, false).unwrap(), Swap::Repaired { rows: 0 });
+        let report = compare(&healthy.fresh, &healthy.live, &PROJECTIONS, 0);
+        assert_eq!(swap_in(&*storage, &healthy, &report, false).unwrap(), Swap::Repaired { rows: 0 });
         assert_eq!(storage.journal().count(), records + 1, "a healthy store is left as it is");
     }
 
@@ -496,14 +503,16 @@ mod tests {
             damage(&*storage, "keys", &key, None);
         }
         let rebuilt = build(&*storage, &mut |_| {}).unwrap();
-        let differing = compare(&rebuilt.fresh, &rebuilt.live, &PROJECTIONS, 0).total();
-        assert!(repairs(&rebuilt, &PROJECTIONS, differing).is_some());
-        assert!(repairs(&rebuilt, &PROJECTIONS, differing - 1).is_none(), "one difference too many for a repair");
+        let report = compare(&rebuilt.fresh, &rebuilt.live, &PROJECTIONS, 0);
+        let differing = report.total();
+        assert_eq!(repairs(&rebuilt, &report, differing).map(|rows| rows.len()), Some(differing));
+        assert!(repairs(&rebuilt, &report, differing - 1).is_none(), "one difference too many for a repair");
 
         // Checkpoints behind the head: the stored rows lack what the catch-up folded in memory.
         storage.commit(Commit { checkpoints: PROJECTIONS.iter().map(|p| (*p, 1)).collect(), ..Commit::default() }).unwrap();
         let behind = build(&*storage, &mut |_| {}).unwrap();
-        assert!(matches!(swap_in(&*storage, &behind, &PROJECTIONS, false).unwrap(), Swap::Replaced { .. }));
+        let report = compare(&behind.fresh, &behind.live, &PROJECTIONS, 0);
+        assert!(matches!(swap_in(&*storage, &behind, &report, false).unwrap(), Swap::Replaced { .. }));
         assert_eq!(storage.journal().count(), 1);
         assert_eq!(load_state(&*storage).unwrap(), state);
         assert!(PROJECTIONS.iter().all(|p| storage.checkpoint(p).unwrap() == state.position));
