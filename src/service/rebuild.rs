@@ -14,8 +14,10 @@
 use std::cmp::Ordering;
 use std::fmt;
 
+use keyledger_projections::keys_view::KeysView;
 use keyledger_projections::state::{Touched, PROJECTIONS};
-use keyledger_projections::{RecordedEvent, State};
+use keyledger_projections::token_index::TokenIndex;
+use keyledger_projections::{Projection, RecordedEvent, State};
 
 use crate::ledger::chain::Replay;
 use crate::ledger::transfer::Projector;
@@ -51,19 +53,25 @@ impl Rebuilt {
     }
 }
 
-/// Events per message from the decoding thread to the folding one: large enough that the
-/// channel costs nothing per event, small enough to keep both threads busy.
+/// Events per message from the decoding thread to the folding ones: large enough that the
+/// channels cost nothing per event, small enough to keep every thread busy.
 const FOLD_BATCH: usize = 1024;
+
+/// The projections folded on a thread of their own while the rest fold on the caller's:
+/// each projection is a fold of its own (nothing in one reads another), and these two cost
+/// about as much as the other four together.
+const FOLDED_BESIDE: [&str; 2] = [KeysView::NAME, TokenIndex::NAME];
 
 /// Loads the live projections and folds the whole log into fresh ones, checking every link
 /// of the chain on the way (a broken link stops it, naming the position). `progress` is told
 /// how many events are folded so far.
 ///
-/// Three things run at once, because each costs about the same and the machine has more
-/// than one core: loading the journal into the live copy ([`load_journal`], itself two
-/// threads), reading and checking the log, and folding the checked events into the fresh
-/// copy. A projection whose checkpoint is behind the log is then caught up in memory, as
-/// `load_state` would at start (normally none is).
+/// Everything that can runs at once, because the machine has more than one core and each
+/// part costs about the same: loading the journal into the live copy ([`load_journal`],
+/// itself two threads), reading and checking the log, and folding the checked events into
+/// the fresh copy (two threads, see [`FOLDED_BESIDE`]). A projection whose checkpoint is
+/// behind the log is then caught up in memory, as `load_state` would at start (normally
+/// none is).
 pub fn build(storage: &dyn Storage, progress: &mut dyn FnMut(u64)) -> Result<Rebuilt, LedgerError> {
     let checkpoints = PROJECTIONS.iter().map(|p| Ok((*p, storage.checkpoint(p)?))).collect::<Result<Vec<_>, LedgerError>>()?;
     let (live, fresh) = std::thread::scope(|scope| {
@@ -71,11 +79,10 @@ pub fn build(storage: &dyn Storage, progress: &mut dyn FnMut(u64)) -> Result<Reb
         let fresh = fold_log(scope, storage, progress);
         (joined(live), fresh)
     });
-    let (mut live, mut fresh) = (live?, fresh?);
+    let (mut live, fresh) = (live?, fresh?);
     let head = fresh.position;
     catch_up(storage, &mut live, &checkpoints, head)?;
     live.position = head;
-    fresh.position = head;
     Ok(Rebuilt { fresh, live, checkpoints })
 }
 
@@ -83,48 +90,82 @@ fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T, LedgerError>>) 
     handle.join().unwrap_or_else(|_| Err(LedgerError::Storage("a rebuild thread panicked".into())))
 }
 
-/// Every event folded into a fresh state: one thread reads and checks the chain, this one
-/// folds.
+type Batch = std::sync::Arc<Vec<RecordedEvent>>;
+
+/// Every event folded into a fresh state: one thread reads and checks the chain and hands
+/// each batch to two folding threads, this one and one for [`FOLDED_BESIDE`].
 fn fold_log<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     storage: &'scope dyn Storage,
     progress: &mut dyn FnMut(u64),
 ) -> Result<State, LedgerError> {
-    let (batches, checked) = std::sync::mpsc::sync_channel::<Result<Vec<RecordedEvent>, LedgerError>>(8);
+    let (to_here, checked) = std::sync::mpsc::sync_channel::<Result<Batch, LedgerError>>(8);
+    let (to_beside, beside_batches) = std::sync::mpsc::sync_channel::<Batch>(8);
     let reader = scope.spawn(move || {
         let mut batch = Vec::with_capacity(FOLD_BATCH);
-        for event in Replay::new(storage.events_from(1), ChainHead::genesis()) {
+        let mut events = Replay::new(storage.events_from(1), ChainHead::genesis()).peekable();
+        while let Some(event) = events.next() {
             match event {
                 Ok(event) => batch.push(event),
                 Err(e) => {
-                    // The folding side stops at the error; if it is gone already, so are we.
-                    let _ = batches.send(Err(e));
+                    // This side reports the error; the other one just stops. If they are
+                    // gone already, so are we.
+                    let _ = to_here.send(Err(e));
                     return Ok(());
                 }
             }
-            if batch.len() == FOLD_BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(FOLD_BATCH));
-                if batches.send(Ok(full)).is_err() {
+            if batch.len() == FOLD_BATCH || events.peek().is_none() {
+                let full: Batch = std::sync::Arc::new(std::mem::replace(&mut batch, Vec::with_capacity(FOLD_BATCH)));
+                if to_beside.send(std::sync::Arc::clone(&full)).is_err() || to_here.send(Ok(full)).is_err() {
                     return Ok(());
                 }
             }
         }
-        let _ = batches.send(Ok(batch));
         Ok(())
     });
+    let beside = scope.spawn(move || {
+        let mut state = State::default();
+        let mut touched = Touched::new();
+        for batch in beside_batches {
+            for event in batch.iter() {
+                for projection in FOLDED_BESIDE {
+                    state.apply_to(projection, event, &mut touched);
+                }
+                touched.clear();
+            }
+        }
+        Ok(state)
+    });
+    let here: Vec<&'static str> = PROJECTIONS.into_iter().filter(|p| !FOLDED_BESIDE.contains(p)).collect();
     let mut fresh = State::default();
     let mut touched = Touched::new();
     let mut folded = 0u64;
+    let mut failure = None;
     for batch in checked {
-        for event in batch? {
-            fresh.apply(&event, &mut touched);
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
+        for event in batch.iter() {
+            for projection in &here {
+                fresh.apply_to(projection, event, &mut touched);
+            }
             touched.clear();
         }
-        folded = fresh.position;
+        folded = batch.last().map_or(folded, |event| event.position);
         progress(folded);
     }
     joined(reader)?;
-    progress(folded);
+    let beside = joined(beside)?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    fresh.keys = beside.keys;
+    fresh.tokens = beside.tokens;
+    fresh.position = folded;
     Ok(fresh)
 }
 
@@ -219,19 +260,34 @@ fn same(projection: &str, a: &State, b: &State) -> bool {
 
 /// Compares `live` with `fresh`, row by row, for each of `projections`: every row key either
 /// has, and whether its encoding differs. Lists at most `limit` differences, counts all.
+///
+/// Each projection is compared on a thread of its own: comparing the keys view alone takes
+/// as long as all the others.
 pub fn compare(fresh: &State, live: &State, projections: &[&'static str], limit: usize) -> Report {
+    let compared: Vec<(usize, Vec<Difference>)> = std::thread::scope(|scope| {
+        let threads: Vec<_> = projections.iter().map(|&projection| scope.spawn(move || compare_one(fresh, live, projection, limit))).collect();
+        // A panic here is a bug: it goes on to the caller as it would have without threads.
+        threads.into_iter().map(|thread| thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    });
     let mut report = Report::default();
-    for &projection in projections {
-        let mut count = 0;
-        differences(fresh, live, projection, &mut |key, discrepancy| {
-            count += 1;
-            if report.shown.len() < limit {
-                report.shown.push(Difference { projection, key: key.to_owned(), discrepancy });
-            }
-        });
+    for (&projection, (count, shown)) in projections.iter().zip(compared) {
         report.counts.push((projection, count));
+        let room = limit.saturating_sub(report.shown.len());
+        report.shown.extend(shown.into_iter().take(room));
     }
     report
+}
+
+/// One projection's number of differing rows, and the first `limit` of them.
+fn compare_one(fresh: &State, live: &State, projection: &'static str, limit: usize) -> (usize, Vec<Difference>) {
+    let (mut count, mut shown) = (0, Vec::new());
+    differences(fresh, live, projection, &mut |key, discrepancy| {
+        count += 1;
+        if shown.len() < limit {
+            shown.push(Difference { projection, key: key.to_owned(), discrepancy });
+        }
+    });
+    (count, shown)
 }
 
 /// Calls `found` for every row of `projection` where `live` differs from `fresh`, in row key
@@ -452,6 +508,7 @@ mod tests {
 
         let limited = compare(&rebuilt.fresh, &rebuilt.live, &PROJECTIONS, 1);
         assert_eq!((limited.shown.len(), limited.total()), (1, 3), "the limit bounds the list, not the count");
+        assert_eq!(limited.shown[0], report.shown[0], "the list keeps the first differences in order");
         let only_keys = compare(&rebuilt.fresh, &rebuilt.live, &["keys"], 10);
         assert_eq!(only_keys.total(), 1);
     }
