@@ -7,12 +7,14 @@
 //! the chain as it goes) and its rows are stored before the service opens.
 
 use std::collections::BTreeSet;
+use std::sync::{mpsc, Arc};
 
 use keyledger_projections::keys_view::KeysView;
 use keyledger_projections::state::{Touched, PROJECTIONS};
 use keyledger_projections::{Projection, State};
 
 use crate::ledger::chain::Replay;
+use crate::ledger::journal::Record;
 use crate::ledger::{head_at, Commit, LedgerError, RowChange, Storage};
 
 pub fn load_state(storage: &dyn Storage) -> Result<State, LedgerError> {
@@ -33,27 +35,45 @@ pub fn load_state(storage: &dyn Storage) -> Result<State, LedgerError> {
 /// The stored rows of every projection, as the journal holds them (no catch-up).
 ///
 /// The keys view's rows are the largest and the most expensive to decode, about as much work
-/// as every other row together, so two threads read the journal side by side: one loads the
-/// keys view's rows, the other everything else. Each reads the whole journal itself: a
-/// compacted journal holds one projection's rows after another, so a single reader feeding
-/// both would have to buffer a whole projection to keep them busy at once.
+/// as every other row together, so two threads load them side by side: one the keys view's
+/// rows, the other everything else. A third reads the journal, once, and hands every record
+/// to both; a record is freed when both are done with it. The hand-over does not wait for
+/// either: a compacted journal holds one projection's rows after another, and a loader that
+/// waited for the other to catch up would leave a core idle for a whole projection. (Each
+/// loader reading the journal itself, as before, read it twice once sled's cache evicted
+/// behind the readers.)
 pub fn load_journal(storage: &dyn Storage) -> Result<State, LedgerError> {
-    let (keys, rest) = std::thread::scope(|scope| {
-        let keys = scope.spawn(|| load_rows(storage, |projection| projection == KeysView::NAME));
-        let rest = load_rows(storage, |projection| projection != KeysView::NAME);
-        (keys.join().unwrap_or_else(|_| Err(LedgerError::Storage("the thread loading the keys view panicked".into()))), rest)
+    let (to_keys, keys_records) = mpsc::channel();
+    let (to_rest, rest_records) = mpsc::channel();
+    let (read, keys, rest) = std::thread::scope(|scope| {
+        let reader = scope.spawn(move || {
+            for record in storage.journal() {
+                let record = Arc::new(record?);
+                // A loader that is gone has failed and says why: reading on is pointless.
+                if to_keys.send(Arc::clone(&record)).is_err() || to_rest.send(record).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        let keys = scope.spawn(|| load_rows(keys_records, |projection| projection == KeysView::NAME));
+        let rest = load_rows(rest_records, |projection| projection != KeysView::NAME);
+        let panicked = |what: &str| LedgerError::Storage(format!("the thread {what} panicked"));
+        let keys = keys.join().unwrap_or_else(|_| Err(panicked("loading the keys view")));
+        (reader.join().unwrap_or_else(|_| Err(panicked("reading the journal"))), keys, rest)
     });
+    // A failed read ends both loaders early: its error is the one that explains.
+    read?;
     let mut state = rest?;
     state.keys = keys?.keys;
     Ok(state)
 }
 
-/// The journal's rows of the projections `wanted` names, in journal order, into a state of
-/// their own.
-fn load_rows(storage: &dyn Storage, wanted: impl Fn(&str) -> bool) -> Result<State, LedgerError> {
+/// The rows of the projections `wanted` names, from `records` in journal order, into a
+/// state of their own.
+fn load_rows(records: mpsc::Receiver<Arc<Record>>, wanted: impl Fn(&str) -> bool) -> Result<State, LedgerError> {
     let mut state = State::default();
-    for record in storage.journal() {
-        let record = record?;
+    for record in records {
         for row in record.rows() {
             let row = row?;
             if !wanted(row.projection) {
