@@ -230,8 +230,7 @@ impl Iterator for PagedEvents {
                 }
                 continue;
             }
-            // The next page starts where this one ended.
-            match self.pages.next_expecting(&[&position_key(PAGE, self.position)])? {
+            match self.pages.next()? {
                 Ok((key, page)) => {
                     self.position = key_position(&key);
                     if page.is_empty() {
@@ -251,16 +250,15 @@ impl Iterator for PagedEvents {
     }
 }
 
-/// The entries of a key range of the tree, in key order, as `Tree::range` gives them, but
-/// each read with `get` at the key its reader expects next, and with a range lookup only
-/// when that key holds nothing.
+/// The entries of a key range of the tree, in key order, exactly as `Tree::range` gives
+/// them, but each found by a lookup of its own: the first entry after the last one read.
 ///
 /// Why: sled 0.34 counts an iterator's visit to a node as one access to its cache's LRU,
 /// and the LRU queues 64 accesses in each of its 256 shards before it evicts anything. A
 /// scan of the ledger therefore kept every node it read in memory, whatever
 /// `cache_capacity` says: 0.7 GiB after reading the journal of a million keys, every page
-/// of it freshly zeroed by the kernel, and slower than the reading itself. A `get` is an
-/// access per entry, and the cache evicts behind the walk.
+/// of it freshly zeroed by the kernel, which took longer than the reading itself. A lookup
+/// is an access per entry, and the cache evicts behind the walk.
 struct Walk {
     tree: sled::Tree,
     /// The last key read; the walk goes on after it.
@@ -274,30 +272,20 @@ impl Walk {
     fn new(tree: &sled::Tree, start: &[u8], end: &[u8]) -> Self {
         Walk { tree: tree.clone(), last: None, start: start.to_vec(), end: end.to_vec() }
     }
+}
 
-    /// The next entry: at the first of `expected` (keys after the last one read) that holds
-    /// one, or else wherever the next entry is.
-    fn next_expecting(&mut self, expected: &[&[u8]]) -> Option<Result<(sled::IVec, sled::IVec), sled::Error>> {
-        let next = self.read_next(expected).transpose()?;
+impl Iterator for Walk {
+    type Item = Result<(sled::IVec, sled::IVec), sled::Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let next = match &self.last {
+            None => self.tree.range(self.start.as_slice()..self.end.as_slice()).next(),
+            Some(last) => self.tree.range::<&[u8], _>((Bound::Excluded(last.as_ref()), Bound::Excluded(self.end.as_slice()))).next(),
+        }?;
         if let Ok((key, _)) = &next {
             self.last = Some(key.clone());
         }
         Some(next)
-    }
-
-    fn read_next(&self, expected: &[&[u8]]) -> Result<Option<(sled::IVec, sled::IVec)>, sled::Error> {
-        let Some(last) = &self.last else {
-            return self.tree.range(self.start.as_slice()..self.end.as_slice()).next().transpose();
-        };
-        for &key in expected {
-            if key > last.as_ref() && key < self.end.as_slice() {
-                if let Some(value) = self.tree.get(key)? {
-                    return Ok(Some((sled::IVec::from(key), value)));
-                }
-            }
-        }
-        let after = (Bound::Excluded(last.as_ref()), Bound::Excluded(self.end.as_slice()));
-        self.tree.range::<&[u8], _>(after).next().transpose()
     }
 }
 
@@ -344,10 +332,6 @@ fn journal_record(key: &[u8]) -> u64 {
     u64_value(key.get(1..9).unwrap_or_default())
 }
 
-fn journal_piece(key: &[u8]) -> u32 {
-    key.get(9..13).and_then(|piece| <[u8; 4]>::try_from(piece).ok()).map_or(0, u32::from_be_bytes)
-}
-
 impl SledStorage {
     /// Opens the store in `dir`, refusing to create one: a mistyped path must not become a
     /// new, empty ledger.
@@ -365,7 +349,7 @@ impl SledStorage {
             .path(dir.join("sled"))
             // Commits are flushed explicitly; the background flusher would only add I/O.
             .flush_every_ms(None)
-            // A bound that holds now that scans walk with `get` (see `Walk`); a running
+            // A bound that holds now that scans look up entry by entry (see `Walk`); a running
             // service's hot set (the last pages of the log and journal, the checkpoints) is
             // far smaller.
             .cache_capacity(64 * 1024 * 1024);
@@ -535,33 +519,22 @@ impl Storage for SledStorage {
             Ok(bounds) => bounds,
             Err(e) => return Box::new(std::iter::once(Err(e))),
         };
-        let mut pieces = Walk::new(&self.ledger, &journal_key(floor, 0), &journal_key(end, 0));
-        // The first piece of the next record, once read.
-        let mut next_record: Option<(sled::IVec, sled::IVec)> = None;
+        let mut pieces = Walk::new(&self.ledger, &journal_key(floor, 0), &journal_key(end, 0)).peekable();
         Box::new(std::iter::from_fn(move || {
-            let (key, first) = match next_record.take() {
-                Some(entry) => entry,
-                None => match pieces.next_expecting(&[])? {
-                    Ok(entry) => entry,
-                    Err(e) => return Some(Err(storage_error(e))),
-                },
+            let (key, first) = match pieces.next()? {
+                Ok(entry) => entry,
+                Err(e) => return Some(Err(storage_error(e))),
             };
             let record = journal_record(&key);
             // The pieces first, then one allocation of the record's size: growing a buffer
             // piece by piece copies a multi-megabyte record several times.
             let mut parts = vec![first];
-            let mut piece = journal_piece(&key);
-            loop {
-                piece = piece.saturating_add(1);
-                let expected = [journal_key(record, piece), journal_key(record.saturating_add(1), 0)];
-                match pieces.next_expecting(&[&expected[0], &expected[1]]) {
-                    Some(Ok((key, part))) if journal_record(&key) == record => parts.push(part),
-                    Some(Ok(entry)) => {
-                        next_record = Some(entry);
-                        break;
-                    }
-                    Some(Err(e)) => return Some(Err(storage_error(e))),
-                    None => break,
+            while let Some(Ok((next, _))) = pieces.peek() {
+                if journal_record(next) != record {
+                    break;
+                }
+                if let Some(Ok((_, piece))) = pieces.next() {
+                    parts.push(piece);
                 }
             }
             let mut bytes = Vec::with_capacity(parts.iter().map(|part| part.len()).sum());
