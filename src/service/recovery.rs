@@ -37,14 +37,15 @@ pub fn load_state(storage: &dyn Storage) -> Result<State, LedgerError> {
 /// The keys view's rows are the largest and the most expensive to decode, about as much work
 /// as every other row together, so two threads load them side by side: one the keys view's
 /// rows, the other everything else. A third reads the journal, once, and hands every record
-/// to both; a record is freed when both are done with it. The hand-over does not wait for
-/// either: a compacted journal holds one projection's rows after another, and a loader that
-/// waited for the other to catch up would leave a core idle for a whole projection. (Each
-/// loader reading the journal itself, as before, read it twice once sled's cache evicted
-/// behind the readers.)
+/// to both; a record is freed when both are done with it. The reader may run up to
+/// [`RECORDS_AHEAD`] records ahead of the slower loader: a compacted journal holds one
+/// projection's rows after another in a few hundred records, and a loader that waited for
+/// the other to catch up would leave a core idle for a whole projection, while a journal of
+/// one small record per commit mixes every projection in each. (A reader per loader would
+/// read the whole journal from disk twice: sled's cache evicts behind a reader.)
 pub fn load_journal(storage: &dyn Storage) -> Result<State, LedgerError> {
-    let (to_keys, keys_records) = mpsc::channel();
-    let (to_rest, rest_records) = mpsc::channel();
+    let (to_keys, keys_records) = mpsc::sync_channel(RECORDS_AHEAD);
+    let (to_rest, rest_records) = mpsc::sync_channel(RECORDS_AHEAD);
     let (read, keys, rest) = std::thread::scope(|scope| {
         let reader = scope.spawn(move || {
             for record in storage.journal() {
@@ -68,6 +69,11 @@ pub fn load_journal(storage: &dyn Storage) -> Result<State, LedgerError> {
     state.keys = keys?.keys;
     Ok(state)
 }
+
+/// Journal records read ahead of the slower loader: more than a compacted journal of a
+/// million keys holds (20 000 rows each), few enough that a journal of one record per
+/// commit stays a few megabytes ahead.
+const RECORDS_AHEAD: usize = 1024;
 
 /// The rows of the projections `wanted` names, from `records` in journal order, into a
 /// state of their own.
@@ -164,6 +170,24 @@ mod tests {
         let head = expected.position;
         assert!(PROJECTIONS.iter().all(|p| bare.checkpoint(p).unwrap() == head), "checkpoints advanced");
         assert_eq!(load_state(&bare).unwrap(), expected, "the caught-up rows were stored");
+    }
+
+    /// An unreadable row stops the load with its name, whichever loader reads it, and the
+    /// other loader and the journal's reader stop too instead of waiting forever.
+    #[test]
+    fn an_unreadable_stored_row_stops_the_load_naming_it() {
+        for projection in ["keys", "token_index"] {
+            let dir = tempfile::tempdir().unwrap();
+            let storage = SledStorage::open(dir.path()).unwrap();
+            let rows = (0..3 * RECORDS_AHEAD)
+                .map(|i| RowChange { projection: "directory".into(), key: format!("filler-{i}"), value: None })
+                .chain([RowChange { projection: projection.into(), key: "00000000000000000001/broken".into(), value: Some(b"not a row".to_vec()) }]);
+            for row in rows {
+                storage.append(Commit { events: Vec::new(), rows: vec![row], checkpoints: Vec::new() }).unwrap();
+            }
+            let error = load_journal(&storage).unwrap_err().to_string();
+            assert!(error.contains("broken") && error.contains(projection), "{projection}: {error}");
+        }
     }
 
     #[test]
