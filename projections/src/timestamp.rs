@@ -114,7 +114,7 @@ mod tests {
         let row: Row = serde_json::from_str(r#"{"at":"2026-11-29T13:54:56Z"}"#).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(row.until, None, "a missing optional timestamp is none");
         let err = serde_json::from_str::<Row>(r#"{"at":"soon"}"#).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("input contains invalid characters") || err.contains("premature end") || err.contains("invalid"), "{err}");
+        assert!(err.contains("invalid") || err.contains("premature end"), "{err}");
         let err = serde_json::from_str::<Row>(r#"{"at":3}"#).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("an RFC 3339 date and time"), "{err}");
     }

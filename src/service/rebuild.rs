@@ -103,8 +103,7 @@ fn fold_log<'scope>(
     let (to_beside, beside_batches) = std::sync::mpsc::sync_channel::<Batch>(8);
     let reader = scope.spawn(move || {
         let mut batch = Vec::with_capacity(FOLD_BATCH);
-        let mut events = Replay::new(storage.events_from(1), ChainHead::genesis()).peekable();
-        while let Some(event) = events.next() {
+        for event in Replay::new(storage.events_from(1), ChainHead::genesis()) {
             match event {
                 Ok(event) => batch.push(event),
                 Err(e) => {
@@ -114,12 +113,17 @@ fn fold_log<'scope>(
                     return Ok(());
                 }
             }
-            if batch.len() == FOLD_BATCH || events.peek().is_none() {
+            if batch.len() == FOLD_BATCH {
                 let full: Batch = std::sync::Arc::new(std::mem::replace(&mut batch, Vec::with_capacity(FOLD_BATCH)));
                 if to_beside.send(std::sync::Arc::clone(&full)).is_err() || to_here.send(Ok(full)).is_err() {
                     return Ok(());
                 }
             }
+        }
+        // The folding sides may be gone already, stopped by an error of their own.
+        let last: Batch = std::sync::Arc::new(batch);
+        if to_beside.send(std::sync::Arc::clone(&last)).is_ok() {
+            let _ = to_here.send(Ok(last));
         }
         Ok(())
     });
