@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::event::{Event, Permission, UserId};
-use crate::projection::{decode, encode, Projection, RowError};
+use crate::projection::{decode, encode, Projection, RowError, TouchedRows};
 use crate::RecordedEvent;
 
 /// The roles every organization has, with their `api_keys_permissions`.
@@ -129,7 +129,7 @@ impl Organization {
 impl Projection for Directory {
     const NAME: &'static str = "directory";
 
-    fn apply(&mut self, recorded: &RecordedEvent, touched: &mut Vec<String>) {
+    fn apply(&mut self, recorded: &RecordedEvent, touched: &mut impl TouchedRows) {
         let org_id = recorded.event.organization_id();
         if let Event::OrganizationCreated(e) = &recorded.event {
             self.organizations.insert(
@@ -145,7 +145,7 @@ impl Projection for Directory {
                     stream_versions: BTreeMap::from([(recorded.stream.clone(), recorded.stream_version)]),
                 },
             );
-            touched.push(org_id.to_string());
+            touched.touch(|| org_id.to_string());
             return;
         }
         let Some(org) = self.organizations.get_mut(&org_id) else { return };
@@ -220,7 +220,7 @@ impl Projection for Directory {
             | Event::ServiceAccountDeleted(_)
             | Event::ApiKeyUpdated(_) => return,
         }
-        touched.push(org_id.to_string());
+        touched.touch(|| org_id.to_string());
     }
 
     fn encode_row(&self, key: &str) -> Option<Vec<u8>> {

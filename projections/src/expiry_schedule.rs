@@ -11,7 +11,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
 use crate::event::Event;
-use crate::projection::{positioned, split_positioned, Projection, RowError};
+use crate::projection::{positioned, split_positioned, Projection, RowError, TouchedRows};
 use crate::RecordedEvent;
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -33,7 +33,7 @@ impl Timetable {
     }
 
     /// Schedules `key_id` at `at` (replacing what it had), noting the rows that changed.
-    fn schedule(&mut self, key_id: Uuid, at: DateTime<Utc>, position: u64, grace: bool, touched: &mut Vec<String>) {
+    fn schedule(&mut self, key_id: Uuid, at: DateTime<Utc>, position: u64, grace: bool, touched: &mut impl TouchedRows) {
         // Row keys hold microseconds; keep no more in memory, or a row could not be found again.
         let at = at.trunc_subsecs(6);
         if self.scheduled.get(&key_id).is_some_and(|(previous, _)| *previous == at) {
@@ -41,7 +41,7 @@ impl Timetable {
         }
         self.cancel(key_id, grace, touched);
         self.insert(key_id, at, position);
-        touched.push(row_key(position, at, key_id, grace));
+        touched.touch(|| row_key(position, at, key_id, grace));
     }
 
     fn insert(&mut self, key_id: Uuid, at: DateTime<Utc>, position: u64) {
@@ -51,10 +51,10 @@ impl Timetable {
         self.due.insert((at, key_id));
     }
 
-    fn cancel(&mut self, key_id: Uuid, grace: bool, touched: &mut Vec<String>) {
+    fn cancel(&mut self, key_id: Uuid, grace: bool, touched: &mut impl TouchedRows) {
         if let Some((at, position)) = self.scheduled.remove(&key_id) {
             self.due.remove(&(at, key_id));
-            touched.push(row_key(position, at, key_id, grace));
+            touched.touch(|| row_key(position, at, key_id, grace));
         }
     }
 
@@ -112,7 +112,7 @@ impl ExpirySchedule {
 impl Projection for ExpirySchedule {
     const NAME: &'static str = "expiry_schedule";
 
-    fn apply(&mut self, recorded: &RecordedEvent, touched: &mut Vec<String>) {
+    fn apply(&mut self, recorded: &RecordedEvent, touched: &mut impl TouchedRows) {
         let position = recorded.position;
         match &recorded.event {
             Event::ApiKeyCreated(e) => self.expiries.schedule(e.api_key_id, e.expires_at, position, false, touched),

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::creation_order::{Creation, CreationOrder};
 use crate::event::{Actor, ApiKeyKind, Event, UserId};
-use crate::projection::{decode, encode, positioned, split_positioned, Projection, RowError};
+use crate::projection::{decode, encode, positioned, split_positioned, Projection, RowError, TouchedRows};
 use crate::RecordedEvent;
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -189,7 +189,7 @@ impl KeysView {
 impl Projection for KeysView {
     const NAME: &'static str = "keys";
 
-    fn apply(&mut self, recorded: &RecordedEvent, touched: &mut Vec<String>) {
+    fn apply(&mut self, recorded: &RecordedEvent, touched: &mut impl TouchedRows) {
         if let Event::ApiKeyUpdated(e) = &recorded.event {
             if let Some(key) = self.get_mut(&e.api_key_id) {
                 key.name = e.name.clone();
@@ -197,7 +197,7 @@ impl Projection for KeysView {
                 key.expires_at = e.expires_at;
                 key.updated_at = recorded.recorded_at;
                 key.stream_version = recorded.stream_version;
-                touched.push(positioned(key.position, &key.id.to_string()));
+                touched.touch(|| positioned(key.position, &key.id.to_string()));
             }
         }
         if let Event::ApiKeyRotated(e) = &recorded.event {
@@ -209,7 +209,7 @@ impl Projection for KeysView {
                 key.rotated_at = Some(recorded.recorded_at);
                 key.updated_at = recorded.recorded_at;
                 key.stream_version = recorded.stream_version;
-                touched.push(positioned(key.position, &key.id.to_string()));
+                touched.touch(|| positioned(key.position, &key.id.to_string()));
             }
         }
         if let Event::ApiKeyGracePeriodEnded(e) = &recorded.event {
@@ -219,13 +219,13 @@ impl Projection for KeysView {
                     key.grace_period_ends_at = None;
                 }
                 key.stream_version = recorded.stream_version;
-                touched.push(positioned(key.position, &key.id.to_string()));
+                touched.touch(|| positioned(key.position, &key.id.to_string()));
             }
         }
         if let Event::ApiKeyRevoked(e) = &recorded.event {
             // A revoked key is gone from every view; the log keeps it.
             if let Some(key) = self.remove(&e.api_key_id) {
-                touched.push(positioned(key.position, &key.id.to_string()));
+                touched.touch(|| positioned(key.position, &key.id.to_string()));
             }
         }
         if let Event::ApiKeyCreated(e) = &recorded.event {
@@ -251,7 +251,7 @@ impl Projection for KeysView {
                     grace_period_ends_at: None,
                     rotated_at: None,
             });
-            touched.push(positioned(recorded.position, &e.api_key_id.to_string()));
+            touched.touch(|| positioned(recorded.position, &e.api_key_id.to_string()));
         }
     }
 

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use crate::event::{ApiKeyKind, Event, UserId};
-use crate::projection::{positioned, split_positioned, Projection, RowError};
+use crate::projection::{positioned, split_positioned, Projection, RowError, TouchedRows};
 use crate::RecordedEvent;
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -62,7 +62,7 @@ impl NameIndex {
 impl Projection for NameIndex {
     const NAME: &'static str = "name_index";
 
-    fn apply(&mut self, recorded: &RecordedEvent, touched: &mut Vec<String>) {
+    fn apply(&mut self, recorded: &RecordedEvent, touched: &mut impl TouchedRows) {
         if let Event::ApiKeyUpdated(e) = &recorded.event {
             let scope = scope_of(e.kind, e.user_id, e.group_id);
             let old = name_key(e.organization_id, e.kind, scope, &e.previous_name);
@@ -70,9 +70,9 @@ impl Projection for NameIndex {
             if old != new {
                 if let Some(claim) = self.holders.get(&old).filter(|c| c.api_key_id == e.api_key_id).copied() {
                     self.holders.remove(&old);
-                    touched.push(positioned(claim.position, &old));
+                    touched.touch(|| positioned(claim.position, &old));
                 }
-                touched.push(positioned(recorded.position, &new));
+                touched.touch(|| positioned(recorded.position, &new));
                 self.holders.insert(new, Claim { api_key_id: e.api_key_id, position: recorded.position });
             }
         }
@@ -80,12 +80,12 @@ impl Projection for NameIndex {
             let key = name_key(e.organization_id, e.kind, scope_of(e.kind, e.user_id, e.group_id), &e.name);
             if let Some(claim) = self.holders.get(&key).filter(|c| c.api_key_id == e.api_key_id).copied() {
                 self.holders.remove(&key);
-                touched.push(positioned(claim.position, &key));
+                touched.touch(|| positioned(claim.position, &key));
             }
         }
         if let Event::ApiKeyCreated(e) = &recorded.event {
             let key = name_key(e.organization_id, e.kind, scope_of(e.kind, e.user_id, e.group_id), &e.name);
-            touched.push(positioned(recorded.position, &key));
+            touched.touch(|| positioned(recorded.position, &key));
             self.holders.insert(key, Claim { api_key_id: e.api_key_id, position: recorded.position });
         }
     }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::event::{ApiKeyKind, Event};
-use crate::projection::{decode, encode, positioned, split_positioned, Projection, RowError};
+use crate::projection::{decode, encode, positioned, split_positioned, Projection, RowError, TouchedRows};
 use crate::RecordedEvent;
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -45,10 +45,10 @@ impl ServiceAccounts {
 impl Projection for ServiceAccounts {
     const NAME: &'static str = "service_accounts";
 
-    fn apply(&mut self, recorded: &RecordedEvent, touched: &mut Vec<String>) {
+    fn apply(&mut self, recorded: &RecordedEvent, touched: &mut impl TouchedRows) {
         if let Event::ServiceAccountDeleted(e) = &recorded.event {
             if let Some(account) = self.accounts.remove(&e.service_account_id) {
-                touched.push(positioned(account.position, &account.id.to_string()));
+                touched.touch(|| positioned(account.position, &account.id.to_string()));
             }
         }
         if let Event::ServiceAccountCreated(e) = &recorded.event {
@@ -67,7 +67,7 @@ impl Projection for ServiceAccounts {
                     created_at: recorded.recorded_at,
                 },
             );
-            touched.push(positioned(recorded.position, &e.service_account_id.to_string()));
+            touched.touch(|| positioned(recorded.position, &e.service_account_id.to_string()));
         }
     }
 

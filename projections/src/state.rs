@@ -4,7 +4,7 @@ use crate::directory::Directory;
 use crate::expiry_schedule::ExpirySchedule;
 use crate::keys_view::KeysView;
 use crate::name_index::NameIndex;
-use crate::projection::{Projection, RowError};
+use crate::projection::{Projection, RowError, TouchedRows};
 use crate::service_accounts::ServiceAccounts;
 use crate::token_index::TokenIndex;
 use crate::{Event, RecordedEvent};
@@ -34,22 +34,26 @@ pub const PROJECTIONS: [&str; 6] = [
     ExpirySchedule::NAME,
 ];
 
-fn apply_one<P: Projection>(p: &mut P, event: &RecordedEvent, scratch: &mut Vec<String>, touched: &mut Touched) {
-    scratch.clear();
-    p.apply(event, scratch);
-    touched.extend(scratch.drain(..).map(|k| (P::NAME, k)));
+/// The rows one projection touches, noted in a [`Touched`] under its name, if one is kept.
+struct RowsOf<'a> {
+    projection: &'static str,
+    touched: Option<&'a mut Touched>,
+}
+
+impl TouchedRows for RowsOf<'_> {
+    fn touch(&mut self, key: impl FnOnce() -> String) {
+        if let Some(touched) = &mut self.touched {
+            touched.push((self.projection, key()));
+        }
+    }
 }
 
 impl State {
     /// Folds one event into every projection, recording which rows changed.
     pub fn apply(&mut self, event: &RecordedEvent, touched: &mut Touched) {
-        let mut scratch = Vec::new();
-        apply_one(&mut self.directory, event, &mut scratch, touched);
-        apply_one(&mut self.name_index, event, &mut scratch, touched);
-        apply_one(&mut self.tokens, event, &mut scratch, touched);
-        apply_one(&mut self.keys, event, &mut scratch, touched);
-        apply_one(&mut self.service_accounts, event, &mut scratch, touched);
-        apply_one(&mut self.expiry_schedule, event, &mut scratch, touched);
+        for projection in PROJECTIONS {
+            self.apply_named(projection, event, Some(&mut *touched));
+        }
         self.position = event.position;
     }
 
@@ -70,24 +74,33 @@ impl State {
 
     /// Folds events in without keeping track of rows (for read-only copies and replays).
     pub fn fold<'a>(&mut self, events: impl IntoIterator<Item = &'a RecordedEvent>) {
-        let mut touched = Touched::new();
         for event in events {
-            self.apply(event, &mut touched);
-            touched.clear();
+            for projection in PROJECTIONS {
+                self.apply_named(projection, event, None);
+            }
+            self.position = event.position;
         }
     }
 
     /// Folds one event into the named projection only: how a projection that is behind
     /// catches up.
     pub fn apply_to(&mut self, projection: &str, event: &RecordedEvent, touched: &mut Touched) {
-        let mut scratch = Vec::new();
+        self.apply_named(projection, event, Some(touched));
+    }
+
+    /// [`State::apply_to`] without keeping track of rows: for a copy that is never stored.
+    pub fn fold_to(&mut self, projection: &str, event: &RecordedEvent) {
+        self.apply_named(projection, event, None);
+    }
+
+    fn apply_named(&mut self, projection: &str, event: &RecordedEvent, touched: Option<&mut Touched>) {
         match projection {
-            Directory::NAME => apply_one(&mut self.directory, event, &mut scratch, touched),
-            NameIndex::NAME => apply_one(&mut self.name_index, event, &mut scratch, touched),
-            TokenIndex::NAME => apply_one(&mut self.tokens, event, &mut scratch, touched),
-            KeysView::NAME => apply_one(&mut self.keys, event, &mut scratch, touched),
-            ServiceAccounts::NAME => apply_one(&mut self.service_accounts, event, &mut scratch, touched),
-            ExpirySchedule::NAME => apply_one(&mut self.expiry_schedule, event, &mut scratch, touched),
+            Directory::NAME => self.directory.apply(event, &mut RowsOf { projection: Directory::NAME, touched }),
+            NameIndex::NAME => self.name_index.apply(event, &mut RowsOf { projection: NameIndex::NAME, touched }),
+            TokenIndex::NAME => self.tokens.apply(event, &mut RowsOf { projection: TokenIndex::NAME, touched }),
+            KeysView::NAME => self.keys.apply(event, &mut RowsOf { projection: KeysView::NAME, touched }),
+            ServiceAccounts::NAME => self.service_accounts.apply(event, &mut RowsOf { projection: ServiceAccounts::NAME, touched }),
+            ExpirySchedule::NAME => self.expiry_schedule.apply(event, &mut RowsOf { projection: ExpirySchedule::NAME, touched }),
             _ => {}
         }
     }

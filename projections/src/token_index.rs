@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use crate::event::Event;
-use crate::projection::{positioned, split_positioned, Projection, RowError};
+use crate::projection::{positioned, split_positioned, Projection, RowError, TouchedRows};
 use crate::RecordedEvent;
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -36,20 +36,20 @@ impl TokenIndex {
         self.keys.get(digest).map(|e| e.api_key_id)
     }
 
-    fn insert(&mut self, digest: blake3::Hash, api_key_id: Uuid, position: u64, touched: &mut Vec<String>) {
+    fn insert(&mut self, digest: blake3::Hash, api_key_id: Uuid, position: u64, touched: &mut impl TouchedRows) {
         self.keys.insert(digest, Entry { api_key_id, position });
-        touched.push(positioned(position, digest.to_hex().as_str()));
+        touched.touch(|| positioned(position, digest.to_hex().as_str()));
     }
 
     /// Forgets `hex` if it is a token of `api_key_id`.
-    fn forget(&mut self, hex: &str, api_key_id: Uuid, touched: &mut Vec<String>) {
+    fn forget(&mut self, hex: &str, api_key_id: Uuid, touched: &mut impl TouchedRows) {
         let Ok(digest) = blake3::Hash::from_hex(hex) else { return };
         if let Some(entry) = self.keys.get(&digest).filter(|entry| entry.api_key_id == api_key_id).copied() {
             self.keys.remove(&digest);
             if self.previous.get(&api_key_id) == Some(&digest) {
                 self.previous.remove(&api_key_id);
             }
-            touched.push(positioned(entry.position, digest.to_hex().as_str()));
+            touched.touch(|| positioned(entry.position, digest.to_hex().as_str()));
         }
     }
 }
@@ -57,7 +57,7 @@ impl TokenIndex {
 impl Projection for TokenIndex {
     const NAME: &'static str = "token_index";
 
-    fn apply(&mut self, recorded: &RecordedEvent, touched: &mut Vec<String>) {
+    fn apply(&mut self, recorded: &RecordedEvent, touched: &mut impl TouchedRows) {
         match &recorded.event {
             Event::ApiKeyCreated(e) => {
                 if let Ok(digest) = blake3::Hash::from_hex(&e.token_digest) {
@@ -72,7 +72,7 @@ impl Projection for TokenIndex {
                     (Some(_), Ok(previous)) if self.key_for(&previous) == Some(e.api_key_id) => {
                         self.previous.insert(e.api_key_id, previous);
                         if let Some(entry) = self.keys.get(&previous) {
-                            touched.push(positioned(entry.position, previous.to_hex().as_str()));
+                            touched.touch(|| positioned(entry.position, previous.to_hex().as_str()));
                         }
                     }
                     _ => self.forget(&e.previous_token_digest, e.api_key_id, touched),

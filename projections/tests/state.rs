@@ -167,20 +167,24 @@ fn apply_to_folds_the_event_into_the_named_projection_only() {
 }
 
 #[test]
-fn catching_up_each_projection_with_apply_to_equals_apply() {
+fn catching_up_each_projection_alone_equals_apply_whether_rows_are_tracked_or_not() {
     let events = given(a_busy_history());
     let (expected, _) = applied(&events);
 
-    let mut state = State::default();
+    let mut tracked = State::default();
+    let mut untracked = State::default();
     let mut touched = Touched::new();
     for projection in PROJECTIONS {
         for e in &events {
-            state.apply_to(projection, e, &mut touched);
+            tracked.apply_to(projection, e, &mut touched);
+            untracked.fold_to(projection, e);
         }
     }
-    state.position = expected.position;
+    tracked.position = expected.position;
+    untracked.position = expected.position;
 
-    assert_eq!(state, expected);
+    assert_eq!(tracked, expected);
+    assert_eq!(untracked, expected);
 }
 
 #[test]

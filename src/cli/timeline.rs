@@ -17,6 +17,7 @@ use keyledger::service::timeline::{
     StateAt,
 };
 use keyledger_projections::directory::Directory;
+use keyledger_projections::projection::Untracked;
 use keyledger_projections::Projection;
 use uuid::Uuid;
 
@@ -179,7 +180,6 @@ fn write_log(storage: &SledStorage, filter: Filter, format: LogFormat, out: &mut
     });
     // The directory as it stood before each event, for names in summaries.
     let mut directory = Directory::default();
-    let mut scratch = Vec::new();
     let mut head = ChainHead::genesis();
     let mut matched = 0;
     let mut broken = None;
@@ -219,8 +219,7 @@ fn write_log(storage: &SledStorage, filter: Filter, format: LogFormat, out: &mut
             }
         }
         if table.is_some() {
-            directory.apply(&event, &mut scratch);
-            scratch.clear();
+            directory.apply(&event, &mut Untracked);
         }
     }
     if let Some(table) = table {

@@ -15,7 +15,7 @@ use std::cmp::Ordering;
 use std::fmt;
 
 use keyledger_projections::keys_view::KeysView;
-use keyledger_projections::state::{Touched, PROJECTIONS};
+use keyledger_projections::state::PROJECTIONS;
 use keyledger_projections::token_index::TokenIndex;
 use keyledger_projections::{Projection, RecordedEvent, State};
 
@@ -129,20 +129,17 @@ fn fold_log<'scope>(
     });
     let beside = scope.spawn(move || {
         let mut state = State::default();
-        let mut touched = Touched::new();
         for batch in beside_batches {
             for event in batch.iter() {
                 for projection in FOLDED_BESIDE {
-                    state.apply_to(projection, event, &mut touched);
+                    state.fold_to(projection, event);
                 }
-                touched.clear();
             }
         }
         Ok(state)
     });
     let here: Vec<&'static str> = PROJECTIONS.into_iter().filter(|p| !FOLDED_BESIDE.contains(p)).collect();
     let mut fresh = State::default();
-    let mut touched = Touched::new();
     let mut folded = 0u64;
     let mut failure = None;
     for batch in checked {
@@ -155,9 +152,8 @@ fn fold_log<'scope>(
         };
         for event in batch.iter() {
             for projection in &here {
-                fresh.apply_to(projection, event, &mut touched);
+                fresh.fold_to(projection, event);
             }
-            touched.clear();
         }
         folded = batch.last().map_or(folded, |event| event.position);
         progress(folded);
@@ -178,15 +174,13 @@ fn fold_log<'scope>(
 fn catch_up(storage: &dyn Storage, live: &mut State, checkpoints: &[(&'static str, u64)], head: u64) -> Result<(), LedgerError> {
     let Some(from) = checkpoints.iter().map(|(_, c)| *c).filter(|c| *c < head).min() else { return Ok(()) };
     let start = head_at(storage, from)?;
-    let mut touched = Touched::new();
     for event in Replay::new(storage.events_from(from + 1), start) {
         let event = event?;
         for (projection, checkpoint) in checkpoints {
             if event.position > *checkpoint {
-                live.apply_to(projection, &event, &mut touched);
+                live.fold_to(projection, &event);
             }
         }
-        touched.clear();
     }
     Ok(())
 }
@@ -411,7 +405,6 @@ fn repairs(rebuilt: &Rebuilt, report: &Report, most: usize) -> Option<Vec<RowCha
 #[derive(Default)]
 pub struct Fold {
     state: State,
-    touched: Touched,
 }
 
 impl Fold {
@@ -422,8 +415,7 @@ impl Fold {
 
 impl Projector for Fold {
     fn apply(&mut self, event: &RecordedEvent) {
-        self.state.apply(event, &mut self.touched);
-        self.touched.clear();
+        self.state.fold([event]);
     }
 
     fn rows(&self, row: &mut dyn FnMut(RowChange) -> Result<(), LedgerError>) -> Result<(), LedgerError> {
