@@ -6,6 +6,7 @@
 //! rows append; the in-memory schedule is ordered by time.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::OnceLock;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
@@ -21,15 +22,31 @@ pub struct ExpirySchedule {
 }
 
 /// Moments by key, ordered by time; each entry remembers the position that scheduled it.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 struct Timetable {
-    due: BTreeSet<(DateTime<Utc>, Uuid)>,
     scheduled: HashMap<Uuid, (DateTime<Utc>, u64)>,
+    /// `scheduled` in time order, built from it by the first question about order and kept
+    /// in step from then on. A start loads, and a rebuild folds, a million entries before
+    /// anyone asks (and the service only ever asks about grace periods): kept sorted one
+    /// insert at a time, they cost a start about half a second of CPU in random B-tree
+    /// inserts.
+    due: OnceLock<BTreeSet<(DateTime<Utc>, Uuid)>>,
+}
+
+/// `due` is derived from `scheduled`, built or not.
+impl PartialEq for Timetable {
+    fn eq(&self, other: &Self) -> bool {
+        self.scheduled == other.scheduled
+    }
 }
 
 impl Timetable {
+    fn due(&self) -> &BTreeSet<(DateTime<Utc>, Uuid)> {
+        self.due.get_or_init(|| self.scheduled.iter().map(|(key_id, (at, _))| (*at, *key_id)).collect())
+    }
+
     fn due_by(&self, now: DateTime<Utc>) -> impl Iterator<Item = (DateTime<Utc>, Uuid)> + '_ {
-        self.due.iter().copied().take_while(move |(at, _)| *at <= now)
+        self.due().iter().copied().take_while(move |(at, _)| *at <= now)
     }
 
     /// Schedules `key_id` at `at` (replacing what it had), noting the rows that changed.
@@ -45,15 +62,27 @@ impl Timetable {
     }
 
     fn insert(&mut self, key_id: Uuid, at: DateTime<Utc>, position: u64) {
-        if let Some((previous, _)) = self.scheduled.insert(key_id, (at, position)) {
-            self.due.remove(&(previous, key_id));
+        let previous = self.scheduled.insert(key_id, (at, position));
+        if let Some(due) = self.due.get_mut() {
+            if let Some((previous, _)) = previous {
+                due.remove(&(previous, key_id));
+            }
+            due.insert((at, key_id));
         }
-        self.due.insert((at, key_id));
+    }
+
+    /// Takes `key_id` off the timetable, giving back when and by which position it was
+    /// scheduled.
+    fn remove(&mut self, key_id: Uuid) -> Option<(DateTime<Utc>, u64)> {
+        let (at, position) = self.scheduled.remove(&key_id)?;
+        if let Some(due) = self.due.get_mut() {
+            due.remove(&(at, key_id));
+        }
+        Some((at, position))
     }
 
     fn cancel(&mut self, key_id: Uuid, grace: bool, touched: &mut impl TouchedRows) {
-        if let Some((at, position)) = self.scheduled.remove(&key_id) {
-            self.due.remove(&(at, key_id));
+        if let Some((at, position)) = self.remove(key_id) {
             touched.touch(|| row_key(position, at, key_id, grace));
         }
     }
@@ -87,7 +116,7 @@ impl ExpirySchedule {
 
     /// The next moment something expires.
     pub fn next(&self) -> Option<(DateTime<Utc>, Uuid)> {
-        self.expiries.due.first().copied()
+        self.expiries.due().first().copied()
     }
 
     /// Keys whose previous token's grace period has ended by `now`, earliest first.
@@ -97,7 +126,7 @@ impl ExpirySchedule {
 
     /// The next moment a grace period ends.
     pub fn next_grace_period_end(&self) -> Option<DateTime<Utc>> {
-        self.grace_periods.due.first().map(|(at, _)| *at)
+        self.grace_periods.due().first().map(|(at, _)| *at)
     }
 
     fn timetable(&mut self, grace: bool) -> &mut Timetable {
@@ -152,8 +181,7 @@ impl Projection for ExpirySchedule {
         if let Some((position, at, key_id, grace)) = parse_row_key(key) {
             let timetable = self.timetable(grace);
             if timetable.scheduled.get(&key_id) == Some(&(at, position)) {
-                timetable.scheduled.remove(&key_id);
-                timetable.due.remove(&(at, key_id));
+                timetable.remove(key_id);
             }
         }
     }

@@ -5,7 +5,7 @@ mod support;
 use chrono::{DateTime, Duration, Utc};
 use keyledger_projections::event::ApiKeyCreated;
 use keyledger_projections::expiry_schedule::ExpirySchedule;
-use keyledger_projections::projection::{positioned, split_positioned};
+use keyledger_projections::projection::{positioned, split_positioned, Untracked};
 use keyledger_projections::{Event, Projection};
 use support::*;
 use uuid::Uuid;
@@ -342,4 +342,34 @@ fn grace_periods_survive_the_row_round_trip() {
 
     assert_eq!(rebuilt, original);
     assert_eq!(rebuilt.next_grace_period_end(), Some(day(2026, 7, 1)));
+}
+
+/// The time order is built by the first question about it and kept in step after that: a
+/// schedule asked after every event answers as one that is first asked at the end.
+#[test]
+fn the_time_order_asked_after_every_event_matches_one_first_asked_at_the_end() {
+    let key = personal_key(org_a(), id(0x100), 1, "laptop");
+    let history = given([
+        expiring(0x101, day(2026, 3, 1)),
+        created(key.clone()),
+        rotation_of_0x100(Some(day(2026, 6, 1)), None),
+        expiring(0x102, day(2025, 1, 1)),
+        rotation_of_0x100(None, Some("old")),
+        Event::ApiKeyRevoked(revocation_of(key)),
+    ]);
+    let far = day(9999, 1, 1);
+    let mut asked = ExpirySchedule::default();
+    for (n, event) in history.iter().enumerate() {
+        asked.apply(event, &mut Untracked);
+        let mut first_asked_now = ExpirySchedule::default();
+        for earlier in &history[..=n] {
+            first_asked_now.apply(earlier, &mut Untracked);
+        }
+        let expiries = |s: &ExpirySchedule| s.due_by(far).collect::<Vec<_>>();
+        let grace_ends = |s: &ExpirySchedule| s.grace_periods_ended_by(far).collect::<Vec<_>>();
+        assert_eq!(expiries(&asked), expiries(&first_asked_now), "expiries after event {}", n + 1);
+        assert_eq!(grace_ends(&asked), grace_ends(&first_asked_now), "grace periods after event {}", n + 1);
+    }
+    assert_eq!(asked.due_by(far).map(|(_, key)| key).collect::<Vec<_>>(), vec![id(0x102), id(0x101)]);
+    assert_eq!(asked.next_grace_period_end(), None);
 }
