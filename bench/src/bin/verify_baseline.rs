@@ -23,8 +23,8 @@ const HASH_FIELD: &[u8] = br#","hash":""#;
 const SUFFIX_LEN: usize = HASH_FIELD.len() + 64 + 2;
 
 struct Link<'a> {
-    /// The canonical bytes without their closing brace (it is hashed separately, so that no
-    /// line is copied).
+    /// The canonical bytes without their closing brace, which is hashed on its own: hashing
+    /// copies no line (only the JSON pass does, as its reader needs the whole envelope).
     body: &'a [u8],
     hash: blake3::Hash,
 }
