@@ -551,11 +551,7 @@ impl Storage for SledStorage {
                     parts.push(piece);
                 }
             }
-            let mut bytes = Vec::with_capacity(parts.iter().map(|part| part.len()).sum());
-            for part in &parts {
-                bytes.extend_from_slice(part);
-            }
-            Some(Ok(journal::Record { number: record, bytes }))
+            Some(Ok(journal::Record { number: record, bytes: parts.concat() }))
         }))
     }
 

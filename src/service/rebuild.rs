@@ -279,6 +279,9 @@ pub fn compare(fresh: &State, live: &State, projections: &[&'static str], limit:
 /// One projection's number of differing rows, and the first `limit` of them.
 fn compare_one(fresh: &State, live: &State, projection: &'static str, limit: usize) -> (usize, Vec<Difference>) {
     let (mut count, mut shown) = (0, Vec::new());
+    if same(projection, fresh, live) {
+        return (count, shown);
+    }
     differences(fresh, live, projection, &mut |key, discrepancy| {
         count += 1;
         if shown.len() < limit {
@@ -289,11 +292,9 @@ fn compare_one(fresh: &State, live: &State, projection: &'static str, limit: usi
 }
 
 /// Calls `found` for every row of `projection` where `live` differs from `fresh`, in row key
-/// order.
+/// order. Walks every row: [`compare_one`] asks [`same`] first, and [`repairs`] only comes
+/// here for a projection that [`compare`] found different.
 fn differences(fresh: &State, live: &State, projection: &'static str, found: &mut dyn FnMut(&str, Discrepancy)) {
-    if same(projection, fresh, live) {
-        return;
-    }
     let fresh_keys = fresh.row_keys(projection);
     let live_keys = live.row_keys(projection);
     let (mut f, mut l) = (fresh_keys.iter().peekable(), live_keys.iter().peekable());
