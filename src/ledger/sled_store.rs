@@ -71,18 +71,38 @@ fn lock(dir: &Path) -> Result<File, LedgerError> {
         .truncate(false)
         .open(dir.join(LOCK_FILE))
         .map_err(open_err)?;
-    if let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
-        let mut holder = String::new();
-        let _ = file.read_to_string(&mut holder);
-        let holder = holder.trim();
-        let holder = if holder.is_empty() { String::new() } else { format!(" ({holder})") };
-        return Err(LedgerError::Locked { dir: dir.to_owned(), holder });
+    let mut attempts = 0;
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::Error(source)) => return Err(open_err(source)),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.seek(SeekFrom::Start(0)).and_then(|_| file.read_to_string(&mut holder));
+                let holder = holder.trim();
+                // A lock this process recorded and no longer holds itself is held by a
+                // child that another thread is starting: between its fork and its exec it
+                // has a copy of every descriptor, and it lets go at the exec.
+                if recorded_pid(holder) == Some(std::process::id()) && attempts < 200 {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                }
+                let holder = if holder.is_empty() { String::new() } else { format!(" ({holder})") };
+                return Err(LedgerError::Locked { dir: dir.to_owned(), holder });
+            }
+        }
     }
     let me = format!("pid {}: {}", std::process::id(), std::env::args().collect::<Vec<_>>().join(" "));
     file.set_len(0).map_err(open_err)?;
     file.seek(SeekFrom::Start(0)).map_err(open_err)?;
     file.write_all(me.as_bytes()).map_err(open_err)?;
     Ok(file)
+}
+
+/// The process id a lock file records (`pid N: command line`).
+fn recorded_pid(holder: &str) -> Option<u32> {
+    holder.strip_prefix("pid ")?.split(':').next()?.parse().ok()
 }
 
 fn storage_error(e: sled::Error) -> LedgerError {
@@ -835,5 +855,27 @@ mod tests {
         assert_eq!(journal_rows(&reopened), vec![row("old", "x")]);
         assert_eq!(reopened.meta(JOURNAL_PENDING).ok().flatten(), None, "the marker is cleared");
         assert_eq!(reopened.ledger.scan_prefix([JOURNAL]).count(), 1, "the partial record is deleted");
+    }
+
+    /// Another thread starting processes gives each child, between its fork and its exec, a
+    /// copy of every descriptor this process has open, keyledger.lock's included: the lock
+    /// outlives the store that was just dropped by that moment.
+    #[test]
+    fn a_store_this_process_let_go_opens_again_while_another_thread_starts_processes() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        drop(SledStorage::open(dir.path()).unwrap_or_else(|e| panic!("{e}")));
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    let _ = std::process::Command::new("true").status();
+                }
+            });
+            let opened = (0..300).map(|_| SledStorage::open(dir.path()).map(drop)).find(Result::is_err);
+            done.store(true, Ordering::Relaxed);
+            if let Some(Err(e)) = opened {
+                panic!("{e}");
+            }
+        });
     }
 }
