@@ -51,10 +51,7 @@ impl TouchedRows for RowsOf<'_> {
 impl State {
     /// Folds one event into every projection, recording which rows changed.
     pub fn apply(&mut self, event: &RecordedEvent, touched: &mut Touched) {
-        for projection in PROJECTIONS {
-            self.apply_named(projection, event, Some(&mut *touched));
-        }
-        self.position = event.position;
+        self.apply_all(event, Some(touched));
     }
 
     /// The version `event`'s stream has before `event`: every stream's version is kept by
@@ -75,11 +72,15 @@ impl State {
     /// Folds events in without keeping track of rows (for read-only copies and replays).
     pub fn fold<'a>(&mut self, events: impl IntoIterator<Item = &'a RecordedEvent>) {
         for event in events {
-            for projection in PROJECTIONS {
-                self.apply_named(projection, event, None);
-            }
-            self.position = event.position;
+            self.apply_all(event, None);
         }
+    }
+
+    fn apply_all(&mut self, event: &RecordedEvent, mut touched: Option<&mut Touched>) {
+        for projection in PROJECTIONS {
+            self.apply_named(projection, event, touched.as_deref_mut());
+        }
+        self.position = event.position;
     }
 
     /// Folds one event into the named projection only: how a projection that is behind

@@ -83,9 +83,7 @@ fn lock(dir: &Path) -> Result<File, LedgerError> {
                 // A lock this process recorded and no longer holds itself is held by a
                 // child that another thread is starting: between its fork and its exec it
                 // has a copy of every descriptor, and it lets go at the exec.
-                if recorded_pid(holder) == Some(std::process::id()) && attempts < 200 {
-                    attempts += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(10));
+                if recorded_pid(holder) == Some(std::process::id()) && waited_for_release(&mut attempts) {
                     continue;
                 }
                 let holder = if holder.is_empty() { String::new() } else { format!(" ({holder})") };
@@ -98,6 +96,17 @@ fn lock(dir: &Path) -> Result<File, LedgerError> {
     file.seek(SeekFrom::Start(0)).map_err(open_err)?;
     file.write_all(me.as_bytes()).map_err(open_err)?;
     Ok(file)
+}
+
+/// Waits a moment for a lock that this process is letting go of, and says whether to try
+/// again: for up to two seconds in all, counted in `attempts`.
+fn waited_for_release(attempts: &mut u32) -> bool {
+    if *attempts >= 200 {
+        return false;
+    }
+    *attempts += 1;
+    std::thread::sleep(std::time::Duration::from_millis(10));
+    true
 }
 
 /// The process id a lock file records (`pid N: command line`).
@@ -388,16 +397,14 @@ impl SledStorage {
             // the checkpoints) is far smaller.
             .cache_capacity(64 * 1024 * 1024);
         // Holding keyledger.lock, no other process has the store. If sled still finds its
-        // own lock taken, it is a handle of this process that sled's threads release a moment
-        // after the previous `Db` was dropped: wait for it, briefly.
+        // own lock taken, it is a handle of this process: one that sled's threads release a
+        // moment after the previous `Db` was dropped, or a copy that a child another thread
+        // is starting holds until its exec. Wait for it, briefly.
         let mut attempts = 0;
         let db = loop {
             match config.open() {
                 Ok(db) => break db,
-                Err(sled::Error::Io(source)) if source.to_string().contains("could not acquire lock") && attempts < 200 => {
-                    attempts += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
+                Err(sled::Error::Io(source)) if source.to_string().contains("could not acquire lock") && waited_for_release(&mut attempts) => {}
                 Err(sled::Error::Io(source)) => return Err(LedgerError::Open { dir: dir.to_owned(), source }),
                 Err(other) => return Err(storage_error(other)),
             }
