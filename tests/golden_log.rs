@@ -18,7 +18,8 @@ use keyledger::ledger::chain::{from_line, to_line, Replay};
 use keyledger::ledger::{ChainHead, SledStorage, Storage};
 use keyledger::service::operator;
 use keyledger::service::recovery::load_state;
-use keyledger::service::rules::create_api_key::{CreateApiKey, NewApiKey, Requester};
+use keyledger::service::rules::caller::Credential;
+use keyledger::service::rules::create_api_key::{CreateApiKey, NewApiKey, Requester, DEFAULT_MAX_KEYS_PER_SCOPE};
 use keyledger::service::rules::directory::DirectoryFile;
 use keyledger::service::rules::revoke_api_key::RevokeApiKey;
 use keyledger::service::rules::update_api_key::{KeyChanges, UpdateApiKey};
@@ -44,7 +45,7 @@ fn write_lifecycle_golden() {
     let mut created = Vec::new();
     for (kind, name, group) in [("team", "platform deploys", Some(support::PLATFORM_TEAM)), ("organization", "audit export", None)] {
         let command = Command::CreateApiKey(CreateApiKey {
-            requester: Requester::Key(owner_key),
+            requester: Requester::Key(Credential::current(writer.state(), owner_key).unwrap()),
             api_key_id: Uuid::new_v4(),
             service_account_id: Uuid::new_v4(),
             token_digest: tokens.mint().unwrap().digest(),
@@ -55,26 +56,30 @@ fn write_lifecycle_golden() {
                 group_id: group.map(str::to_owned),
                 ..NewApiKey::default()
             },
+            max_keys_per_scope: DEFAULT_MAX_KEYS_PER_SCOPE,
         });
         let events = writer.execute(vec![(command, "golden".into())]).pop().unwrap().unwrap();
         created.push(events[0].stream.trim_start_matches("api_key-").parse::<Uuid>().unwrap());
     }
+    // The owner's key acts with its current secret, which the first rotation changes.
+    let owner = |writer: &Writer| Credential::current(writer.state(), owner_key).unwrap();
     let update = Command::UpdateApiKey(UpdateApiKey {
-        caller: owner_key,
+        caller: owner(&writer),
         api_key_id: created[0],
         changes: KeyChanges { name: Some("platform deploys v2".into()), ..KeyChanges::default() },
     });
-    let revoke = Command::RevokeApiKey(RevokeApiKey { caller: owner_key, api_key_id: created[1] });
-    let rotations = [30, 0].map(|minutes| {
-        Command::RotateApiKey(RotateApiKey {
-            caller: owner_key,
+    let revoke = Command::RevokeApiKey(RevokeApiKey { caller: owner(&writer), api_key_id: created[1] });
+    for command in [update, revoke] {
+        writer.execute(vec![(command, "golden".into())]).pop().unwrap().unwrap();
+    }
+    for minutes in [30, 0] {
+        let rotation = Command::RotateApiKey(RotateApiKey {
+            caller: owner(&writer),
             api_key_id: owner_key,
             token_digest: tokens.mint().unwrap().digest(),
             rotation: Rotation { grace_period_minutes: Some(minutes), ..Rotation::default() },
-        })
-    });
-    for command in [update, revoke].into_iter().chain(rotations) {
-        writer.execute(vec![(command, "golden".into())]).pop().unwrap().unwrap();
+        });
+        writer.execute(vec![(rotation, "golden".into())]).pop().unwrap().unwrap();
     }
     // dave leaves and the platform team is deleted: dave's key and the team's key go with them.
     let dave = operator::issue_personal_key(&mut writer, Some("Acme"), "dave@acme.test", "dave's laptop", Utc::now() + Duration::days(30), &tokens);

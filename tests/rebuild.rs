@@ -304,8 +304,10 @@ fn ledger_of_many_keys(data: &DataDir, count: usize) {
                         expires_at: Some(expires_at.clone()),
                         ..NewApiKey::default()
                     },
+                    // One owner holds them all: more than a scope may hold through the API.
+                    max_keys_per_scope: usize::MAX,
                 };
-                (Command::CreateApiKey(create), format!("test-{n}"))
+                (Command::CreateApiKey(create), format!("test-{n}").into())
             })
             .collect();
         for answer in writer.execute(batch) {

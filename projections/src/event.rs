@@ -23,7 +23,11 @@ pub struct RecordedEvent {
     pub stream_version: u64,
     pub recorded_at: DateTime<Utc>,
     pub actor: Actor,
+    /// The id this server gave the request that caused the event.
     pub request_id: String,
+    /// The `X-Request-Id` the client sent, if any: kept beside the server's own, never in
+    /// its place, so that a client cannot make two requests look like one in the audit log.
+    pub client_request_id: Option<String>,
     pub event: Event,
 }
 

@@ -90,16 +90,31 @@ impl ApiKey {
         .flatten()
     }
 
-    /// Whether `digest` authenticates this key at `now`: its current token, or the previous
-    /// one before its grace period ends. `blake3::Hash` compares in constant time.
-    pub fn accepts(&self, digest: &blake3::Hash, now: DateTime<Utc>) -> bool {
+    /// Which of the key's secrets `digest` is at `now`: its current token, or the previous
+    /// one before its grace period ends; `None` when it authenticates nothing.
+    /// `blake3::Hash` compares in constant time.
+    pub fn secret(&self, digest: &blake3::Hash, now: DateTime<Utc>) -> Option<Secret> {
         let matches = |hex: &str| blake3::Hash::from_hex(hex).is_ok_and(|stored| stored == *digest);
         if matches(&self.token_digest) {
-            return true;
+            return Some(Secret::Current);
         }
         let in_grace = self.grace_period_ends_at.is_some_and(|ends| now < ends);
-        in_grace && self.previous_token_digest.as_deref().is_some_and(matches)
+        (in_grace && self.previous_token_digest.as_deref().is_some_and(matches)).then_some(Secret::Superseded)
     }
+
+    /// Whether `digest` authenticates this key at `now` (either of its secrets).
+    pub fn accepts(&self, digest: &blake3::Hash, now: DateTime<Utc>) -> bool {
+        self.secret(digest, now).is_some()
+    }
+}
+
+/// Which secret of a key a request presented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Secret {
+    Current,
+    /// The token a rotation replaced, during its grace period: it may read, never change
+    /// anything, so a leaked old secret cannot take the key over by rotating it again.
+    Superseded,
 }
 
 impl KeysView {
@@ -119,7 +134,7 @@ impl KeysView {
 
     /// The keys of one organization, oldest first.
     pub fn of_organization(&self, organization_id: Uuid) -> impl Iterator<Item = &ApiKey> {
-        self.oldest_first(organization_id, Slice::All, 0)
+        self.oldest_first(organization_id, Slice::All, 0).map(Arc::as_ref)
     }
 
     /// How many keys of the organization are in the slice.
@@ -128,16 +143,22 @@ impl KeysView {
     }
 
     /// The organization's keys in the slice by creation (`created_at`, ties by position),
-    /// the first `skip` left out without being looked at.
-    pub fn oldest_first(&self, organization_id: Uuid, slice: Slice, skip: usize) -> impl Iterator<Item = &ApiKey> {
+    /// the first `skip` left out without being looked at. The keys come shared, so that a
+    /// reader can keep them after it lets go of the state.
+    pub fn oldest_first(&self, organization_id: Uuid, slice: Slice, skip: usize) -> impl Iterator<Item = &Arc<ApiKey>> {
         let ids = self.slices.get(&(organization_id, slice)).map(|order| order.oldest_first(skip));
-        ids.into_iter().flatten().filter_map(|id| self.get(id))
+        ids.into_iter().flatten().filter_map(|id| self.keys.get(&id))
     }
 
     /// Exactly the reverse of [`Self::oldest_first`].
-    pub fn newest_first(&self, organization_id: Uuid, slice: Slice, skip: usize) -> impl Iterator<Item = &ApiKey> {
+    pub fn newest_first(&self, organization_id: Uuid, slice: Slice, skip: usize) -> impl Iterator<Item = &Arc<ApiKey>> {
         let ids = self.slices.get(&(organization_id, slice)).map(|order| order.newest_first(skip));
-        ids.into_iter().flatten().filter_map(|id| self.get(id))
+        ids.into_iter().flatten().filter_map(|id| self.keys.get(&id))
+    }
+
+    /// A key, shared (see [`Self::oldest_first`]).
+    pub fn shared(&self, id: Uuid) -> Option<&Arc<ApiKey>> {
+        self.keys.get(&id)
     }
 
     /// Adds or replaces a key; a replacement keeps its place unless it moved (it never does

@@ -1,12 +1,16 @@
 //! The name index: which (organization, kind, scope, name) is taken, and by which key.
 //!
 //! Names are unique per kind within their scope (the user for personal keys, the team for
-//! team keys, the organization for organization keys), compared case-insensitively after
-//! trimming. The writer stores this index in the same transaction as the event that claims
-//! a name, so no committed key exists without its reservation.
+//! team keys, the organization for organization keys), compared as [`comparable_name`]
+//! makes them: trimmed, NFKC-normalized and case-folded, so that names a person reads as
+//! the same (`Deploy`, `ＤＥＰＬＯＹ`, `deploy`; `Straße`, `STRASSE`) are one name. The
+//! writer stores this index in the same transaction as the event that claims a name, so no
+//! committed key exists without its reservation.
 
 use std::collections::HashMap;
 
+use unicase::UniCase;
+use unicode_normalization::UnicodeNormalization;
 use uuid::Uuid;
 
 use crate::event::{ApiKeyKind, Event, UserId};
@@ -33,14 +37,32 @@ pub enum NameScope {
     Organization,
 }
 
-/// The index key of a name: `<organization>/<kind>/<scope>/<trimmed, lowercased name>`.
+/// The index key of a name: `<organization>/<kind>/<scope>/<comparable name>`.
 pub fn name_key(organization_id: Uuid, kind: ApiKeyKind, scope: NameScope, name: &str) -> String {
     let scope = match scope {
         NameScope::User(id) => id.to_string(),
         NameScope::Team(id) => id.to_string(),
         NameScope::Organization => organization_id.to_string(),
     };
-    format!("{organization_id}/{}/{scope}/{}", kind.as_str(), name.trim().to_lowercase())
+    format!("{organization_id}/{}/{scope}/{}", kind.as_str(), comparable_name(name))
+}
+
+/// What two names are compared as: trimmed of Unicode white space, NFKC-normalized (so
+/// full-width and compatibility forms read as their plain letters), fully case-folded
+/// (`ß` as `ss`), and normalized again, since folding can leave a composable sequence.
+pub fn comparable_name(name: &str) -> String {
+    let compatible: String = name.trim().nfkc().collect();
+    UniCase::new(compatible).to_folded_case().nfkc().collect()
+}
+
+/// A stored row's name key with its name made comparable again. Rows written before names
+/// were NFKC-folded hold a lowercased name; re-deriving the name keeps their claims where
+/// today's writer looks for them (a name already folded comes back unchanged).
+fn recompared(key: &str) -> String {
+    match key.splitn(4, '/').collect::<Vec<_>>().as_slice() {
+        [organization, kind, scope, name] => format!("{organization}/{kind}/{scope}/{}", comparable_name(name)),
+        _ => key.to_owned(),
+    }
 }
 
 /// The scope a key's name lives in, from the fields its creation recorded.
@@ -103,14 +125,15 @@ impl Projection for NameIndex {
             .ok()
             .and_then(|s| Uuid::parse_str(s).ok())
             .ok_or_else(|| RowError::new(Self::NAME, key, "value is not a key id"))?;
-        self.holders.insert(name.to_owned(), Claim { api_key_id, position });
+        self.holders.insert(recompared(name), Claim { api_key_id, position });
         Ok(())
     }
 
     fn unload_row(&mut self, key: &str) {
         if let Some((position, name)) = split_positioned(key) {
-            if self.holders.get(name).is_some_and(|c| c.position == position) {
-                self.holders.remove(name);
+            let name = recompared(name);
+            if self.holders.get(&name).is_some_and(|c| c.position == position) {
+                self.holders.remove(&name);
             }
         }
     }

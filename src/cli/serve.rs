@@ -5,12 +5,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use clap::builder::TypedValueParser;
 use clap::Args;
 use keyledger::http;
 use keyledger::service::operator;
 use keyledger::service::rules::directory::DirectoryFile;
 use keyledger::service::token::TokenFormat;
-use keyledger::service::Service;
+use keyledger::service::rules::create_api_key::DEFAULT_MAX_KEYS_PER_SCOPE;
+use keyledger::service::{Policy, Provenance, Service};
 use tracing_subscriber::EnvFilter;
 use uuid::Uuid;
 
@@ -32,6 +34,10 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "KEYLEDGER_BODY_LIMIT", default_value_t = http::DEFAULT_BODY_LIMIT)]
     body_limit: usize,
+    /// The most live (unrevoked, unexpired) keys one scope may hold: a user's personal keys,
+    /// a team's keys, or an organization's organization keys.
+    #[arg(long, env = "KEYLEDGER_MAX_KEYS_PER_SCOPE", default_value_t = DEFAULT_MAX_KEYS_PER_SCOPE, value_parser = clap::value_parser!(u64).range(1..).map(|n| n as usize))]
+    max_keys_per_scope: usize,
 }
 
 const DEFAULT_ORGANIZATION: &str = "default";
@@ -65,7 +71,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(recorded, "directory file applied");
     }
 
-    let (service, writer_thread) = Service::start(writer, tokens, storage).context("cannot start the service")?;
+    let (service, writer_thread) = Service::start(writer, tokens, storage, Policy { max_keys_per_scope: args.max_keys_per_scope }).context("cannot start the service")?;
     let service = Arc::new(service);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     let served = runtime.block_on(async {
@@ -116,7 +122,7 @@ async fn reload_directory(path: &Path, service: &Service) {
             return;
         }
     };
-    match service.apply_directory(files, format!("sighup-{}", Uuid::new_v4())).await {
+    match service.apply_directory(files, Provenance::from(format!("sighup-{}", Uuid::new_v4()))).await {
         Ok(recorded) => tracing::info!(recorded, file = %path.display(), "directory reloaded"),
         Err(e) => {
             tracing::error!(file = %path.display(), "directory not reloaded, the previous one stays in effect: {}", one_line(&e.to_string()))

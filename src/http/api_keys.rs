@@ -2,7 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use serde_json::{Map, Value};
@@ -17,17 +17,9 @@ use crate::service::rules::create_api_key::NewApiKey;
 use crate::service::rules::rotate_api_key::Rotation;
 use crate::service::rules::update_api_key::{KeyChanges, IMMUTABLE};
 use crate::service::rules::Problem;
+use crate::service::Provenance;
 
 const ATTRIBUTES: [&str; 7] = ["name", "kind", "expires_at", "description", "group_id", "role_id", "on_call_role_id"];
-
-/// The caller's `X-Request-Id` when it is a sane one, else a fresh id; recorded with events.
-fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned)
-}
 
 /// 415 unless the body is declared as one of the two JSON media types (or not declared).
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -151,13 +143,14 @@ fn new_api_key(document: &Value) -> NewApiKey {
 pub(super) async fn create(
     State(app): State<AppState>,
     Authenticated(caller): Authenticated,
+    Extension(provenance): Extension<Provenance>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     check_content_type(&headers)?;
     let request = read_body(body)?;
     let attributes = new_api_key(&request);
-    let created = app.service.create_api_key(&caller, attributes, request_id(&headers)).await?;
+    let created = app.service.create_api_key(&caller, attributes, provenance).await?;
     let last_used_at = app.service.last_used_at(created.key.id);
     let mut response = document(StatusCode::CREATED, resource::api_key_document(&created.key, last_used_at, Some(created.token.reveal())));
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/api_keys/{}", created.key.id)) {
@@ -193,11 +186,11 @@ pub(super) async fn show(
 pub(super) async fn revoke(
     State(app): State<AppState>,
     Authenticated(caller): Authenticated,
-    headers: HeaderMap,
+    Extension(provenance): Extension<Provenance>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
-    let key = app.service.revoke_api_key(&caller, id, request_id(&headers)).await?;
+    let key = app.service.revoke_api_key(&caller, id, provenance).await?;
     Ok(document(StatusCode::OK, resource::api_key_document(&key, app.service.last_used_at(id), None)))
 }
 
@@ -251,6 +244,7 @@ fn key_changes(document: &Value) -> KeyChanges {
 pub(super) async fn update(
     State(app): State<AppState>,
     Authenticated(caller): Authenticated,
+    Extension(provenance): Extension<Provenance>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -258,7 +252,7 @@ pub(super) async fn update(
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
     check_content_type(&headers)?;
     let request = read_body(body)?;
-    let key = app.service.update_api_key(&caller, id, key_changes(&request), request_id(&headers)).await?;
+    let key = app.service.update_api_key(&caller, id, key_changes(&request), provenance).await?;
     Ok(document(StatusCode::OK, resource::api_key_document(&key, app.service.last_used_at(id), None)))
 }
 
@@ -312,6 +306,7 @@ fn rotation(document: &Value) -> Rotation {
 pub(super) async fn rotate(
     State(app): State<AppState>,
     Authenticated(caller): Authenticated,
+    Extension(provenance): Extension<Provenance>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -324,6 +319,6 @@ pub(super) async fn rotate(
         check_content_type(&headers)?;
         parse_json(&body)?
     };
-    let rotated = app.service.rotate_api_key(&caller, id, rotation(&request), request_id(&headers)).await?;
+    let rotated = app.service.rotate_api_key(&caller, id, rotation(&request), provenance).await?;
     Ok(document(StatusCode::OK, resource::api_key_document(&rotated.key, app.service.last_used_at(id), Some(rotated.token.reveal()))))
 }

@@ -104,6 +104,11 @@ impl From<Rejection> for ApiError {
         match rejection {
             Rejection::Unauthenticated => ApiError::unauthorized(),
             Rejection::Forbidden(detail) => ApiError::new(StatusCode::FORBIDDEN, "Forbidden", detail),
+            Rejection::SupersededSecret => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "This token was replaced by a rotation; use the key's current token",
+                "The key's previous secret may only read until its grace period ends; nothing was changed.",
+            ),
             Rejection::Invalid(problems) => ApiError::invalid(problems),
             Rejection::NotFound => ApiError::not_found(),
         }
@@ -114,6 +119,7 @@ impl From<ServiceError> for ApiError {
     fn from(error: ServiceError) -> Self {
         match error {
             ServiceError::Command(CommandError::Rejected(rejection)) => rejection.into(),
+            ServiceError::Command(CommandError::Panicked) => internal_error(),
             other => {
                 tracing::error!(error = %other, "request could not be recorded");
                 ApiError::new(
@@ -148,6 +154,10 @@ pub(super) async fn method_not_allowed(_caller: Authenticated) -> ApiError {
 /// A panicking handler becomes a 500 that reveals nothing of the panic.
 pub(super) fn panicked(_payload: Box<dyn Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
+    internal_error().into_response()
+}
+
+/// A bare 500: nothing of what failed, so nothing secret, reaches the client.
+fn internal_error() -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error", "The request failed unexpectedly; nothing secret was logged.")
-        .into_response()
 }

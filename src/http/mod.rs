@@ -11,6 +11,7 @@ mod errors;
 mod list;
 mod openapi;
 mod pagination;
+mod request_id;
 mod resource;
 
 use std::sync::Arc;
@@ -80,5 +81,6 @@ pub fn harden(routes: Router, body_limit: usize) -> Router {
     routes
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(errors::panicked))
+        .layer(axum::middleware::from_fn(request_id::assign))
         .layer(TraceLayer::new_for_http())
 }

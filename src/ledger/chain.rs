@@ -47,6 +47,10 @@ struct Envelope {
     recorded_at: DateTime<Utc>,
     actor: Actor,
     request_id: String,
+    /// Absent from events recorded before clients' request ids were kept, and from events
+    /// whose request carried none: their canonical bytes stay as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_request_id: Option<String>,
     payload: serde_json::Value,
     prev_hash: String,
 }
@@ -63,6 +67,7 @@ pub fn seal(event: &RecordedEvent, prev: ChainHead) -> StoredEvent {
         recorded_at: event.recorded_at,
         actor: event.actor.clone(),
         request_id: event.request_id.clone(),
+        client_request_id: event.client_request_id.clone(),
         payload: event.event.payload(),
         prev_hash: prev.hash.to_hex().to_string(),
     };
@@ -129,6 +134,7 @@ pub fn decode_with_upcast(stored: &StoredEvent, prev: ChainHead) -> Result<Recor
         recorded_at: envelope.recorded_at,
         actor: envelope.actor,
         request_id: envelope.request_id,
+        client_request_id: envelope.client_request_id,
         event,
     })
 }
@@ -216,6 +222,7 @@ pub(crate) mod sample {
             recorded_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
             actor: Actor::Operator,
             request_id: format!("req-{position}"),
+            client_request_id: None,
             event: Event::TeamDeleted(TeamDeleted { organization_id: Uuid::nil(), team_id: Uuid::nil() }),
         }
     }

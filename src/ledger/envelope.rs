@@ -27,7 +27,8 @@ pub fn read(canonical: &[u8]) -> Option<Envelope<'_>> {
 }
 
 /// An envelope as this reader sees it: the header borrowed from the stored bytes, the
-/// payload decoded into its event. Every field of `chain`'s envelope is required and of the
+/// payload decoded into its event. Every field of `chain`'s envelope but the optional
+/// `client_request_id` is required and of the
 /// same type here, so that what decodes here decodes there.
 pub struct Envelope<'a> {
     pub position: u64,
@@ -37,6 +38,7 @@ pub struct Envelope<'a> {
     pub recorded_at: DateTime<Utc>,
     pub actor: Actor,
     pub request_id: Cow<'a, str>,
+    pub client_request_id: Option<Cow<'a, str>>,
     pub prev_hash: Cow<'a, str>,
     pub event: Event,
 }
@@ -60,6 +62,7 @@ impl Envelope<'_> {
             recorded_at: self.recorded_at,
             actor: self.actor,
             request_id: self.request_id.into_owned(),
+            client_request_id: self.client_request_id.map(Cow::into_owned),
             event: self.event,
         }
     }
@@ -98,6 +101,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
         let mut recorded_at: Option<RecordedAt> = None;
         let mut actor: Option<Actor> = None;
         let mut request_id: Option<Text<'de>> = None;
+        let mut client_request_id: Option<Text<'de>> = None;
         let mut event = None;
         let mut prev_hash: Option<Text<'de>> = None;
         fn once<'de, T: Deserialize<'de>, A: MapAccess<'de>>(slot: &mut Option<T>, map: &mut A, name: &str) -> Result<(), A::Error> {
@@ -117,6 +121,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
                 "recorded_at" => once(&mut recorded_at, &mut map, "recorded_at")?,
                 "actor" => once(&mut actor, &mut map, "actor")?,
                 "request_id" => once(&mut request_id, &mut map, "request_id")?,
+                "client_request_id" => once(&mut client_request_id, &mut map, "client_request_id")?,
                 "prev_hash" => once(&mut prev_hash, &mut map, "prev_hash")?,
                 "payload" => {
                     // Canonical envelopes name the type before the payload; anything else is
@@ -141,6 +146,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
             recorded_at: recorded_at.ok_or_else(|| missing("recorded_at"))?.0,
             actor: actor.ok_or_else(|| missing("actor"))?,
             request_id: request_id.ok_or_else(|| missing("request_id"))?.0,
+            client_request_id: client_request_id.map(|text| text.0),
             prev_hash: prev_hash.ok_or_else(|| missing("prev_hash"))?.0,
             event: event.ok_or_else(|| missing("payload"))?,
         })

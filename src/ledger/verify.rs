@@ -249,6 +249,7 @@ mod tests {
             recorded_at: Utc::now(),
             actor: Actor::User { organization_id, user_id: 7, api_key_id: Uuid::new_v4() },
             request_id: format!("req \"quoted\" é {position}"),
+            client_request_id: None,
             event: Event::ApiKeyCreated(ApiKeyCreated {
                 api_key_id,
                 organization_id,

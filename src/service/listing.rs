@@ -5,6 +5,7 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use keyledger_projections::event::UserId;
@@ -97,11 +98,13 @@ fn time_of(key: &ApiKey, last_used_at: Option<DateTime<Utc>>, field: TimeField) 
     }
 }
 
-fn matches(query: &ListQuery, key: &ApiKey, last_used_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+/// Whether `key` passes every filter of `query`; `search` is the query's search, lowercased
+/// once for all keys.
+fn matches(query: &ListQuery, search: Option<&str>, key: &ApiKey, last_used_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
     let expired = key.expires_at <= now;
     query.kind.is_none_or(|kind| key.kind == kind)
         && query.name.as_deref().is_none_or(|name| key.name == name)
-        && query.search.as_deref().is_none_or(|s| key.name.to_lowercase().contains(&s.to_lowercase()))
+        && search.is_none_or(|s| key.name.to_lowercase().contains(s))
         && query.user_id.is_none_or(|user| key.user_id == Some(user))
         && (query.group_ids.is_empty() || key.group_id.is_some_and(|g| query.group_ids.contains(&g)))
         && query.role_id.is_none_or(|role| key.role_id == Some(role))
@@ -135,13 +138,8 @@ fn compare((a, a_used): (&ApiKey, Option<DateTime<Utc>>), (b, b_used): (&ApiKey,
 
 /// The requested page of the keys the caller may see; `last_used` tells when a key was last
 /// used. Ties are broken by creation position, so pages never overlap or skip a key between
-/// requests that change nothing.
-///
-/// Nothing sorts the organization: the keys are walked from the narrowest slices of the keys
-/// view that hold every key the caller may see and the query can match. In creation order
-/// (the default sort) a walk stops once the page is full, and when the slices hold nothing
-/// else the total is their count; any other sort keeps the best keys in a heap as large as
-/// the pages up to the one asked for.
+/// requests that change nothing. [`gather`] then [`page`]; the service runs the first under
+/// the state's lock and the second after it.
 pub fn list(
     state: &State,
     caller: &Caller,
@@ -149,20 +147,56 @@ pub fn list(
     now: DateTime<Utc>,
     last_used: &dyn Fn(Uuid) -> Option<DateTime<Utc>>,
 ) -> Page<Listed> {
+    page(gather(state, caller, query), query, now, last_used)
+}
+
+/// What a list takes from the state: the keys it may show, each a shared pointer, so that
+/// filtering, sorting and rendering run after the state's lock is let go and no writer, and
+/// no reader queued behind a writer, waits for them.
+pub enum Gathered {
+    /// The page itself, when the keys need counting, not looking at (creation order, no
+    /// filter the slices do not already answer): the walk stopped at the page.
+    Page(Page<Arc<ApiKey>>),
+    /// Every key the caller may see that the query can match, in creation order (newest
+    /// first for `-created_at`), for [`page`] to filter and sort.
+    Candidates(Vec<Arc<ApiKey>>),
+}
+
+/// The keys of the caller's organization a query can list. Nothing sorts the organization:
+/// the keys are walked from the narrowest slices of the keys view that hold every key the
+/// caller may see and the query can match; in creation order, with nothing else to filter,
+/// the walk stops once the page is full and the total is the slices' count.
+pub fn gather(state: &State, caller: &Caller, query: &ListQuery) -> Gathered {
     let Some(org) = state.directory.organization(caller.organization_id) else {
-        return Page { items: Vec::new(), total: 0 };
+        return Gathered::Page(Page { items: Vec::new(), total: 0 });
     };
     let candidates = Candidates::of(&state.keys, caller, org, query);
-    let wanted = |key: &&ApiKey| can_see(caller, org, key) && matches(query, key, last_used(key.id), now);
+    if query.sort == SortField::CreatedAt && candidates.exact {
+        let skip = query.paging.number.saturating_sub(1).saturating_mul(query.paging.size);
+        let items = candidates.in_creation_order(query.descending, skip).take(query.paging.size).cloned().collect();
+        return Gathered::Page(Page { items, total: candidates.count() });
+    }
+    let descending = query.sort == SortField::CreatedAt && query.descending;
+    Gathered::Candidates(candidates.in_creation_order(descending, 0).filter(|key| can_see(caller, org, key)).cloned().collect())
+}
+
+/// The requested page of what [`gather`] took: the filters, then creation order or, for
+/// any other sort, the best keys kept in a heap as large as the pages up to the one asked
+/// for.
+pub fn page(gathered: Gathered, query: &ListQuery, now: DateTime<Utc>, last_used: &dyn Fn(Uuid) -> Option<DateTime<Utc>>) -> Page<Listed> {
+    let listed = |key: &ApiKey| Listed { key: key.clone(), last_used_at: last_used(key.id) };
+    let candidates = match gathered {
+        Gathered::Page(page) => return Page { items: page.items.iter().map(|key| listed(key)).collect(), total: page.total },
+        Gathered::Candidates(candidates) => candidates,
+    };
+    let search = query.search.as_deref().map(str::to_lowercase);
+    let wanted = |key: &&Arc<ApiKey>| matches(query, search.as_deref(), key, last_used(key.id), now);
     let skip = query.paging.number.saturating_sub(1).saturating_mul(query.paging.size);
     let (keys, total) = match query.sort {
-        SortField::CreatedAt if candidates.exact => {
-            (candidates.in_creation_order(query.descending, skip).take(query.paging.size).collect(), candidates.count())
-        }
         SortField::CreatedAt => {
             let mut total = 0;
             let mut page = Vec::new();
-            for key in candidates.in_creation_order(query.descending, 0).filter(wanted) {
+            for key in candidates.iter().filter(wanted) {
                 if total >= skip && page.len() < query.paging.size {
                     page.push(key);
                 }
@@ -170,10 +204,9 @@ pub fn list(
             }
             (page, total)
         }
-        field => best(candidates.in_creation_order(false, 0).filter(wanted), field, query, last_used, skip),
+        field => best(candidates.iter().filter(wanted), field, query, last_used, skip),
     };
-    let items = keys.into_iter().map(|key| Listed { key: key.clone(), last_used_at: last_used(key.id) }).collect();
-    Page { items, total }
+    Page { items: keys.into_iter().map(|key| listed(key)).collect(), total }
 }
 
 /// Where the keys a query can list are: disjoint slices of the caller's organization, and the
@@ -182,7 +215,7 @@ struct Candidates<'a> {
     view: &'a KeysView,
     organization_id: Uuid,
     slices: Vec<Slice>,
-    own_key: Option<&'a ApiKey>,
+    own_key: Option<&'a Arc<ApiKey>>,
     /// Every key of the slices is visible and matches: they need counting, not looking at.
     exact: bool,
 }
@@ -193,7 +226,7 @@ impl<'a> Candidates<'a> {
     fn of(view: &'a KeysView, caller: &Caller, org: &Organization, query: &ListQuery) -> Self {
         let visible = visible_parts(caller, org);
         let own_key = view
-            .get(caller.api_key_id)
+            .shared(caller.api_key_id)
             .filter(|key| key.organization_id == caller.organization_id && !visible.iter().any(|part| part.contains(key)));
         let mut teams = query.group_ids.clone();
         teams.sort_unstable();
@@ -240,7 +273,7 @@ impl<'a> Candidates<'a> {
     /// The candidates, each once, by `created_at` (descending: newest first), ties always by
     /// position, the first `skip` left out: from one slice by skipping whole chunks, from
     /// several by merging their walks (slices picked for a user and a team may overlap).
-    fn in_creation_order(&self, descending: bool, skip: usize) -> Box<dyn Iterator<Item = &'a ApiKey> + 'a> {
+    fn in_creation_order(&self, descending: bool, skip: usize) -> Box<dyn Iterator<Item = &'a Arc<ApiKey>> + 'a> {
         let (view, organization_id) = (self.view, self.organization_id);
         match (self.slices.as_slice(), self.own_key) {
             ([slice], None) if !descending => Box::new(view.oldest_first(organization_id, *slice, skip)),
@@ -253,14 +286,14 @@ impl<'a> Candidates<'a> {
                 Box::new(TiesOldestFirst::new(view.newest_first(organization_id, *slice, skip - tied)).skip(tied))
             }
             (slices, own_key) => {
-                let walks = slices.iter().map(|slice| -> Box<dyn Iterator<Item = &'a ApiKey> + 'a> {
+                let walks = slices.iter().map(|slice| -> Box<dyn Iterator<Item = &'a Arc<ApiKey>> + 'a> {
                     if descending {
                         Box::new(view.newest_first(organization_id, *slice, 0))
                     } else {
                         Box::new(view.oldest_first(organization_id, *slice, 0))
                     }
                 });
-                let merged = Merged::new(walks.chain(own_key.map(|key| -> Box<dyn Iterator<Item = &'a ApiKey> + 'a> { Box::new(std::iter::once(key)) })), descending);
+                let merged = Merged::new(walks.chain(own_key.map(|key| -> Box<dyn Iterator<Item = &'a Arc<ApiKey>> + 'a> { Box::new(std::iter::once(key)) })), descending);
                 if descending {
                     Box::new(TiesOldestFirst::new(merged).skip(skip))
                 } else {
@@ -292,21 +325,21 @@ fn narrowed(part: &Part, query: &ListQuery, teams: &[Uuid]) -> Vec<Part> {
 /// Several walks in creation order as one (each ordered by `created_at`, then position;
 /// all ascending, or all descending), a key in more than one walk once.
 struct Merged<'a> {
-    walks: Vec<std::iter::Peekable<Box<dyn Iterator<Item = &'a ApiKey> + 'a>>>,
+    walks: Vec<std::iter::Peekable<Box<dyn Iterator<Item = &'a Arc<ApiKey>> + 'a>>>,
     descending: bool,
     last: Option<u64>,
 }
 
 impl<'a> Merged<'a> {
-    fn new(walks: impl Iterator<Item = Box<dyn Iterator<Item = &'a ApiKey> + 'a>>, descending: bool) -> Self {
+    fn new(walks: impl Iterator<Item = Box<dyn Iterator<Item = &'a Arc<ApiKey>> + 'a>>, descending: bool) -> Self {
         Merged { walks: walks.map(Iterator::peekable).collect(), descending, last: None }
     }
 }
 
 impl<'a> Iterator for Merged<'a> {
-    type Item = &'a ApiKey;
+    type Item = &'a Arc<ApiKey>;
 
-    fn next(&mut self) -> Option<&'a ApiKey> {
+    fn next(&mut self) -> Option<&'a Arc<ApiKey>> {
         loop {
             let descending = self.descending;
             let heads = self.walks.iter_mut().enumerate().filter_map(|(i, walk)| walk.peek().map(|key| (i, key.creation())));
@@ -322,22 +355,22 @@ impl<'a> Iterator for Merged<'a> {
 
 /// A newest-first walk with the keys that share a `created_at` turned oldest first, as the
 /// list orders ties (by position) in both directions.
-struct TiesOldestFirst<'a, I: Iterator<Item = &'a ApiKey>> {
+struct TiesOldestFirst<'a, I: Iterator<Item = &'a Arc<ApiKey>>> {
     walk: std::iter::Peekable<I>,
     /// The current run of ties, newest first: popped from the back.
-    ties: Vec<&'a ApiKey>,
+    ties: Vec<&'a Arc<ApiKey>>,
 }
 
-impl<'a, I: Iterator<Item = &'a ApiKey>> TiesOldestFirst<'a, I> {
+impl<'a, I: Iterator<Item = &'a Arc<ApiKey>>> TiesOldestFirst<'a, I> {
     fn new(walk: I) -> Self {
         TiesOldestFirst { walk: walk.peekable(), ties: Vec::new() }
     }
 }
 
-impl<'a, I: Iterator<Item = &'a ApiKey>> Iterator for TiesOldestFirst<'a, I> {
-    type Item = &'a ApiKey;
+impl<'a, I: Iterator<Item = &'a Arc<ApiKey>>> Iterator for TiesOldestFirst<'a, I> {
+    type Item = &'a Arc<ApiKey>;
 
-    fn next(&mut self) -> Option<&'a ApiKey> {
+    fn next(&mut self) -> Option<&'a Arc<ApiKey>> {
         if self.ties.is_empty() {
             let first = self.walk.next()?;
             self.ties.push(first);
@@ -352,12 +385,12 @@ impl<'a, I: Iterator<Item = &'a ApiKey>> Iterator for TiesOldestFirst<'a, I> {
 /// One page of `keys` in the list's order for a sort other than creation, and how many keys
 /// there are: only the best `skip` + page size are ever kept, in a max-heap (the worst on top).
 fn best<'a>(
-    keys: impl Iterator<Item = &'a ApiKey>,
+    keys: impl Iterator<Item = &'a Arc<ApiKey>>,
     field: SortField,
     query: &ListQuery,
     last_used: &dyn Fn(Uuid) -> Option<DateTime<Utc>>,
     skip: usize,
-) -> (Vec<&'a ApiKey>, usize) {
+) -> (Vec<&'a Arc<ApiKey>>, usize) {
     let keep = skip.saturating_add(query.paging.size);
     let mut heap = BinaryHeap::new();
     let mut total = 0;
@@ -377,7 +410,7 @@ fn best<'a>(
 
 /// A key where the list puts it: by the sort field, ties by creation position.
 struct Ranked<'a> {
-    key: &'a ApiKey,
+    key: &'a Arc<ApiKey>,
     last_used_at: Option<DateTime<Utc>>,
     field: SortField,
     descending: bool,
@@ -510,7 +543,7 @@ mod tests {
             .iter()
             .filter(|key| key.organization_id == caller.organization_id && can_see(caller, org, key))
             .map(|key| (key, last_used(key.id)))
-            .filter(|(key, last_used_at)| matches(query, key, *last_used_at, now()))
+            .filter(|(key, last_used_at)| matches(query, query.search.as_deref().map(str::to_lowercase).as_deref(), key, *last_used_at, now()))
             .collect();
         keys.sort_by(|a, b| {
             let order = compare(*a, *b, query.sort);
@@ -595,6 +628,7 @@ mod tests {
             recorded_at: now() - chrono::TimeDelta::hours(hours as i64),
             actor: Actor::Operator,
             request_id: "random".into(),
+            client_request_id: None,
             event,
         };
         given.state.fold([&recorded]);

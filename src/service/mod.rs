@@ -27,8 +27,8 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use uuid::Uuid;
 
 use self::last_use::LastUses;
-use self::rules::caller::{self, Caller};
-use self::rules::create_api_key::{CreateApiKey, NewApiKey, Requester};
+use self::rules::caller::{self, Caller, Credential};
+use self::rules::create_api_key::{CreateApiKey, NewApiKey, Requester, DEFAULT_MAX_KEYS_PER_SCOPE};
 use self::rules::directory::DirectoryFile;
 use self::rules::revoke_api_key::RevokeApiKey;
 use self::rules::rotate_api_key::{RotateApiKey, Rotation};
@@ -36,6 +36,7 @@ use self::rules::update_api_key::{KeyChanges, UpdateApiKey};
 use self::rules::visibility::can_see;
 use self::token::{IssuedToken, TokenError, TokenFormat};
 use self::writer::{Answer, Command, CommandError, Durability, Staged, Writer};
+pub use self::writer::Provenance;
 use crate::ledger::{LastUseStore, LedgerError};
 
 /// The most commands one group commit takes. Larger batches amortise the sync further but
@@ -44,8 +45,22 @@ pub const MAX_BATCH: usize = 512;
 
 struct Job {
     command: Command,
-    request_id: String,
+    provenance: Provenance,
     reply: oneshot::Sender<Answer>,
+}
+
+/// What an operator may tune about the rules the service applies.
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    /// The most live keys one scope (a user's personal keys, a team's, an organization's)
+    /// may hold.
+    pub max_keys_per_scope: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy { max_keys_per_scope: DEFAULT_MAX_KEYS_PER_SCOPE }
+    }
 }
 
 /// A created or rotated key and its new token, which exists only here and in the response
@@ -75,6 +90,7 @@ pub struct Service {
     jobs: mpsc::Sender<Job>,
     tokens: TokenFormat,
     last_uses: LastUses,
+    policy: Policy,
 }
 
 type Replies = Vec<oneshot::Sender<Answer>>;
@@ -110,7 +126,7 @@ fn run_writer(mut writer: Writer, mut jobs: mpsc::Receiver<Job>, staged: std::sy
             }
         }
         let (commands, replies): (Vec<_>, Vec<_>) =
-            batch.into_iter().map(|job| ((job.command, job.request_id), job.reply)).unzip();
+            batch.into_iter().map(|job| ((job.command, job.provenance), job.reply)).unzip();
         if staged.send((writer.stage(commands), replies)).is_err() {
             break;
         }
@@ -137,6 +153,7 @@ impl Service {
         writer: Writer,
         tokens: TokenFormat,
         last_use_store: Arc<dyn LastUseStore>,
+        policy: Policy,
     ) -> Result<(Service, WriterThread), ServiceError> {
         let (last_uses, last_use_recorder) = LastUses::start(last_use_store)?;
         let state = writer.published();
@@ -150,7 +167,7 @@ impl Service {
         let writer = std::thread::Builder::new()
             .name("keyledger-writer".into())
             .spawn(move || run_writer(writer, queue, to_syncer))?;
-        Ok((Service { state, publications, jobs, tokens, last_uses }, WriterThread { writer, syncer, last_uses: last_use_recorder }))
+        Ok((Service { state, publications, jobs, tokens, last_uses, policy }, WriterThread { writer, syncer, last_uses: last_use_recorder }))
     }
 
     /// Reads the published (durable) state.
@@ -160,14 +177,14 @@ impl Service {
 
     /// The caller a presented token stands for, or `None` (401) when its shape or checksum
     /// is wrong, it is unknown, expired, replaced by a rotation (after its grace period), or
-    /// its owner no longer exists.
+    /// its owner no longer exists. A superseded secret authenticates (to read); the writer
+    /// refuses it any change.
     pub fn authenticate(&self, presented: &str) -> Option<Caller> {
-        let digest = self.tokens.digest_of(presented)?;
+        let token_digest = self.tokens.digest_of(presented)?;
         let now = Utc::now();
         self.read(|state| {
-            let key_id = state.tokens.key_for(&digest)?;
-            state.keys.get(key_id).filter(|key| key.accepts(&digest, now))?;
-            caller::resolve(state, key_id, now)
+            let api_key_id = state.tokens.key_for(&token_digest)?;
+            caller::authenticate(state, Credential { api_key_id, token_digest }, now)
         })
     }
 
@@ -182,10 +199,10 @@ impl Service {
         self.last_uses.get(api_key_id)
     }
 
-    async fn execute(&self, command: Command, request_id: String) -> Result<Vec<RecordedEvent>, CommandError> {
+    async fn execute(&self, command: Command, provenance: Provenance) -> Result<Vec<RecordedEvent>, CommandError> {
         let (reply, answer) = oneshot::channel();
         let gone = || CommandError::Unavailable("the writer has stopped".into());
-        self.jobs.send(Job { command, request_id, reply }).await.map_err(|_| gone())?;
+        self.jobs.send(Job { command, provenance, reply }).await.map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
 
@@ -193,18 +210,19 @@ impl Service {
         &self,
         caller: &Caller,
         attributes: NewApiKey,
-        request_id: String,
+        provenance: Provenance,
     ) -> Result<CreatedKey, ServiceError> {
         let token = self.tokens.mint()?;
         let api_key_id = Uuid::new_v4();
         let command = Command::CreateApiKey(CreateApiKey {
-            requester: Requester::Key(caller.api_key_id),
+            requester: Requester::Key(caller.credential()),
             api_key_id,
             service_account_id: Uuid::new_v4(),
             token_digest: token.digest(),
             attributes,
+            max_keys_per_scope: self.policy.max_keys_per_scope,
         });
-        self.execute(command, request_id).await?;
+        self.execute(command, provenance).await?;
         Ok(CreatedKey { key: self.written_key(api_key_id, "created")?, token })
     }
 
@@ -221,24 +239,24 @@ impl Service {
         caller: &Caller,
         id: Uuid,
         changes: KeyChanges,
-        request_id: String,
+        provenance: Provenance,
     ) -> Result<ApiKey, ServiceError> {
-        let command = Command::UpdateApiKey(UpdateApiKey { caller: caller.api_key_id, api_key_id: id, changes });
-        self.execute(command, request_id).await?;
+        let command = Command::UpdateApiKey(UpdateApiKey { caller: caller.credential(), api_key_id: id, changes });
+        self.execute(command, provenance).await?;
         self.show_api_key(caller, id, ApiKey::clone)
             .ok_or_else(|| CommandError::Rejected(rules::Rejection::NotFound).into())
     }
 
     /// Revokes a key and returns it as it was just before. Its token is refused from the
     /// moment this returns (the published state drops it before the caller is answered).
-    pub async fn revoke_api_key(&self, caller: &Caller, id: Uuid, request_id: String) -> Result<ApiKey, ServiceError> {
+    pub async fn revoke_api_key(&self, caller: &Caller, id: Uuid, provenance: Provenance) -> Result<ApiKey, ServiceError> {
         // A key the caller cannot see in the durable state is not found, without asking the
         // writer; the writer still decides (and may refuse) for the keys it can.
         let before = self
             .show_api_key(caller, id, ApiKey::clone)
             .ok_or(CommandError::Rejected(rules::Rejection::NotFound))?;
-        let command = Command::RevokeApiKey(RevokeApiKey { caller: caller.api_key_id, api_key_id: id });
-        self.execute(command, request_id).await?;
+        let command = Command::RevokeApiKey(RevokeApiKey { caller: caller.credential(), api_key_id: id });
+        self.execute(command, provenance).await?;
         Ok(before)
     }
 
@@ -249,16 +267,16 @@ impl Service {
         caller: &Caller,
         id: Uuid,
         rotation: Rotation,
-        request_id: String,
+        provenance: Provenance,
     ) -> Result<CreatedKey, ServiceError> {
         let token = self.tokens.mint()?;
         let command = Command::RotateApiKey(RotateApiKey {
-            caller: caller.api_key_id,
+            caller: caller.credential(),
             api_key_id: id,
             token_digest: token.digest(),
             rotation,
         });
-        self.execute(command, request_id).await?;
+        self.execute(command, provenance).await?;
         Ok(CreatedKey { key: self.written_key(id, "rotated")?, token })
     }
 
@@ -277,7 +295,7 @@ impl Service {
             let wait = match next {
                 None => None,
                 Some(at) if at > now => Some((at - now).to_std().unwrap_or_default()),
-                Some(_) => match self.execute(Command::EndGracePeriods, "expiry-schedule".into()).await {
+                Some(_) => match self.execute(Command::EndGracePeriods, Provenance::from("expiry-schedule")).await {
                     Ok(events) if !events.is_empty() => {
                         for event in &events {
                             tracing::info!(stream = %event.stream, "grace period ended: the key's previous secret no longer authenticates");
@@ -312,8 +330,8 @@ impl Service {
     /// in turn with requests, so a change takes effect for the very next request; returns
     /// how many events it recorded (0: the ledger already matched the file). An inconsistent
     /// file records nothing.
-    pub async fn apply_directory(&self, files: Vec<DirectoryFile>, request_id: String) -> Result<usize, ServiceError> {
-        Ok(self.execute(Command::ApplyDirectory(files), request_id).await?.len())
+    pub async fn apply_directory(&self, files: Vec<DirectoryFile>, provenance: Provenance) -> Result<usize, ServiceError> {
+        Ok(self.execute(Command::ApplyDirectory(files), provenance).await?.len())
     }
 
     /// A page of the keys the caller may see.
@@ -324,7 +342,10 @@ impl Service {
         render: impl FnOnce(&paging::Page<listing::Listed>) -> R,
     ) -> R {
         let now = Utc::now();
-        self.read(|state| self.last_uses.with(|last_used| render(&listing::list(state, caller, query, now, last_used))))
+        // Only the gathering holds the state's lock; the walk through the candidates, the
+        // sort and the rendering do not.
+        let gathered = self.read(|state| listing::gather(state, caller, query));
+        render(&listing::page(gathered, query, now, &|id| self.last_uses.get(id)))
     }
 
     /// `render`s a key the caller may see, as of now; `None` for anything else.

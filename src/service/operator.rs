@@ -5,11 +5,11 @@
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
-use super::rules::create_api_key::{CreateApiKey, NewApiKey, Requester};
+use super::rules::create_api_key::{CreateApiKey, NewApiKey, Requester, DEFAULT_MAX_KEYS_PER_SCOPE};
 use super::rules::directory::{plan_all, DirectoryFile};
 use super::rules::{Problem, Rejection};
 use super::token::{IssuedToken, TokenError, TokenFormat};
-use super::writer::{Answer, Command, CommandError, Writer};
+use super::writer::{Answer, Command, CommandError, Provenance, Writer};
 
 /// The lifetime of the first owner's token.
 pub const INITIAL_TOKEN_DAYS: i64 = 90;
@@ -37,8 +37,8 @@ pub enum OperatorError {
     Token(#[from] TokenError),
 }
 
-fn request_id() -> String {
-    format!("cli-{}", Uuid::new_v4())
+fn request_id() -> Provenance {
+    Provenance::from(format!("cli-{}", Uuid::new_v4()))
 }
 
 /// The number of events a command recorded, or why it recorded none.
@@ -93,6 +93,7 @@ fn personal_key(organization: &str, email: &str, name: &str, expires_at: DateTim
             expires_at: Some(expires_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
             ..NewApiKey::default()
         },
+        max_keys_per_scope: DEFAULT_MAX_KEYS_PER_SCOPE,
     })
 }
 

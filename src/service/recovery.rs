@@ -206,6 +206,7 @@ mod tests {
                 recorded_at: chrono::Utc::now(),
                 actor: keyledger_projections::Actor::Operator,
                 request_id: "test".into(),
+                client_request_id: None,
                 event,
             };
             let stored = chain::seal(&recorded, head);

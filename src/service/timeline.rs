@@ -668,6 +668,7 @@ mod tests {
                 recorded_at: at(position as i64),
                 actor,
                 request_id: format!("req-{position}"),
+                client_request_id: None,
                 event,
             })
             .collect()

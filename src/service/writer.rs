@@ -16,6 +16,7 @@
 
 use std::collections::BTreeSet;
 use std::ops::Range;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -39,6 +40,30 @@ pub enum Command {
     EndGracePeriods,
     /// A whole directory file (one organization or several), recorded as one plan.
     ApplyDirectory(Vec<DirectoryFile>),
+    /// A decision that panics, standing for a bug in a rule.
+    #[cfg(test)]
+    Panic,
+}
+
+/// Which request a command came from, as its events record it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Provenance {
+    /// The id this server gave the request (or the CLI its run).
+    pub request_id: String,
+    /// The client's own `X-Request-Id`, if it sent one.
+    pub client_request_id: Option<String>,
+}
+
+impl From<String> for Provenance {
+    fn from(request_id: String) -> Self {
+        Provenance { request_id, client_request_id: None }
+    }
+}
+
+impl From<&str> for Provenance {
+    fn from(request_id: &str) -> Self {
+        Provenance::from(request_id.to_owned())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +75,10 @@ pub enum CommandError {
     /// Nothing of the command was recorded; the ledger needs a restart to go on.
     #[error("the ledger cannot record changes: {0}")]
     Unavailable(String),
+    /// Deciding the command panicked (a bug): nothing of it was recorded, and the writer
+    /// went on with the next command.
+    #[error("deciding the command failed unexpectedly")]
+    Panicked,
 }
 
 /// What a command got: the events it recorded, or why not.
@@ -135,7 +164,19 @@ fn decide(command: &Command, state: &State, now: DateTime<Utc>) -> Result<Decisi
             let events = directory::plan_all(files, state, &mut Uuid::new_v4)?;
             Ok(Decision { actor: keyledger_projections::Actor::Operator, events })
         }
+        #[cfg(test)]
+        Command::Panic => panic!("a rule failed"),
     }
+}
+
+/// [`decide`], with a panic turned into [`CommandError::Panicked`]: a decision only reads
+/// the state, so a rule that panics leaves nothing half-done, and one bad command must not
+/// stop every later write until a restart.
+fn decide_guarded(command: &Command, state: &State, now: DateTime<Utc>) -> Result<Decision, CommandError> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| decide(command, state, now))).unwrap_or_else(|_| {
+        tracing::error!("deciding a command panicked; nothing of it was recorded");
+        Err(CommandError::Panicked)
+    })
 }
 
 /// A copy of `state` for readers. With a million keys copying takes seconds, most of it the
@@ -206,13 +247,13 @@ impl Writer {
 
     /// Decides and records a batch of (command, request id); one answer per command, in
     /// order. Returns only when every recorded event is durable.
-    pub fn execute(&mut self, batch: Vec<(Command, String)>) -> Vec<Answer> {
+    pub fn execute(&mut self, batch: Vec<(Command, Provenance)>) -> Vec<Answer> {
         let staged = self.stage(batch);
         self.durability.complete(vec![staged]).pop().unwrap_or_default()
     }
 
     /// Decides a batch and appends it, without waiting for it to be durable.
-    pub fn stage(&mut self, batch: Vec<(Command, String)>) -> Staged {
+    pub fn stage(&mut self, batch: Vec<(Command, Provenance)>) -> Staged {
         let unavailable = |reason: &str, count: usize| Staged {
             events: Vec::new(),
             outcomes: (0..count).map(|_| Err(CommandError::Unavailable(reason.to_owned()))).collect(),
@@ -227,7 +268,7 @@ impl Writer {
         }
     }
 
-    fn record(&mut self, batch: Vec<(Command, String)>) -> Result<Staged, LedgerError> {
+    fn record(&mut self, batch: Vec<(Command, Provenance)>) -> Result<Staged, LedgerError> {
         let count = batch.len();
         let mut head = self.head;
         let mut recorded: Vec<RecordedEvent> = Vec::new();
@@ -235,9 +276,9 @@ impl Writer {
         let mut touched = Touched::new();
         let mut outcomes = Vec::with_capacity(count);
 
-        for (command, request_id) in batch {
+        for (command, provenance) in batch {
             let now = Utc::now().trunc_subsecs(6);
-            let decision = match decide(&command, &self.state, now) {
+            let decision = match decide_guarded(&command, &self.state, now) {
                 Ok(decision) => decision,
                 Err(e) => {
                     outcomes.push(Err(e));
@@ -254,7 +295,8 @@ impl Writer {
                     stream_version,
                     recorded_at: now,
                     actor: decision.actor.clone(),
-                    request_id: request_id.clone(),
+                    request_id: provenance.request_id.clone(),
+                    client_request_id: provenance.client_request_id.clone(),
                     event,
                 };
                 let stored = chain::seal(&event, head);

@@ -19,7 +19,7 @@ use keyledger::service::recovery::load_state;
 use keyledger::service::rules::create_api_key::{CreateApiKey, NewApiKey, Requester};
 use keyledger::service::rules::directory::{DirectoryFile, TeamSpec, UserSpec};
 use keyledger::service::token::TokenFormat;
-use keyledger::service::writer::{Command, Writer};
+use keyledger::service::writer::{Command, Provenance, Writer};
 use uuid::Uuid;
 
 const BATCH: usize = 1000;
@@ -70,7 +70,7 @@ fn main() -> anyhow::Result<()> {
     let expires_at = (Utc::now() + Duration::days(365)).to_rfc3339();
     let mut created = 0;
     while created < keys {
-        let batch: Vec<(Command, String)> = (created..keys.min(created + BATCH))
+        let batch: Vec<(Command, Provenance)> = (created..keys.min(created + BATCH))
             .map(|n| {
                 let user = (n as u64 % users) + 1;
                 let command = Command::CreateApiKey(CreateApiKey {
@@ -85,8 +85,10 @@ fn main() -> anyhow::Result<()> {
                         description: (n % 3 == 0).then(|| format!("generated key number {n}")),
                         ..NewApiKey::default()
                     },
+                    // Generated ledgers are as large as asked, whatever `serve` would allow.
+                    max_keys_per_scope: usize::MAX,
                 });
-                (command, format!("generate-{n}"))
+                (command, format!("generate-{n}").into())
             })
             .collect();
         created += batch.len();

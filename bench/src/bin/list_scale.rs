@@ -90,7 +90,7 @@ fn key_created(n: u64, organization_id: Uuid) -> ApiKeyCreated {
 }
 
 fn recorded(position: u64, at: DateTime<Utc>, event: Event) -> RecordedEvent {
-    RecordedEvent { position, stream: event.stream(), stream_version: 1, recorded_at: at, actor: Actor::Operator, request_id: "bench".into(), event }
+    RecordedEvent { position, stream: event.stream(), stream_version: 1, recorded_at: at, actor: Actor::Operator, request_id: "bench".into(), client_request_id: None, event }
 }
 
 /// Every event of the benchmark ledger, in order: the directory, then `keys` keys.

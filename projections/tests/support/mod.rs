@@ -76,6 +76,7 @@ pub fn recorded_by(position: u64, actor: Actor, event: Event) -> RecordedEvent {
         recorded_at: log_start() + chrono::Duration::seconds(position as i64 - 1),
         actor,
         request_id: format!("req-{position}"),
+        client_request_id: None,
         event,
     }
 }

@@ -4,9 +4,11 @@
 use chrono::{DateTime, Utc};
 use keyledger_projections::directory::{Organization, Role};
 use keyledger_projections::event::UserId;
-use keyledger_projections::keys_view::ApiKey;
+use keyledger_projections::keys_view::{ApiKey, Secret};
 use keyledger_projections::{Actor, ApiKeyKind, Permission, State};
 use uuid::Uuid;
+
+use super::Rejection;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Identity {
@@ -22,17 +24,65 @@ pub struct Caller {
     pub organization_id: Uuid,
     pub api_key_id: Uuid,
     pub identity: Identity,
+    /// The digest of the token the request presented, so that the writer can tell again,
+    /// against its own state, which of the key's secrets it is.
+    pub token_digest: blake3::Hash,
+    pub secret: Secret,
 }
 
-/// Whether `key` authenticates at `now`, and as whom.
-pub fn resolve(state: &State, api_key_id: Uuid, now: DateTime<Utc>) -> Option<Caller> {
-    let key = state.keys.get(api_key_id)?;
+/// A presented token, as the writer receives it with a command: which key it names and
+/// its digest (never the token).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Credential {
+    pub api_key_id: Uuid,
+    pub token_digest: blake3::Hash,
+}
+
+/// Whether a token whose digest is `digest` authenticates key `api_key_id` at `now`, and as
+/// whom: the key must be unexpired, the digest one of its working secrets, and its owner
+/// (a user or a service account) still present in the directory.
+pub fn authenticate(state: &State, credential: Credential, now: DateTime<Utc>) -> Option<Caller> {
+    let key = state.keys.get(credential.api_key_id)?;
+    let secret = key.secret(&credential.token_digest, now)?;
     if now >= key.expires_at {
         return None;
     }
     let org = state.directory.organization(key.organization_id)?;
     let identity = identity_of(state, org, key)?;
-    Some(Caller { organization_id: key.organization_id, api_key_id, identity })
+    Some(Caller {
+        organization_id: key.organization_id,
+        api_key_id: key.id,
+        identity,
+        token_digest: credential.token_digest,
+        secret,
+    })
+}
+
+/// The caller behind a command that changes something: authenticated as by
+/// [`authenticate`], and presenting the key's current secret. Decided by the writer against
+/// its own state, so a rotation decided just before is seen even when the request was
+/// authenticated before it.
+pub fn acting(state: &State, credential: Credential, now: DateTime<Utc>) -> Result<Caller, Rejection> {
+    let caller = authenticate(state, credential, now).ok_or(Rejection::Unauthenticated)?;
+    match caller.secret {
+        Secret::Current => Ok(caller),
+        Secret::Superseded => Err(Rejection::SupersededSecret),
+    }
+}
+
+/// The caller a key's current secret stands for (rule tests and benchmarks act as keys
+/// without holding their tokens).
+pub fn resolve(state: &State, api_key_id: Uuid, now: DateTime<Utc>) -> Option<Caller> {
+    authenticate(state, Credential::current(state, api_key_id)?, now)
+}
+
+impl Credential {
+    /// The credential of key `api_key_id`'s current secret, for whoever acts as a key
+    /// without its token (see [`resolve`]).
+    pub fn current(state: &State, api_key_id: Uuid) -> Option<Credential> {
+        let digest = blake3::Hash::from_hex(&state.keys.get(api_key_id)?.token_digest).ok()?;
+        Some(Credential { api_key_id, token_digest: digest })
+    }
 }
 
 fn identity_of(state: &State, org: &Organization, key: &ApiKey) -> Option<Identity> {
@@ -54,6 +104,10 @@ fn identity_of(state: &State, org: &Organization, key: &ApiKey) -> Option<Identi
 }
 
 impl Caller {
+    pub fn credential(&self) -> Credential {
+        Credential { api_key_id: self.api_key_id, token_digest: self.token_digest }
+    }
+
     pub fn actor(&self) -> Actor {
         match &self.identity {
             Identity::User { user_id, .. } => {
@@ -83,6 +137,23 @@ impl Caller {
 
     pub fn has_permission(&self, org: &Organization, permission: Permission) -> bool {
         self.role(org).is_some_and(|r| r.api_keys_permissions.contains(&permission))
+    }
+
+    /// Whether the caller may act on the team's keys with `permission`: an admin of the
+    /// team whose organization role holds it (a team admin who is an observer or has no
+    /// access manages nothing), or the team's own service account, which has no
+    /// organization role and holds a team admin's rights through its membership.
+    pub fn manages_team_keys(&self, org: &Organization, team_id: Uuid, permission: Permission) -> bool {
+        self.administers_team(org, team_id)
+            && (matches!(self.identity, Identity::ServiceAccount { .. }) || self.has_permission(org, permission))
+    }
+
+    /// Whether the caller holds every api_keys permission of `role`: nobody hands out more
+    /// than they have, and only an owner makes another owner.
+    pub fn may_grant(&self, org: &Organization, role: &Role) -> bool {
+        let Some(own) = self.role(org) else { return false };
+        let is_owner = |r: &Role| r.slug == "owner";
+        (!is_owner(role) || is_owner(own)) && role.api_keys_permissions.iter().all(|p| own.api_keys_permissions.contains(p))
     }
 
     /// An admin of the team, or the team's own service account (which holds a team

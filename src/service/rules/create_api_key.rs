@@ -5,23 +5,28 @@
 
 use chrono::{DateTime, Months, SubsecRound, Utc};
 use keyledger_projections::directory::Organization;
+use keyledger_projections::keys_view::Slice;
 use keyledger_projections::event::{ApiKeyCreated, ServiceAccountCreated, UserId};
 use keyledger_projections::name_index::{name_key, NameScope};
 use keyledger_projections::{Actor, ApiKeyKind, Event, Permission, State};
+use unicode_general_category::{get_general_category, GeneralCategory};
 use uuid::Uuid;
 
-use super::caller::{self, Caller};
+use super::caller::{self, Caller, Credential};
 use super::{Decision, Problem, Rejection};
 
 pub const MAX_NAME_CHARS: usize = 255;
 pub const MAX_DESCRIPTION_CHARS: usize = 1000;
 pub const MAX_LIFETIME_YEARS: u32 = 5;
+/// Live keys one scope may hold unless configured otherwise (`--max-keys-per-scope`): far
+/// more than a team or person uses, few enough that a runaway script cannot fill the ledger.
+pub const DEFAULT_MAX_KEYS_PER_SCOPE: usize = 1000;
 
 /// Who asks for the key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Requester {
-    /// A request authenticated by this key.
-    Key(Uuid),
+    /// A request authenticated by this token.
+    Key(Credential),
     /// An operator at the data directory (`keyledger keys issue`, `init`), minting a
     /// personal key for the user with `email` in the organization named `organization`.
     /// Named, not numbered, so that `init` can create an organization and its owner's key
@@ -61,6 +66,8 @@ pub struct CreateApiKey {
     pub service_account_id: Uuid,
     pub token_digest: blake3::Hash,
     pub attributes: NewApiKey,
+    /// The most live (unrevoked, unexpired) keys the new key's scope may hold with it.
+    pub max_keys_per_scope: usize,
 }
 
 /// Everything the kind-specific checks resolved.
@@ -75,8 +82,8 @@ struct Target {
 
 pub fn decide(cmd: &CreateApiKey, state: &State, now: DateTime<Utc>) -> Result<Decision, Rejection> {
     let (org, caller) = match &cmd.requester {
-        Requester::Key(key) => {
-            let caller = caller::resolve(state, *key, now).ok_or(Rejection::Unauthenticated)?;
+        Requester::Key(credential) => {
+            let caller = caller::acting(state, *credential, now)?;
             let org = state.directory.organization(caller.organization_id).ok_or(Rejection::Unauthenticated)?;
             (org, Some(caller))
         }
@@ -88,6 +95,9 @@ pub fn decide(cmd: &CreateApiKey, state: &State, now: DateTime<Utc>) -> Result<D
     let mut problems = attrs.problems.clone();
 
     let target = resolve_target(cmd, caller.as_ref(), org, &mut problems)?;
+    if let Some(target) = &target {
+        check_room(target, org.id, state, now, cmd.max_keys_per_scope, &mut problems);
+    }
     let name = check_name(attrs, &target, org.id, state, &mut problems);
     let expires_at = if attrs.already_reported("expires_at") {
         None
@@ -201,9 +211,12 @@ fn resolve_target(
                 problems.push(Problem::attribute("group_id", "Group must exist", "group_id must name a team of your organization."));
                 return Ok(None);
             };
-            let allowed = caller.is_some_and(|c| c.is_organization_admin(org) || c.administers_team(org, team.id));
+            let allowed =
+                caller.is_some_and(|c| c.is_organization_admin(org) || c.manages_team_keys(org, team.id, Permission::Create));
             if !allowed {
-                return Err(Rejection::Forbidden("Only owners, admins and admins of the team may create team keys.".into()));
+                return Err(Rejection::Forbidden(
+                    "Only owners, admins, and admins of the team whose role may create API keys, may create team keys.".into(),
+                ));
             }
             Ok(Some(Target { kind, scope: NameScope::Team(team.id), owner: None, group_id: Some(team.id), role_id: None, on_call_role_id: None }))
         }
@@ -211,13 +224,22 @@ fn resolve_target(
             if !caller.is_some_and(|c| c.is_organization_admin(org)) {
                 return Err(Rejection::Forbidden("Only owners and admins may create organization keys.".into()));
             }
-            let role_id = match attrs.role_id.as_deref() {
-                Some(id) => org.role(id).map(|r| r.id).or_else(|| {
+            let role = match attrs.role_id.as_deref() {
+                Some(id) => org.role(id).or_else(|| {
                     problems.push(Problem::attribute("role_id", "Role must exist", "role_id must name a role of your organization (its id or slug)."));
                     None
                 }),
-                None => org.role("user").map(|r| r.id),
+                None => org.role("user"),
             };
+            if let (Some(role), Some(caller)) = (role, caller) {
+                if !caller.may_grant(org, role) {
+                    return Err(Rejection::Forbidden(format!(
+                        "Your role may not grant the role {:?}: a key's role may hold no API-key permission yours lacks, and only owners grant owner.",
+                        role.slug
+                    )));
+                }
+            }
+            let role_id = role.map(|r| r.id);
             let on_call_role_id = match attrs.on_call_role_id.as_deref() {
                 Some(id) => match org.on_call_role(id) {
                     Some(r) => Some(r.id),
@@ -265,11 +287,29 @@ fn check_name(
     Some(name.to_owned())
 }
 
-/// The trimmed name if it is present and at most [`MAX_NAME_CHARS`] characters long.
+/// The trimmed name if it is present, at most [`MAX_NAME_CHARS`] characters long, free of
+/// characters that hide what a name says (see [`hidden_character`]) and shows at least one
+/// visible character.
 pub(super) fn name_shape<'a>(name: Option<&'a str>, problems: &mut Vec<Problem>) -> Option<&'a str> {
     let name = name.map(str::trim).unwrap_or_default();
     if name.is_empty() {
         problems.push(Problem::attribute("name", "Name can't be blank", "Give the key a name."));
+        return None;
+    }
+    if let Some((at, c, what)) = name.chars().enumerate().find_map(|(at, c)| hidden_character(c).map(|what| (at, c, what))) {
+        problems.push(Problem::attribute(
+            "name",
+            format!("Name contains {what}"),
+            format!(
+                "Character {} of the name is U+{:04X}, {what}; names may hold no control, format (zero-width, bidi) or unassigned characters.",
+                at + 1,
+                u32::from(c)
+            ),
+        ));
+        return None;
+    }
+    if !name.chars().any(is_visible) {
+        problems.push(Problem::attribute("name", "Name can't be blank", "The name has no visible character; give the key a name."));
         return None;
     }
     if name.chars().count() > MAX_NAME_CHARS {
@@ -287,8 +327,62 @@ pub(super) fn name_taken(kind: ApiKeyKind, name: &str) -> Problem {
     Problem::attribute(
         "name",
         "Name has already been taken",
-        format!("A {} key named {name:?} already exists in this scope; names are compared ignoring case.", kind.as_str()),
+        format!(
+            "A {} key named {name:?} already exists in this scope; names are compared ignoring case, width and compatibility forms.",
+            kind.as_str()
+        ),
     )
+}
+
+/// What kind of character `c` is, if it is one a name may not hold: a control character
+/// (Cc), a format character (Cf: zero-width spaces and joiners, bidi overrides, the BOM),
+/// which make two different names look alike or a name look like something else, or a
+/// code point Unicode has not assigned, whose meaning may change with a later version.
+fn hidden_character(c: char) -> Option<&'static str> {
+    match get_general_category(c) {
+        GeneralCategory::Control => Some("a control character"),
+        GeneralCategory::Format => Some("a format character"),
+        GeneralCategory::Unassigned => Some("an unassigned code point"),
+        _ => None,
+    }
+}
+
+/// Letters, marks that take space, numbers, punctuation and symbols: what a reader sees.
+/// White space, combining marks alone, separators and private-use code points are not.
+fn is_visible(c: char) -> bool {
+    use GeneralCategory::*;
+    !matches!(
+        get_general_category(c),
+        SpaceSeparator | LineSeparator | ParagraphSeparator | NonspacingMark | EnclosingMark | Control | Format | Surrogate | PrivateUse | Unassigned
+    )
+}
+
+/// A 422 "Too many keys" when the scope of `target` already holds `limit` live keys.
+/// Counting walks the scope only when its keys (expired ones included) reach the limit.
+fn check_room(
+    target: &Target,
+    organization_id: Uuid,
+    state: &State,
+    now: DateTime<Utc>,
+    limit: usize,
+    problems: &mut Vec<Problem>,
+) {
+    let slice = match target.scope {
+        NameScope::User(user) => Slice::User(target.kind, user),
+        NameScope::Team(team) => Slice::Team(target.kind, team),
+        NameScope::Organization => Slice::Kind(target.kind),
+    };
+    if state.keys.count(organization_id, slice) < limit {
+        return;
+    }
+    let live = state.keys.oldest_first(organization_id, slice, 0).filter(|key| key.expires_at > now).take(limit).count();
+    if live >= limit {
+        problems.push(Problem::new(
+            "/data",
+            "Too many keys",
+            format!("This scope already holds {limit} live {} keys, the most allowed; revoke one first.", target.kind.as_str()),
+        ));
+    }
 }
 
 /// At most [`MAX_DESCRIPTION_CHARS`] characters.

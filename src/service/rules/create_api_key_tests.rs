@@ -141,7 +141,7 @@ fn service_accounts_cannot_create_personal_keys() {
     let cmd = given.create_by("alice@acme.test", admin_bot);
     let decision = decide(&cmd, &given.state, now()).unwrap();
     given.accept(decision);
-    let bot = Requester::Key(cmd.api_key_id);
+    let bot = Requester::Key(given.credential(cmd.api_key_id));
 
     let personal = CreateApiKey { requester: bot.clone(), ..given.create_by("alice@acme.test", attributes("personal", "p")) };
     assert!(matches!(decide(&personal, &given.state, now()), Err(Rejection::Forbidden(_))));

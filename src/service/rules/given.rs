@@ -5,7 +5,8 @@ use keyledger_projections::event::ApiKeyCreated;
 use keyledger_projections::{Actor, ApiKeyKind, Event, RecordedEvent, State};
 use uuid::Uuid;
 
-use super::create_api_key::{CreateApiKey, NewApiKey, Requester};
+use super::caller::Credential;
+use super::create_api_key::{CreateApiKey, NewApiKey, Requester, DEFAULT_MAX_KEYS_PER_SCOPE};
 use super::directory::{plan, DirectoryFile};
 use super::Decision;
 
@@ -64,6 +65,12 @@ impl Given {
         Uuid::from_bytes(bytes)
     }
 
+    /// The credential of `key`'s current secret (a digest no key has when `key` is unknown).
+    pub fn credential(&self, key: Uuid) -> Credential {
+        Credential::current(&self.state, key)
+            .unwrap_or(Credential { api_key_id: key, token_digest: blake3::hash(b"no such key") })
+    }
+
     pub fn record(&mut self, actor: Actor, events: Vec<Event>) {
         for event in events {
             let recorded = RecordedEvent {
@@ -73,6 +80,7 @@ impl Given {
                 recorded_at: now() - Duration::hours(1),
                 actor: actor.clone(),
                 request_id: "given".into(),
+                client_request_id: None,
                 event,
             };
             self.state.fold([&recorded]);
@@ -88,11 +96,12 @@ impl Given {
     pub fn create_by(&mut self, email: &str, attributes: NewApiKey) -> CreateApiKey {
         self.next_id += 1;
         CreateApiKey {
-            requester: Requester::Key(Given::login(email)),
+            requester: Requester::Key(self.credential(Given::login(email))),
             api_key_id: Uuid::from_u128(self.next_id),
             service_account_id: Uuid::from_u128(self.next_id << 64),
             token_digest: blake3::hash(&self.next_id.to_be_bytes()),
             attributes,
+            max_keys_per_scope: DEFAULT_MAX_KEYS_PER_SCOPE,
         }
     }
 }

@@ -43,7 +43,7 @@ mod tests {
     fn rotated_by(given: &mut Given, email: &str, minutes: i64) {
         let key = Given::login(email);
         let rotation = Rotation { grace_period_minutes: Some(minutes), ..Rotation::default() };
-        let cmd = RotateApiKey { caller: key, api_key_id: key, token_digest: blake3::hash(email.as_bytes()), rotation };
+        let cmd = RotateApiKey { caller: given.credential(key), api_key_id: key, token_digest: blake3::hash(email.as_bytes()), rotation };
         given.accept(rotate_api_key::decide(&cmd, &given.state, now()).unwrap_or_else(|e| panic!("{e:?}")));
     }
 

@@ -49,6 +49,10 @@ pub enum Rejection {
     Unauthenticated,
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// The request presented a key's previous secret (in its grace period), which may
+    /// read but never change anything.
+    #[error("this token was replaced by a rotation")]
+    SupersededSecret,
     #[error("{} problem(s) with the request", .0.len())]
     Invalid(Vec<Problem>),
     #[error("not found or unauthorized")]

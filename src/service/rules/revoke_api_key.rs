@@ -9,19 +9,19 @@ use keyledger_projections::keys_view::ApiKey;
 use keyledger_projections::{Event, Permission, State};
 use uuid::Uuid;
 
-use super::caller;
+use super::caller::{self, Credential};
 use super::visibility::can_change;
 use super::{Decision, Rejection};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RevokeApiKey {
-    /// The key that authenticates the request.
-    pub caller: Uuid,
+    /// The token that authenticates the request.
+    pub caller: Credential,
     pub api_key_id: Uuid,
 }
 
 pub fn decide(cmd: &RevokeApiKey, state: &State, now: DateTime<Utc>) -> Result<Decision, Rejection> {
-    let caller = caller::resolve(state, cmd.caller, now).ok_or(Rejection::Unauthenticated)?;
+    let caller = caller::acting(state, cmd.caller, now)?;
     let org = state.directory.organization(caller.organization_id).ok_or(Rejection::Unauthenticated)?;
     let key = state.keys.get(cmd.api_key_id).ok_or(Rejection::NotFound)?;
     if !can_change(&caller, org, key, Permission::Delete) {
@@ -69,7 +69,7 @@ mod tests {
     }
 
     fn revoke(given: &Given, email: &str, key: Uuid) -> Result<Decision, Rejection> {
-        decide(&RevokeApiKey { caller: Given::login(email), api_key_id: key }, &given.state, now())
+        decide(&RevokeApiKey { caller: given.credential(Given::login(email)), api_key_id: key }, &given.state, now())
     }
 
     #[test]
@@ -121,7 +121,7 @@ mod tests {
         let decision = create_api_key::decide(&cmd, &given.state, now()).unwrap_or_else(|e| panic!("{e:?}"));
         given.accept(decision);
         assert_eq!(revoke(&given, "erin@acme.test", cmd.api_key_id), Err(Rejection::NotFound), "observers lack delete");
-        let self_revoke = decide(&RevokeApiKey { caller: cmd.api_key_id, api_key_id: cmd.api_key_id }, &given.state, now());
+        let self_revoke = decide(&RevokeApiKey { caller: given.credential(cmd.api_key_id), api_key_id: cmd.api_key_id }, &given.state, now());
         assert!(self_revoke.is_ok(), "a leaked key can always be revoked with itself");
     }
 }

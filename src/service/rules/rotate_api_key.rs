@@ -10,7 +10,7 @@ use keyledger_projections::event::ApiKeyRotated;
 use keyledger_projections::{Event, State};
 use uuid::Uuid;
 
-use super::caller;
+use super::caller::{self, Credential};
 use super::create_api_key::check_expires_at;
 use super::visibility::can_see;
 use super::{Decision, Problem, Rejection};
@@ -33,8 +33,8 @@ pub struct Rotation {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RotateApiKey {
-    /// The key that authenticates the request.
-    pub caller: Uuid,
+    /// The token that authenticates the request.
+    pub caller: Credential,
     pub api_key_id: Uuid,
     /// Digest of the new token, minted by the service; never the token.
     pub token_digest: blake3::Hash,
@@ -42,7 +42,7 @@ pub struct RotateApiKey {
 }
 
 pub fn decide(cmd: &RotateApiKey, state: &State, now: DateTime<Utc>) -> Result<Decision, Rejection> {
-    let caller = caller::resolve(state, cmd.caller, now).ok_or(Rejection::Unauthenticated)?;
+    let caller = caller::acting(state, cmd.caller, now)?;
     let org = state.directory.organization(caller.organization_id).ok_or(Rejection::Unauthenticated)?;
     let key = state.keys.get(cmd.api_key_id).ok_or(Rejection::NotFound)?;
     if key.id != caller.api_key_id {
@@ -93,7 +93,7 @@ mod tests {
     use keyledger_projections::Actor;
 
     fn rotate(given: &Given, caller: Uuid, key: Uuid, rotation: Rotation) -> Result<Decision, Rejection> {
-        let cmd = RotateApiKey { caller, api_key_id: key, token_digest: blake3::hash(b"next"), rotation };
+        let cmd = RotateApiKey { caller: given.credential(caller), api_key_id: key, token_digest: blake3::hash(b"next"), rotation };
         decide(&cmd, &given.state, now())
     }
 

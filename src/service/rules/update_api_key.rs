@@ -9,7 +9,7 @@ use keyledger_projections::name_index::{name_key, scope_of};
 use keyledger_projections::{Event, Permission, State};
 use uuid::Uuid;
 
-use super::caller;
+use super::caller::{self, Credential};
 use super::create_api_key::{check_description, check_expires_at, name_shape, name_taken};
 use super::visibility::can_change;
 use super::{Decision, Problem, Rejection};
@@ -30,18 +30,25 @@ pub struct KeyChanges {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpdateApiKey {
-    /// The key that authenticates the request.
-    pub caller: Uuid,
+    /// The token that authenticates the request.
+    pub caller: Credential,
     pub api_key_id: Uuid,
     pub changes: KeyChanges,
 }
 
 pub fn decide(cmd: &UpdateApiKey, state: &State, now: DateTime<Utc>) -> Result<Decision, Rejection> {
-    let caller = caller::resolve(state, cmd.caller, now).ok_or(Rejection::Unauthenticated)?;
+    let caller = caller::acting(state, cmd.caller, now)?;
     let org = state.directory.organization(caller.organization_id).ok_or(Rejection::Unauthenticated)?;
     let key = state.keys.get(cmd.api_key_id).ok_or(Rejection::NotFound)?;
     if !can_change(&caller, org, key, Permission::Update) {
         return Err(Rejection::NotFound);
+    }
+    if key.expires_at <= now {
+        return Err(Rejection::Invalid(vec![Problem::new(
+            "/data",
+            "Key has expired",
+            "An expired key cannot be changed, only revoked; create a new key instead.",
+        )]));
     }
     let changes = &cmd.changes;
     let mut problems = changes.problems.clone();
@@ -68,6 +75,12 @@ pub fn decide(cmd: &UpdateApiKey, state: &State, now: DateTime<Utc>) -> Result<D
     let (Some(name), Some(expires_at), true) = (name, expires_at, problems.is_empty()) else {
         return Err(Rejection::Invalid(problems));
     };
+    if key.id == caller.api_key_id && expires_at > key.expires_at {
+        // Otherwise a leaked key could keep itself alive for five more years.
+        return Err(Rejection::Forbidden(
+            "A key may shorten its own life but never lengthen it: ask an owner or admin to change its expiry.".into(),
+        ));
+    }
     let unchanged = name == key.name && description == key.description && expires_at == key.expires_at;
     let events = if unchanged {
         Vec::new()
@@ -101,7 +114,7 @@ mod tests {
     }
 
     fn update(given: &Given, email: &str, key: Uuid, changes: KeyChanges) -> Result<Decision, Rejection> {
-        decide(&UpdateApiKey { caller: Given::login(email), api_key_id: key, changes }, &given.state, now())
+        decide(&UpdateApiKey { caller: given.credential(Given::login(email)), api_key_id: key, changes }, &given.state, now())
     }
 
     fn titles(result: Result<Decision, Rejection>) -> Vec<String> {

@@ -11,7 +11,8 @@ use super::caller::{Caller, Identity};
 
 /// Whether the caller may change (`Update`) or revoke (`Delete`) a key it can see: the key
 /// itself, owners and admins, a user holding `permission` for their own personal keys, and
-/// a team's admins (and the team's service account) for the team's keys.
+/// a team's admins holding `permission` (and the team's service account) for the team's
+/// keys.
 pub fn can_change(caller: &Caller, org: &Organization, key: &ApiKey, permission: Permission) -> bool {
     can_see(caller, org, key)
         && (key.id == caller.api_key_id
@@ -20,7 +21,7 @@ pub fn can_change(caller: &Caller, org: &Organization, key: &ApiKey, permission:
                 ApiKeyKind::Personal => {
                     key.user_id.is_some() && key.user_id == caller.user_id() && caller.has_permission(org, permission)
                 }
-                ApiKeyKind::Team => key.group_id.is_some_and(|team| caller.administers_team(org, team)),
+                ApiKeyKind::Team => key.group_id.is_some_and(|team| caller.manages_team_keys(org, team, permission)),
                 ApiKeyKind::Organization => false,
             })
 }
