@@ -225,3 +225,61 @@ async fn the_schedule_retires_a_previous_token_when_its_grace_period_ends_even_u
     assert!(recorded >= ends, "recorded at {recorded}, before the end {ends}");
     assert!(!log.contains(&old) && !log.contains(&new), "never a token in the log");
 }
+
+/// Issue 11's takeover: after the owner rotates a leaked key with a grace period, the old
+/// secret tries to rotate again with no grace. It is refused (403, the API.md title), the
+/// ledger records nothing, and the owner's new token keeps working.
+#[tokio::test]
+async fn a_superseded_secret_cannot_take_the_key_over() {
+    let CarolsKey { data, server, id, token: leaked, .. } = carols_key().await;
+    let (status, body) = rotate(&server, &leaked, &id, Some(json!({"grace_period_minutes": 60}))).await;
+    assert_eq!(status, 200, "{body}");
+    let owners = token_of(&body);
+
+    let (status, body) = rotate(&server, &leaked, &id, Some(json!({"grace_period_minutes": 0}))).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(titles(&body), ["This token was replaced by a rotation; use the key's current token"]);
+    let rename = client()
+        .put(server.url(&format!("/v1/api_keys/{id}")))
+        .bearer_auth(&leaked)
+        .header("content-type", "application/vnd.api+json")
+        .body(json!({"data": {"type": "api_keys", "attributes": {"name": "mine now"}}}).to_string())
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(rename.status().as_u16(), 403);
+    let revoke = client().delete(server.url(&format!("/v1/api_keys/{id}"))).bearer_auth(&leaked).send().await.expect("DELETE");
+    assert_eq!(revoke.status().as_u16(), 403);
+    let (status, _) = create(&server, &leaked, json!({"name": "minted", "kind": "personal", "expires_at": in_days(1)})).await;
+    assert_eq!(status, 403, "a superseded secret mints nothing");
+
+    assert_eq!(status_with(&server, &owners, &id).await, 200, "the owner's token still works");
+    assert_eq!(status_with(&server, &leaked, &id).await, 200, "the old one still reads, for its grace period");
+    server.stop();
+    let export = cli_ok(&["export", "--data", data.arg()]);
+    assert_eq!(export.matches("ApiKeyRotated").count(), 1, "only the owner's rotation is in the ledger");
+    assert!(!export.contains("mine now") && !export.contains("minted"));
+}
+
+/// The server names every request itself; a client's `X-Request-Id` is kept beside its own
+/// in the event, never in its place.
+#[tokio::test]
+async fn events_carry_the_servers_request_id_and_the_clients_beside_it() {
+    let CarolsKey { data, server, id, token, .. } = carols_key().await;
+    let response = client()
+        .post(server.url(&format!("/v1/api_keys/{id}/rotate")))
+        .bearer_auth(&token)
+        .header("x-request-id", "spoofed-audit-entry")
+        .send()
+        .await
+        .expect("POST rotate");
+    assert_eq!(response.status().as_u16(), 200);
+    let ours = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).expect("X-Request-Id").to_owned();
+    assert_ne!(ours, "spoofed-audit-entry");
+    server.stop();
+    let export = cli_ok(&["export", "--data", data.arg()]);
+    let line = export.lines().find(|l| l.contains("ApiKeyRotated")).expect("the rotation");
+    let envelope: Value = serde_json::from_str(line).expect("an envelope");
+    assert_eq!(envelope["request_id"], ours.as_str());
+    assert_eq!(envelope["client_request_id"], "spoofed-audit-entry");
+}

@@ -325,3 +325,52 @@ impl Writer {
         Ok(Staged { events: recorded, outcomes })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::operator;
+    use super::super::recovery::load_state;
+    use super::super::rules::create_api_key::{CreateApiKey, NewApiKey, Requester, DEFAULT_MAX_KEYS_PER_SCOPE};
+    use super::super::rules::directory::DirectoryFile;
+    use super::super::token::TokenFormat;
+    use super::*;
+    use crate::ledger::SledStorage;
+
+    fn create(name: &str) -> Command {
+        Command::CreateApiKey(CreateApiKey {
+            requester: Requester::Operator { organization: "Acme".into(), email: "owner@acme.test".into() },
+            api_key_id: Uuid::new_v4(),
+            service_account_id: Uuid::new_v4(),
+            token_digest: blake3::hash(name.as_bytes()),
+            attributes: NewApiKey {
+                name: Some(name.into()),
+                kind: Some("personal".into()),
+                expires_at: Some((Utc::now() + chrono::Duration::days(1)).to_rfc3339()),
+                ..NewApiKey::default()
+            },
+            max_keys_per_scope: DEFAULT_MAX_KEYS_PER_SCOPE,
+        })
+    }
+
+    #[test]
+    fn a_decision_that_panics_answers_its_command_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(dir.path()).unwrap());
+        let mut writer = Writer::new(Arc::clone(&storage), load_state(&*storage).unwrap()).unwrap();
+        let tokens = TokenFormat::new("rootly").unwrap();
+        operator::initialize(&mut writer, &[DirectoryFile::single_owner("Acme", "owner@acme.test")], &tokens).unwrap();
+        let before = writer.head().position;
+
+        let answers = writer.execute(vec![(create("first"), "a".into()), (Command::Panic, "b".into()), (create("second"), "c".into())]);
+        assert!(matches!(answers[1], Err(CommandError::Panicked)), "{:?}", answers[1]);
+        let recorded: Vec<String> = answers.iter().flatten().flatten().map(|e| e.request_id.clone()).collect();
+        assert_eq!(recorded, ["a", "c"], "the commands around it were recorded, nothing of the panicking one");
+        assert_eq!(writer.head().position, before + 2);
+
+        let next = writer.execute(vec![(create("third"), "d".into())]);
+        assert!(next[0].is_ok(), "the writer takes the next command: {:?}", next[0]);
+        assert!(writer.published().read().unwrap().keys.iter().any(|k| k.name == "third"), "and publishes it");
+    }
+}

@@ -17,6 +17,8 @@ pub mod visibility;
 
 #[cfg(test)]
 pub(crate) mod given;
+#[cfg(test)]
+mod hardening_tests;
 
 use keyledger_projections::{Actor, Event};
 
