@@ -61,9 +61,11 @@ async fn roles_and_on_call_roles_are_named_by_id_or_slug() {
     assert_eq!(uuid_attr(&by_id, "role_id"), auditor);
     assert_eq!(uuid_attr(&by_id, "on_call_role_id"), commander);
 
+    // Only an owner may grant every role, owner included (API.md: no escalation).
+    let alice = world.token("alice");
     let mut seen = std::collections::HashSet::new();
     for role in ["owner", "admin", "user", "observer", "no_access", "auditor"] {
-        let created = create_ok(s, &bob, org_key_with(&format!("role {role}"), json!({"role_id": role}))).await;
+        let created = create_ok(s, &alice, org_key_with(&format!("role {role}"), json!({"role_id": role}))).await;
         assert!(seen.insert(uuid_attr(&created, "role_id")), "role {role} must have its own id");
     }
     let mut seen = std::collections::HashSet::new();

@@ -192,40 +192,6 @@ async fn a_key_whose_expiry_passes_gets_401_but_stays_listed_as_expired() {
     assert!(active["data"].as_array().into_iter().flatten().all(|k| k["id"] != id.as_str()));
 }
 
-#[tokio::test]
-async fn the_schedule_retires_a_previous_token_when_its_grace_period_ends_even_unpresented() {
-    let CarolsKey { data, server, id, token: old, .. } = carols_key().await;
-    let (status, body) = rotate(&server, &old, &id, Some(json!({"grace_period_minutes": 1}))).await;
-    assert_eq!(status, 200, "{body}");
-    let new = token_of(&body);
-    let ends = time_of(&body, "grace_period_ends_at").expect("a grace period");
-
-    // The old token is not presented again; the new one watches for the schedule's record.
-    let deadline = ends + chrono::Duration::seconds(30);
-    loop {
-        let (status, shown) = get(&server, &new, &format!("/v1/api_keys/{id}")).await;
-        assert_eq!(status, 200);
-        if shown["data"]["attributes"]["grace_period_ends_at"].is_null() {
-            assert!(Utc::now() >= ends, "retired before its grace period ended");
-            break;
-        }
-        assert!(Utc::now() < deadline, "the grace period ended at {ends} and was not recorded");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    assert_eq!(status_with(&server, &old, &id).await, 401, "never after");
-    assert_eq!(status_with(&server, &new, &id).await, 200);
-    server.stop();
-
-    let log = cli_ok(&["audit", "log", "--data", data.arg(), "--type", "ApiKeyGracePeriodEnded", "--format", "jsonl"]);
-    let lines: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).expect("jsonl")).collect();
-    assert_eq!(lines.len(), 1, "{log}");
-    assert_eq!(lines[0]["actor"], json!("schedule"));
-    assert_eq!(lines[0]["stream"], format!("api_key-{id}"));
-    let recorded: DateTime<Utc> = lines[0]["recorded_at"].as_str().and_then(|t| t.parse().ok()).expect("recorded_at");
-    assert!(recorded >= ends, "recorded at {recorded}, before the end {ends}");
-    assert!(!log.contains(&old) && !log.contains(&new), "never a token in the log");
-}
-
 /// Issue 11's takeover: after the owner rotates a leaked key with a grace period, the old
 /// secret tries to rotate again with no grace. It is refused (403, the API.md title), the
 /// ledger records nothing, and the owner's new token keeps working.

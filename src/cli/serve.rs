@@ -12,6 +12,7 @@ use keyledger::service::operator;
 use keyledger::service::rules::directory::DirectoryFile;
 use keyledger::service::token::TokenFormat;
 use keyledger::service::rules::create_api_key::DEFAULT_MAX_KEYS_PER_SCOPE;
+use keyledger::service::clock::SystemClock;
 use keyledger::service::{Policy, Provenance, Service};
 use tracing_subscriber::EnvFilter;
 use uuid::Uuid;
@@ -71,7 +72,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(recorded, "directory file applied");
     }
 
-    let (service, writer_thread) = Service::start(writer, tokens, storage, Policy { max_keys_per_scope: args.max_keys_per_scope }).context("cannot start the service")?;
+    let (service, writer_thread) = Service::start(writer, tokens, storage, Policy { max_keys_per_scope: args.max_keys_per_scope }, Arc::new(SystemClock)).context("cannot start the service")?;
     let service = Arc::new(service);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     let served = runtime.block_on(async {

@@ -5,6 +5,7 @@
 //! projections at start; [`operator`] is what the offline CLI commands do; [`last_use`]
 //! keeps `last_used_at` outside the log.
 
+pub mod clock;
 pub mod directory;
 pub mod last_use;
 pub mod listing;
@@ -26,6 +27,7 @@ use keyledger_projections::{RecordedEvent, State};
 use tokio::sync::{mpsc, oneshot, Notify};
 use uuid::Uuid;
 
+use self::clock::Clock;
 use self::last_use::LastUses;
 use self::rules::caller::{self, Caller, Credential};
 use self::rules::create_api_key::{CreateApiKey, NewApiKey, Requester, DEFAULT_MAX_KEYS_PER_SCOPE};
@@ -91,6 +93,7 @@ pub struct Service {
     tokens: TokenFormat,
     last_uses: LastUses,
     policy: Policy,
+    clock: Arc<dyn Clock>,
 }
 
 type Replies = Vec<oneshot::Sender<Answer>>;
@@ -150,11 +153,13 @@ impl Service {
     /// Starts the writer thread over `writer` and the recorder of last uses over
     /// `last_use_store`, and returns the handle requests use.
     pub fn start(
-        writer: Writer,
+        mut writer: Writer,
         tokens: TokenFormat,
         last_use_store: Arc<dyn LastUseStore>,
         policy: Policy,
+        clock: Arc<dyn Clock>,
     ) -> Result<(Service, WriterThread), ServiceError> {
+        writer.set_clock(Arc::clone(&clock));
         let (last_uses, last_use_recorder) = LastUses::start(last_use_store)?;
         let state = writer.published();
         let publications = writer.publications();
@@ -167,7 +172,7 @@ impl Service {
         let writer = std::thread::Builder::new()
             .name("keyledger-writer".into())
             .spawn(move || run_writer(writer, queue, to_syncer))?;
-        Ok((Service { state, publications, jobs, tokens, last_uses, policy }, WriterThread { writer, syncer, last_uses: last_use_recorder }))
+        Ok((Service { state, publications, jobs, tokens, last_uses, policy, clock }, WriterThread { writer, syncer, last_uses: last_use_recorder }))
     }
 
     /// Reads the published (durable) state.
@@ -181,7 +186,7 @@ impl Service {
     /// refuses it any change.
     pub fn authenticate(&self, presented: &str) -> Option<Caller> {
         let token_digest = self.tokens.digest_of(presented)?;
-        let now = Utc::now();
+        let now = self.clock.now();
         self.read(|state| {
             let api_key_id = state.tokens.key_for(&token_digest)?;
             caller::authenticate(state, Credential { api_key_id, token_digest }, now)
@@ -191,7 +196,7 @@ impl Service {
     /// Notes that the key `api_key_id` authenticated a request just now (see [`last_use`]:
     /// never waits, at most one store write a minute per key).
     pub fn note_use(&self, api_key_id: Uuid) {
-        self.last_uses.note(api_key_id, Utc::now().trunc_subsecs(6));
+        self.last_uses.note(api_key_id, self.clock.now().trunc_subsecs(6));
     }
 
     /// When a key last authenticated a request, if ever.
@@ -284,17 +289,17 @@ impl Service {
     /// the previous token, until the writer stops. Runs for the life of the server.
     pub async fn run_expiry_schedule(&self) {
         /// How long to wait before trying again after the writer refused.
-        const RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+        const RETRY: chrono::Duration = chrono::Duration::minutes(1);
         loop {
             // Registered before the state is read, so no publication in between is missed.
             let published = self.publications.notified();
             tokio::pin!(published);
             published.as_mut().enable();
             let next = self.read(|state| state.expiry_schedule.next_grace_period_end());
-            let now = Utc::now();
-            let wait = match next {
+            let now = self.clock.now();
+            let until = match next {
                 None => None,
-                Some(at) if at > now => Some((at - now).to_std().unwrap_or_default()),
+                Some(at) if at > now => Some(at),
                 Some(_) => match self.execute(Command::EndGracePeriods, Provenance::from("expiry-schedule")).await {
                     Ok(events) if !events.is_empty() => {
                         for event in &events {
@@ -303,21 +308,21 @@ impl Service {
                         continue;
                     }
                     // Due, yet nothing to end: wait for the state to change rather than spin.
-                    Ok(_) => Some(RETRY),
+                    Ok(_) => Some(now + RETRY),
                     Err(CommandError::Unavailable(reason)) if self.jobs.is_closed() => {
                         tracing::info!(reason, "expiry schedule stopped");
                         return;
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot record the end of a grace period; retrying in a minute");
-                        Some(RETRY)
+                        Some(now + RETRY)
                     }
                 },
             };
-            match wait {
-                Some(wait) => {
+            match until {
+                Some(at) => {
                     tokio::select! {
-                        _ = tokio::time::sleep(wait) => {},
+                        _ = self.clock.sleep_until(at) => {},
                         _ = &mut published => {},
                     }
                 }
@@ -341,7 +346,7 @@ impl Service {
         query: &listing::ListQuery,
         render: impl FnOnce(&paging::Page<listing::Listed>) -> R,
     ) -> R {
-        let now = Utc::now();
+        let now = self.clock.now();
         // Only the gathering holds the state's lock; the walk through the candidates, the
         // sort and the rendering do not.
         let gathered = self.read(|state| listing::gather(state, caller, query));

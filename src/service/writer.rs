@@ -25,6 +25,7 @@ use keyledger_projections::state::{Touched, PROJECTIONS};
 use keyledger_projections::{RecordedEvent, State};
 use uuid::Uuid;
 
+use super::clock::{Clock, SystemClock};
 use super::rules::directory::{self, DirectoryError, DirectoryFile};
 use super::rules::{create_api_key, grace_period, revoke_api_key, rotate_api_key, update_api_key, Decision, Rejection};
 use crate::ledger::{chain, ChainHead, Commit, LedgerError, RowChange, Storage};
@@ -89,6 +90,8 @@ pub struct Writer {
     state: State,
     head: ChainHead,
     durability: Durability,
+    /// The moment each command is decided at.
+    clock: Arc<dyn Clock>,
 }
 
 /// A batch appended to the store but not yet known to be durable.
@@ -219,7 +222,7 @@ impl Writer {
             publications: Arc::new(Notify::new()),
             poisoned: Arc::new(Mutex::new(None)),
         };
-        Ok(Writer { storage, state, head, durability })
+        Ok(Writer { storage, state, head, durability, clock: Arc::new(SystemClock) })
     }
 
     /// The state readers answer from: only ever durable events.
@@ -235,6 +238,11 @@ impl Writer {
     /// The syncing stage, for a second thread.
     pub fn durability(&self) -> Durability {
         self.durability.clone()
+    }
+
+    /// Decides from now on at the time `clock` tells (the system's unless set).
+    pub fn set_clock(&mut self, clock: Arc<dyn Clock>) {
+        self.clock = clock;
     }
 
     pub fn head(&self) -> ChainHead {
@@ -277,7 +285,7 @@ impl Writer {
         let mut outcomes = Vec::with_capacity(count);
 
         for (command, provenance) in batch {
-            let now = Utc::now().trunc_subsecs(6);
+            let now = self.clock.now().trunc_subsecs(6);
             let decision = match decide_guarded(&command, &self.state, now) {
                 Ok(decision) => decision,
                 Err(e) => {
