@@ -1,14 +1,11 @@
 //! JSON:API error documents.
 
-use std::any::Any;
-
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::auth::Authenticated;
-use super::JSON_API;
+use super::document;
 use crate::service::rules::{Problem, Rejection};
 use crate::service::writer::CommandError;
 use crate::service::ServiceError;
@@ -129,25 +126,6 @@ impl From<ServiceError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // Plain data with string keys: serialization cannot fail.
-        let body = serde_json::to_vec(&ErrorDocument { errors: self.errors }).unwrap_or_default();
-        let mut response = (self.status, body).into_response();
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_API));
-        response
+        document(self.status, serde_json::to_vec(&ErrorDocument { errors: self.errors }).unwrap_or_default())
     }
-}
-
-/// Unknown paths: 401 without a valid token, 404 with one.
-pub(super) async fn not_found(_caller: Authenticated) -> ApiError {
-    ApiError::not_found()
-}
-
-pub(super) async fn method_not_allowed(_caller: Authenticated) -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", "This path does not accept that method.")
-}
-
-/// A panicking handler becomes a 500 that reveals nothing of the panic.
-pub(super) fn panicked(_payload: Box<dyn Any + Send + 'static>) -> Response {
-    tracing::error!("a request handler panicked");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error", "The request failed unexpectedly; nothing secret was logged.")
-        .into_response()
 }
