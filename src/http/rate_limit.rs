@@ -217,6 +217,8 @@ impl Standing {
 pub(crate) struct StandingSlot(Arc<OnceLock<Standing>>);
 
 impl StandingSlot {
+    /// A request is authenticated once, so the slot is filled at most once; a second
+    /// standing would be the same request's and is dropped.
     pub(crate) fn fill(&self, standing: Standing) {
         let _ = self.0.set(standing);
     }
