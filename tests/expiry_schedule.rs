@@ -21,14 +21,15 @@ use keyledger_projections::{Actor, Event};
 #[tokio::test]
 async fn the_schedule_retires_a_previous_token_when_its_grace_period_ends_even_unpresented() {
     let dir = tempfile::tempdir().unwrap();
-    let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(dir.path()).unwrap());
+    let sled = Arc::new(SledStorage::open(dir.path()).unwrap());
+    let storage: Arc<dyn Storage> = Arc::clone(&sled) as Arc<dyn Storage>;
     let mut writer = Writer::new(Arc::clone(&storage), load_state(&*storage).unwrap()).unwrap();
     let tokens = TokenFormat::new("rootly").unwrap();
     let old = operator::initialize(&mut writer, &[DirectoryFile::single_owner("Acme", "owner@acme.test")], &tokens).unwrap();
     let clock = Arc::new(ManualClock::new(Utc::now().trunc_subsecs(6)));
     let started = clock.now();
     let (service, writer_thread) =
-        Service::start(writer, tokens, Arc::clone(&storage) as _, Policy::default(), Arc::clone(&clock) as _).unwrap();
+        Service::start(writer, tokens, sled, Policy::default(), Arc::clone(&clock) as Arc<dyn Clock>).unwrap();
     let service = Arc::new(service);
 
     let caller = service.authenticate(old.reveal()).expect("the owner's token");

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::builder::TypedValueParser;
@@ -39,6 +40,42 @@ pub struct ServeArgs {
     /// a team's keys, or an organization's organization keys.
     #[arg(long, env = "KEYLEDGER_MAX_KEYS_PER_SCOPE", default_value_t = DEFAULT_MAX_KEYS_PER_SCOPE, value_parser = clap::value_parser!(u64).range(1..).map(|n| n as usize))]
     max_keys_per_scope: usize,
+    /// Seconds a connection may take to send a request's headers (counted from when it is
+    /// ready for the request; the connection is closed beyond it).
+    #[arg(long, env = "KEYLEDGER_HEADER_TIMEOUT", default_value_t = http::Limits::default().header_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout: u64,
+    /// Seconds a request may take from its headers to its answer (503 beyond it).
+    #[arg(long, env = "KEYLEDGER_REQUEST_TIMEOUT", default_value_t = http::Limits::default().request_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    request_timeout: u64,
+    /// Seconds a kept-alive connection may wait idle for its next request (at most the header
+    /// timeout, which covers that wait too).
+    #[arg(long, env = "KEYLEDGER_IDLE_TIMEOUT", default_value_t = http::Limits::default().idle_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout: u64,
+    /// Connections served at once; further ones wait until one closes.
+    #[arg(long, env = "KEYLEDGER_MAX_CONNECTIONS", default_value_t = http::Limits::default().max_connections,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_connections: usize,
+    /// Requests per key and minute (429 beyond it); 0 turns the limit off.
+    #[arg(long, env = "KEYLEDGER_RATE_LIMIT", default_value_t = http::Limits::default().rate_limit)]
+    rate_limit: u32,
+    /// Requests without a valid token per client address and minute (429 instead of 401
+    /// beyond it); 0 turns the limit off.
+    #[arg(long, env = "KEYLEDGER_AUTH_FAILURE_LIMIT", default_value_t = http::Limits::default().auth_failure_limit)]
+    auth_failure_limit: u32,
+}
+
+impl ServeArgs {
+    fn limits(&self) -> http::Limits {
+        http::Limits {
+            body: self.body_limit,
+            header_timeout: Duration::from_secs(self.header_timeout),
+            request_timeout: Duration::from_secs(self.request_timeout),
+            idle_timeout: Duration::from_secs(self.idle_timeout),
+            max_connections: self.max_connections,
+            rate_limit: self.rate_limit,
+            auth_failure_limit: self.auth_failure_limit,
+        }
+    }
 }
 
 const DEFAULT_ORGANIZATION: &str = "default";
@@ -58,6 +95,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let tokens = TokenFormat::new(&args.prefix.token_prefix)?;
+    let limits = args.limits();
     let storage = open_storage(&args.data.data, Open::CreateIfMissing)?;
     let mut writer = writer_over(Arc::clone(&storage), &args.data.data)?;
     let files = args.directory.as_deref().map(read_directory).transpose()?;
@@ -85,10 +123,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let schedule = Arc::clone(&service);
         tokio::spawn(async move { schedule.run_expiry_schedule().await });
         eprintln!("keyledger listening on http://{address}");
-        axum::serve(listener, http::router(service, args.body_limit))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("the HTTP server failed")
+        http::serve(listener, service, &limits, shutdown).await;
+        anyhow::Ok(())
     });
     drop(runtime);
     // Every handle on the service is gone now: the writer drains its queue and stops, and the

@@ -36,20 +36,29 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn body_error(rejection: &BytesRejection) -> ApiError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large", "The request body is larger than this server accepts.")
-    } else {
-        ApiError::bad_request("The request body could not be read.")
+/// Whether a request may come without a body (rotate: then it asks for the defaults).
+#[derive(Clone, Copy, PartialEq)]
+enum Body {
+    Required,
+    Optional,
+}
+
+/// The request's JSON document, checked in API.md's order: the declared media type (415),
+/// the size (413), the JSON (400). Where the body is optional, an empty one is `null`
+/// whatever type it declares.
+fn read_document(headers: &HeaderMap, body: Result<Bytes, BytesRejection>, need: Body) -> Result<Value, ApiError> {
+    if need == Body::Optional && body.as_ref().is_ok_and(|bytes| bytes.iter().all(u8::is_ascii_whitespace)) {
+        return Ok(Value::Null);
     }
-}
-
-fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("The body is not valid JSON: {e}.")))
-}
-
-fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
-    parse_json(&body.map_err(|rejection| body_error(&rejection))?)
+    check_content_type(headers)?;
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large", "The request body is larger than this server accepts.")
+        } else {
+            ApiError::bad_request("The request body could not be read.")
+        }
+    })?;
+    serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("The body is not valid JSON: {e}.")))
 }
 
 fn escape_pointer(segment: &str) -> String {
@@ -147,8 +156,7 @@ pub(super) async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    check_content_type(&headers)?;
-    let request = read_body(body)?;
+    let request = read_document(&headers, body, Body::Required)?;
     let attributes = new_api_key(&request);
     let created = app.service.create_api_key(&caller, attributes, provenance).await?;
     let last_used_at = app.service.last_used_at(created.key.id);
@@ -250,8 +258,7 @@ pub(super) async fn update(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
-    check_content_type(&headers)?;
-    let request = read_body(body)?;
+    let request = read_document(&headers, body, Body::Required)?;
     let key = app.service.update_api_key(&caller, id, key_changes(&request), provenance).await?;
     Ok(document(StatusCode::OK, resource::api_key_document(&key, app.service.last_used_at(id), None)))
 }
@@ -312,13 +319,7 @@ pub(super) async fn rotate(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
-    let body = body.map_err(|rejection| body_error(&rejection))?;
-    let request = if body.iter().all(u8::is_ascii_whitespace) {
-        Value::Null
-    } else {
-        check_content_type(&headers)?;
-        parse_json(&body)?
-    };
+    let request = read_document(&headers, body, Body::Optional)?;
     let rotated = app.service.rotate_api_key(&caller, id, rotation(&request), provenance).await?;
     Ok(document(StatusCode::OK, resource::api_key_document(&rotated.key, app.service.last_used_at(id), Some(rotated.token.reveal()))))
 }

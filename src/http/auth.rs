@@ -1,28 +1,51 @@
 //! Bearer authentication as an extractor: a handler that takes [`Authenticated`] runs only
-//! for a valid token, and everything else answers 401 before any body is read. A valid token
-//! is a use of its key (`last_used_at`), noted before the handler runs, so the response of
-//! the request that used a key already shows it.
+//! for a valid token within its key's rate limit; everything else answers 401 (429 beyond
+//! the client address's quota of failures) or 429 before any body is read. A valid token is
+//! a use of its key (`last_used_at`), noted before the handler runs, so the response of the
+//! request that used a key already shows it; a request refused for its key's rate is no use.
 
-use axum::extract::FromRequestParts;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 
-use super::errors::ApiError;
+use super::rate_limit::StandingSlot;
 use super::AppState;
 use crate::service::rules::caller::Caller;
 
 pub(crate) struct Authenticated(pub Caller);
 
-impl FromRequestParts<AppState> for Authenticated {
-    type Rejection = ApiError;
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer_token(parts: &Parts) -> Option<&str> {
+    let header = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = header.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(ApiError::unauthorized)?;
-        let (scheme, token) = header.trim().split_once(' ').ok_or_else(ApiError::unauthorized)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(ApiError::unauthorized());
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(caller) = bearer_token(parts).and_then(|token| state.service.authenticate(token))
+        else {
+            let address = parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(peer)| peer.ip());
+            return Err(state.rate_limits.failed_authentication(address));
+        };
+        let standing = state
+            .rate_limits
+            .request_by(caller.api_key_id)
+            .map_err(IntoResponse::into_response)?;
+        if let (Some(slot), Some(standing)) = (parts.extensions.get::<StandingSlot>(), standing) {
+            slot.fill(standing);
         }
-        let caller = state.service.authenticate(token.trim()).ok_or_else(ApiError::unauthorized)?;
         state.service.note_use(caller.api_key_id);
         Ok(Authenticated(caller))
     }

@@ -1,14 +1,11 @@
 //! JSON:API error documents.
 
-use std::any::Any;
-
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::auth::Authenticated;
-use super::JSON_API;
+use super::document;
 use crate::service::rules::{Problem, Rejection};
 use crate::service::writer::CommandError;
 use crate::service::ServiceError;
@@ -60,6 +57,15 @@ impl ApiError {
             StatusCode::UNAUTHORIZED,
             "Invalid token",
             "Send a valid, unexpired API token as `Authorization: Bearer <token>`.",
+        )
+    }
+
+    /// A bare 500: nothing of what failed, so nothing secret, reaches the client.
+    pub fn internal() -> Self {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal server error",
+            "The request failed unexpectedly; nothing secret was logged.",
         )
     }
 
@@ -119,7 +125,7 @@ impl From<ServiceError> for ApiError {
     fn from(error: ServiceError) -> Self {
         match error {
             ServiceError::Command(CommandError::Rejected(rejection)) => rejection.into(),
-            ServiceError::Command(CommandError::Panicked) => internal_error(),
+            ServiceError::Command(CommandError::Panicked) => ApiError::internal(),
             other => {
                 tracing::error!(error = %other, "request could not be recorded");
                 ApiError::new(
@@ -135,29 +141,6 @@ impl From<ServiceError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // Plain data with string keys: serialization cannot fail.
-        let body = serde_json::to_vec(&ErrorDocument { errors: self.errors }).unwrap_or_default();
-        let mut response = (self.status, body).into_response();
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_API));
-        response
+        document(self.status, serde_json::to_vec(&ErrorDocument { errors: self.errors }).unwrap_or_default())
     }
-}
-
-/// Unknown paths: 401 without a valid token, 404 with one.
-pub(super) async fn not_found(_caller: Authenticated) -> ApiError {
-    ApiError::not_found()
-}
-
-pub(super) async fn method_not_allowed(_caller: Authenticated) -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", "This path does not accept that method.")
-}
-
-/// A panicking handler becomes a 500 that reveals nothing of the panic.
-pub(super) fn panicked(_payload: Box<dyn Any + Send + 'static>) -> Response {
-    tracing::error!("a request handler panicked");
-    internal_error().into_response()
-}
-
-/// A bare 500: nothing of what failed, so nothing secret, reaches the client.
-fn internal_error() -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error", "The request failed unexpectedly; nothing secret was logged.")
 }

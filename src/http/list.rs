@@ -17,6 +17,10 @@ use super::{document, pagination, resource, AppState};
 use crate::service::listing::{Comparison, ListQuery, SortField, TimeField};
 use keyledger_projections::ApiKeyKind;
 
+/// The longest `filter[search]`: a name is at most 255 characters, so a longer search
+/// matches nothing and would only cost a walk of the organization's keys.
+const MAX_SEARCH_CHARS: usize = 255;
+
 fn bad(parameter: &str, detail: impl Into<String>) -> ApiError {
     ApiError::bad_parameter(parameter, detail)
 }
@@ -40,8 +44,8 @@ pub(super) struct KeyFilters {
     /// The exact name.
     #[param(rename = "filter[name]")]
     _name: Option<String>,
-    /// A case-insensitive part of the name.
-    #[param(rename = "filter[search]")]
+    /// A case-insensitive part of the name, at most 255 characters.
+    #[param(rename = "filter[search]", max_length = 255)]
     _search: Option<String>,
     /// Personal keys of this user.
     #[param(rename = "filter[user_id]")]
@@ -117,6 +121,9 @@ fn parse_query(pairs: &[(String, String)]) -> Result<ListQuery, ApiError> {
                 });
             }
             "filter[name]" => query.name = Some(value.clone()),
+            "filter[search]" if value.chars().count() > MAX_SEARCH_CHARS => {
+                return Err(bad(p, format!("filter[search] may be at most {MAX_SEARCH_CHARS} characters.")));
+            }
             "filter[search]" => query.search = Some(value.clone()),
             "filter[user_id]" => query.user_id = Some(value.parse().map_err(|_| bad(p, "filter[user_id] must be a user's number."))?),
             "filter[group_ids]" => {

@@ -128,7 +128,7 @@ fn nobody_grants_a_role_above_their_own() {
 
 #[test]
 fn a_key_cannot_lengthen_its_own_life() {
-    let mut given = Given::acme_and_globex();
+    let given = Given::acme_and_globex();
     let frank = given.credential(Given::login("frank@acme.test"));
     let expires = given.state.keys.get(frank.api_key_id).map(|k| k.expires_at).unwrap_or_default();
     let update = |at: chrono::DateTime<chrono::Utc>| UpdateApiKey {
