@@ -895,7 +895,7 @@ mod tests {
         let events = history();
         let mut head = ChainHead::genesis();
         for event in &events {
-            let stored = seal(event, head);
+            let stored = seal(event, head).unwrap();
             head = ChainHead { position: stored.position, hash: stored.hash };
             let line = LogLine::from_stored(&stored).map_err(|e| e.to_string());
             let Ok(line) = line else { panic!("{line:?}") };

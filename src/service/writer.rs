@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::Notify;
 use keyledger_projections::state::{Touched, PROJECTIONS};
-use keyledger_projections::{RecordedEvent, State};
+use keyledger_projections::{ProjectionId, RecordedEvent, State};
 use uuid::Uuid;
 
 use super::rules::directory::{self, DirectoryError, DirectoryFile};
@@ -257,7 +257,7 @@ impl Writer {
                     request_id: request_id.clone(),
                     event,
                 };
-                let stored = chain::seal(&event, head);
+                let stored = chain::seal(&event, head)?;
                 head = ChainHead { position: event.position, hash: stored.hash };
                 self.state.apply(&event, &mut touched);
                 commit.events.push(stored);
@@ -267,11 +267,11 @@ impl Writer {
         }
 
         if !recorded.is_empty() {
-            let rows: BTreeSet<(&'static str, String)> = touched.into_iter().collect();
+            let rows: BTreeSet<(ProjectionId, String)> = touched.into_iter().collect();
             commit.rows = rows
                 .into_iter()
                 .map(|(projection, key)| RowChange {
-                    projection: projection.to_owned(),
+                    projection,
                     value: self.state.encode_row(projection, &key),
                     key,
                 })
