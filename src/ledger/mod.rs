@@ -8,8 +8,12 @@
 
 pub mod chain;
 pub mod checkpoint;
+#[cfg(test)]
+pub(crate) mod conformance;
 pub mod envelope;
 pub mod journal;
+#[cfg(test)]
+pub(crate) mod memory;
 pub mod sled_store;
 pub mod transfer;
 pub mod verify;

@@ -415,6 +415,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::ledger::memory::MemoryStorage;
     use crate::ledger::SledStorage;
     use crate::service::operator;
     use crate::service::recovery::load_state;
@@ -423,13 +424,12 @@ mod tests {
     use crate::service::writer::Writer;
 
     /// A store with an initialized organization (keys, tokens, directory rows, …).
-    fn initialized() -> (tempfile::TempDir, Arc<dyn Storage>) {
-        let dir = tempfile::tempdir().unwrap();
-        let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(dir.path()).unwrap());
+    fn initialized() -> Arc<dyn Storage> {
+        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
         let mut writer = Writer::new(Arc::clone(&storage), load_state(&*storage).unwrap()).unwrap();
         let file = DirectoryFile::single_owner("Initech", "peter@initech.test");
         operator::initialize(&mut writer, &[file], &TokenFormat::new("rootly").unwrap()).unwrap();
-        (dir, storage)
+        storage
     }
 
     fn damage(storage: &dyn Storage, projection: ProjectionId, key: &str, value: Option<Vec<u8>>) {
@@ -439,8 +439,8 @@ mod tests {
 
     /// An initialized store with three damaged rows: an altered keys row, a missing token
     /// row and an extra one. Returns the state before the damage and the three row keys.
-    fn damaged() -> (tempfile::TempDir, Arc<dyn Storage>, State, [String; 3]) {
-        let (dir, storage) = initialized();
+    fn damaged() -> (Arc<dyn Storage>, State, [String; 3]) {
+        let storage = initialized();
         let state = load_state(&*storage).unwrap();
         let key_row = state.row_keys(ProjectionId::KeysView).remove(0);
         let token_row = state.row_keys(ProjectionId::TokenIndex).remove(0);
@@ -450,12 +450,12 @@ mod tests {
         damage(&*storage, ProjectionId::TokenIndex, &token_row, None);
         let extra = format!("{:020}/{}", 99, "0".repeat(64));
         damage(&*storage, ProjectionId::TokenIndex, &extra, Some(uuid::Uuid::nil().to_string().into_bytes()));
-        (dir, storage, state, [key_row, token_row, extra])
+        (storage, state, [key_row, token_row, extra])
     }
 
     #[test]
     fn a_healthy_store_compares_clean() {
-        let (_dir, storage) = initialized();
+        let storage = initialized();
         let rebuilt = build(&*storage, &mut |_| {}).unwrap();
         assert_eq!(rebuilt.fresh, rebuilt.live);
         let report = compare(&rebuilt.fresh, &rebuilt.live, &PROJECTIONS, 10);
@@ -465,7 +465,7 @@ mod tests {
 
     #[test]
     fn missing_extra_and_altered_rows_are_each_reported() {
-        let (_dir, storage, _, [key_row, token_row, extra]) = damaged();
+        let (storage, _, [key_row, token_row, extra]) = damaged();
 
         let rebuilt = build(&*storage, &mut |_| {}).unwrap();
         let report = compare(&rebuilt.fresh, &rebuilt.live, &PROJECTIONS, 10);
@@ -489,7 +489,7 @@ mod tests {
 
     #[test]
     fn compacting_replaces_the_journal_and_can_spare_other_projections() {
-        let (_dir, storage) = initialized();
+        let storage = initialized();
         let state = load_state(&*storage).unwrap();
         let key_row = state.row_keys(ProjectionId::KeysView).remove(0);
         let token_row = state.row_keys(ProjectionId::TokenIndex).remove(0);
@@ -511,7 +511,7 @@ mod tests {
 
     #[test]
     fn a_few_damaged_rows_are_repaired_by_one_commit_and_a_healthy_store_is_not_written() {
-        let (_dir, storage, state, _) = damaged();
+        let (storage, state, _) = damaged();
         let records = storage.journal().count();
 
         let rebuilt = build(&*storage, &mut |_| {}).unwrap();
@@ -528,7 +528,7 @@ mod tests {
 
     #[test]
     fn more_differences_than_a_repair_holds_or_a_projection_behind_take_a_new_journal() {
-        let (_dir, storage) = initialized();
+        let storage = initialized();
         let state = load_state(&*storage).unwrap();
         for key in state.row_keys(ProjectionId::KeysView) {
             damage(&*storage, ProjectionId::KeysView, &key, None);
@@ -551,7 +551,7 @@ mod tests {
 
     #[test]
     fn a_projection_behind_the_log_is_compared_as_the_service_would_load_it() {
-        let (_dir, storage) = initialized();
+        let storage = initialized();
         let expected = load_state(&*storage).unwrap();
         // Every row gone and every checkpoint at zero: as if all projections were new.
         storage.replace_journal(&mut std::iter::empty(), PROJECTIONS.iter().map(|p| (*p, 0)).collect()).unwrap();
@@ -564,7 +564,7 @@ mod tests {
 
     #[test]
     fn an_import_journals_what_it_folded_and_loads_back_to_the_same_state() {
-        let (_dir, storage) = initialized();
+        let storage = initialized();
         let expected = load_state(&*storage).unwrap();
         let mut export = Vec::new();
         crate::ledger::transfer::export(&*storage, &mut export, "memory", &mut |_| {}).unwrap();

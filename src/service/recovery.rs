@@ -141,7 +141,8 @@ mod tests {
 
     use super::*;
     use crate::ledger::chain;
-    use crate::ledger::{ChainHead, SledStorage};
+    use crate::ledger::memory::MemoryStorage;
+    use crate::ledger::ChainHead;
     use crate::service::operator;
     use crate::service::rules::directory::DirectoryFile;
     use crate::service::token::TokenFormat;
@@ -151,15 +152,13 @@ mod tests {
     /// every projection were new) is caught up at start, and stays caught up.
     #[test]
     fn projections_behind_the_log_catch_up_from_their_checkpoint() {
-        let source_dir = tempfile::tempdir().unwrap();
-        let source: Arc<dyn Storage> = Arc::new(SledStorage::open(source_dir.path()).unwrap());
+        let source: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
         let mut writer = Writer::new(Arc::clone(&source), load_state(&*source).unwrap()).unwrap();
         let file = DirectoryFile::single_owner("Initech", "peter@initech.test");
         operator::initialize(&mut writer, &[file], &TokenFormat::new("rootly").unwrap()).unwrap();
         let expected = writer.state().clone();
 
-        let bare_dir = tempfile::tempdir().unwrap();
-        let bare = SledStorage::open(bare_dir.path()).unwrap();
+        let bare = MemoryStorage::new();
         let events: Vec<_> = source.events_from(1).collect::<Result<_, _>>().unwrap();
         bare.commit(Commit { events, rows: Vec::new(), checkpoints: Vec::new() }).unwrap();
         assert_eq!(bare.checkpoint(ProjectionId::KeysView).unwrap(), 0);
@@ -176,8 +175,7 @@ mod tests {
     #[test]
     fn an_unreadable_stored_row_stops_the_load_naming_it() {
         for projection in [ProjectionId::KeysView, ProjectionId::TokenIndex] {
-            let dir = tempfile::tempdir().unwrap();
-            let storage = SledStorage::open(dir.path()).unwrap();
+            let storage = MemoryStorage::new();
             let rows = (0..3 * RECORDS_AHEAD)
                 .map(|i| RowChange { projection: ProjectionId::Directory, key: format!("filler-{i}"), value: None })
                 .chain([RowChange { projection, key: "00000000000000000001/broken".into(), value: Some(b"not a row".to_vec()) }]);
@@ -191,8 +189,7 @@ mod tests {
 
     #[test]
     fn a_broken_chain_stops_the_catch_up() {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = SledStorage::open(dir.path()).unwrap();
+        let storage = MemoryStorage::new();
         let mut events = Vec::new();
         let mut head = ChainHead::genesis();
         let file = DirectoryFile::single_owner("Initech", "peter@initech.test");

@@ -614,6 +614,24 @@ mod tests {
         assert_eq!(reopened.ledger.scan_prefix([JOURNAL]).count(), 1, "the partial record is deleted");
     }
 
+    #[test]
+    fn sled_passes_the_storage_conformance_suite() {
+        let mut dirs = Vec::new();
+        crate::ledger::conformance::run(
+            || {
+                let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+                let storage = open(&dir);
+                dirs.push(dir);
+                storage
+            },
+            |storage| {
+                // A torn write: the last page lost its last bytes.
+                let (first, page) = page_entries(storage).pop().unwrap_or_else(|| panic!("no page"));
+                storage.ledger.insert(position_key(PAGE, first), &page[..page.len() - 10]).unwrap_or_else(|e| panic!("{e}"));
+            },
+        );
+    }
+
     /// Another thread starting processes gives each child, between its fork and its exec, a
     /// copy of every descriptor this process has open, keyledger.lock's included: the lock
     /// outlives the store that was just dropped by that moment.
