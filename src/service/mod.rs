@@ -13,7 +13,6 @@ pub mod paging;
 pub mod rebuild;
 pub mod recovery;
 pub mod rules;
-pub mod timeline;
 pub mod token;
 pub mod writer;
 
