@@ -94,6 +94,14 @@ macro_rules! projections {
                 }
             }
 
+            /// Copies `projection` from `other` into `self`: how a copy of the state is made a
+            /// part at a time (the largest parts on threads of their own).
+            pub fn copy_from(&mut self, other: &State, projection: ProjectionId) {
+                match projection {
+                    $(ProjectionId::$id => self.$field.clone_from(&other.$field),)*
+                }
+            }
+
             /// Moves `projection` out of `other` into `self` (`other` is left with an empty one):
             /// how projections folded or loaded on separate threads come together.
             pub fn take_from(&mut self, other: &mut State, projection: ProjectionId) {

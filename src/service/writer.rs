@@ -138,24 +138,30 @@ fn decide(command: &Command, state: &State, now: DateTime<Utc>) -> Result<Decisi
     }
 }
 
-/// A copy of `state` for readers. With a million keys copying takes seconds, most of it the
-/// keys view and the name index (a string per key), so those two are copied on a second
-/// thread while this one copies the rest.
+/// The projections [`published_copy`] copies on a second thread: with a million keys
+/// copying takes seconds, most of it the keys view and the name index (a string per key).
+const COPIED_BESIDE: [ProjectionId; 2] = [ProjectionId::KeysView, ProjectionId::NameIndex];
+
+/// `state`'s `projections`, in an otherwise empty state.
+fn copy_of(state: &State, projections: impl IntoIterator<Item = ProjectionId>) -> State {
+    let mut copy = State { position: state.position, ..State::default() };
+    for projection in projections {
+        copy.copy_from(state, projection);
+    }
+    copy
+}
+
+/// A copy of `state` for readers: [`COPIED_BESIDE`] on a second thread, the rest on this one.
 fn published_copy(state: &State) -> State {
     std::thread::scope(|scope| {
-        let keys_and_names = scope.spawn(|| (state.keys.clone(), state.name_index.clone()));
-        let rest = State {
-            position: state.position,
-            directory: state.directory.clone(),
-            name_index: Default::default(),
-            tokens: state.tokens.clone(),
-            keys: Default::default(),
-            service_accounts: state.service_accounts.clone(),
-            expiry_schedule: state.expiry_schedule.clone(),
-        };
+        let beside = scope.spawn(|| copy_of(state, COPIED_BESIDE));
+        let mut copy = copy_of(state, PROJECTIONS.into_iter().filter(|projection| !COPIED_BESIDE.contains(projection)));
         // A panicking clone is an allocation failure; copying on this thread says so again.
-        let (keys, name_index) = keys_and_names.join().unwrap_or_else(|_| (state.keys.clone(), state.name_index.clone()));
-        State { keys, name_index, ..rest }
+        let mut beside = beside.join().unwrap_or_else(|_| copy_of(state, COPIED_BESIDE));
+        for projection in COPIED_BESIDE {
+            copy.take_from(&mut beside, projection);
+        }
+        copy
     })
 }
 
