@@ -2,7 +2,10 @@
 //!
 //! Layers, arrows pointing down only (see ARCHITECTURE.md):
 //! [`http`] (and the binary's CLI) → [`service`] → [`ledger`] and `keyledger_projections`.
+//! [`audit`] answers an auditor's questions for the CLI straight from the log: it sits beside
+//! [`service`], below the CLI, and uses only [`ledger`] and `keyledger_projections`.
 
+pub mod audit;
 pub mod http;
 pub mod ledger;
 pub mod service;

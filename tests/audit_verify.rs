@@ -94,7 +94,7 @@ fn rewrite_history(data: &DataDir, from: u64) {
         if event.position == from {
             event.request_id = "rewritten-by-someone-with-disk-access".into();
         }
-        let sealed = if event.position < from { original.clone() } else { chain::seal(&event, head) };
+        let sealed = if event.position < from { original.clone() } else { chain::seal(&event, head).expect("seal") };
         head = ChainHead { position: sealed.position, hash: sealed.hash };
         if event.position >= from {
             rewritten.push(sealed);

@@ -9,6 +9,7 @@ use std::process::Output;
 
 use keyledger::ledger::{Commit, RowChange, SledStorage, Storage};
 use keyledger::service::recovery::load_state;
+use keyledger_projections::ProjectionId;
 use serde_json::{json, Value};
 use support::{cli, get, ledger_with_a_key_of_each_kind, CreatedKey, DataDir, Server};
 
@@ -75,11 +76,12 @@ fn wipe_journal(data: &DataDir) {
 /// Appends a journal record that changes one stored row of `projection` (the first one),
 /// as a bug in a projection's writer might: `None` deletes it, `Some` replaces its value.
 fn damage_row(data: &DataDir, projection: &str, edit: impl FnOnce(&[u8]) -> Option<Vec<u8>>) -> String {
+    let projection = ProjectionId::from_name(projection).expect("a projection");
     let storage = SledStorage::open_existing(data.path()).expect("open the ledger");
     let state = load_state(&storage).expect("load");
     let key = state.row_keys(projection).into_iter().next().expect("a row to damage");
     let value = state.encode_row(projection, &key).expect("the row's value");
-    let rows = vec![RowChange { projection: projection.to_owned(), key: key.clone(), value: edit(&value) }];
+    let rows = vec![RowChange { projection, key: key.clone(), value: edit(&value) }];
     storage.commit(Commit { rows, ..Commit::default() }).expect("append the damage");
     key
 }
@@ -89,14 +91,14 @@ fn damage_row(data: &DataDir, projection: &str, edit: impl FnOnce(&[u8]) -> Opti
 fn add_extra_key_row(data: &DataDir) -> String {
     let storage = SledStorage::open_existing(data.path()).expect("open the ledger");
     let state = load_state(&storage).expect("load");
-    let first = state.row_keys("keys").into_iter().next().expect("a keys row");
-    let mut row: Value = serde_json::from_slice(&state.encode_row("keys", &first).expect("value")).expect("JSON");
+    let first = state.row_keys(ProjectionId::KeysView).into_iter().next().expect("a keys row");
+    let mut row: Value = serde_json::from_slice(&state.encode_row(ProjectionId::KeysView, &first).expect("value")).expect("JSON");
     let id = "5e1f0000-0000-4000-8000-000000000001";
     row["id"] = json!(id);
     let position = first.split('/').next().expect("positioned key");
     let key = format!("{position}/{id}");
     let value = serde_json::to_vec(&row).ok();
-    storage.commit(Commit { rows: vec![RowChange { projection: "keys".into(), key: key.clone(), value }], ..Commit::default() }).expect("append");
+    storage.commit(Commit { rows: vec![RowChange { projection: ProjectionId::KeysView, key: key.clone(), value }], ..Commit::default() }).expect("append");
     key
 }
 

@@ -303,29 +303,6 @@ pub enum DecodeError {
 }
 
 impl Event {
-    /// The envelope's `type`.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Event::OrganizationCreated(_) => "OrganizationCreated",
-            Event::OrganizationSettingsChanged(_) => "OrganizationSettingsChanged",
-            Event::RoleDefined(_) => "RoleDefined",
-            Event::OnCallRoleDefined(_) => "OnCallRoleDefined",
-            Event::UserJoined(_) => "UserJoined",
-            Event::UserChanged(_) => "UserChanged",
-            Event::UserRemoved(_) => "UserRemoved",
-            Event::TeamCreated(_) => "TeamCreated",
-            Event::TeamMembershipChanged(_) => "TeamMembershipChanged",
-            Event::TeamDeleted(_) => "TeamDeleted",
-            Event::ApiKeyCreated(_) => "ApiKeyCreated",
-            Event::ServiceAccountCreated(_) => "ServiceAccountCreated",
-            Event::ApiKeyRevoked(_) => "ApiKeyRevoked",
-            Event::ServiceAccountDeleted(_) => "ServiceAccountDeleted",
-            Event::ApiKeyUpdated(_) => "ApiKeyUpdated",
-            Event::ApiKeyRotated(_) => "ApiKeyRotated",
-            Event::ApiKeyGracePeriodEnded(_) => "ApiKeyGracePeriodEnded",
-        }
-    }
-
     /// The payload shape written today. Bump it when a payload changes and teach
     /// [`Event::decode`] to upcast the previous one.
     pub fn schema_version(&self) -> u32 {
@@ -347,17 +324,12 @@ impl Event {
         schema_version: u32,
         payload: serde_json::Value,
     ) -> Result<Event, DecodeError> {
-        if schema_version != 1 {
+        if schema_version != 1 || !Event::TYPES.contains(&event_type) {
             return Err(DecodeError::UnknownType { event_type: event_type.to_owned(), schema_version });
         }
         let tagged = serde_json::json!({ "type": event_type, "payload": payload });
-        serde_json::from_value(tagged).map_err(|source| {
-            if source.to_string().starts_with("unknown variant") {
-                DecodeError::UnknownType { event_type: event_type.to_owned(), schema_version }
-            } else {
-                DecodeError::Payload { event_type: event_type.to_owned(), schema_version, source }
-            }
-        })
+        serde_json::from_value(tagged)
+            .map_err(|source| DecodeError::Payload { event_type: event_type.to_owned(), schema_version, source })
     }
 
     pub fn organization_id(&self) -> Uuid {
@@ -418,6 +390,45 @@ impl Event {
             Event::ApiKeyGracePeriodEnded(e) => format!("api_key-{}", e.api_key_id),
         }
     }
+}
+
+/// Names every event type once, from its variant: [`Event::type_name`] (the envelope's
+/// `type`, as serde tags the variant) and [`Event::TYPES`] come from this one list, and the
+/// `match` is exhaustive, so a new variant does not compile until it is listed here.
+macro_rules! event_types {
+    ($($variant:ident,)*) => {
+        impl Event {
+            /// Every event type, in the order the variants are declared.
+            pub const TYPES: [&'static str; [$(stringify!($variant),)*].len()] = [$(stringify!($variant),)*];
+
+            /// The envelope's `type`.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $(Event::$variant(_) => stringify!($variant),)*
+                }
+            }
+        }
+    };
+}
+
+event_types! {
+    OrganizationCreated,
+    OrganizationSettingsChanged,
+    RoleDefined,
+    OnCallRoleDefined,
+    UserJoined,
+    UserChanged,
+    UserRemoved,
+    TeamCreated,
+    TeamMembershipChanged,
+    TeamDeleted,
+    ApiKeyCreated,
+    ServiceAccountCreated,
+    ApiKeyRevoked,
+    ServiceAccountDeleted,
+    ApiKeyUpdated,
+    ApiKeyRotated,
+    ApiKeyGracePeriodEnded,
 }
 
 #[cfg(test)]

@@ -19,4 +19,4 @@ pub mod token_index;
 
 pub use event::{Actor, ApiKeyKind, Event, Permission, RecordedEvent};
 pub use projection::{Projection, RowError};
-pub use state::State;
+pub use state::{ProjectionId, State};

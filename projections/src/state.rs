@@ -1,4 +1,12 @@
 //! All projections together: what the service decides against and answers from.
+//!
+//! The set of projections is one list, in [`projections!`]'s invocation below: it makes the
+//! [`ProjectionId`] enum, `State`'s fields and [`PROJECTIONS`] together, and every dispatch
+//! on a projection is an exhaustive `match` the compiler checks. A projection's name (the
+//! prefix of its rows, the name of its checkpoint) is used only where rows and checkpoints
+//! are written and read ([`ProjectionId::name`], [`ProjectionId::from_name`]).
+
+use std::fmt;
 
 use crate::directory::Directory;
 use crate::expiry_schedule::ExpirySchedule;
@@ -9,34 +17,128 @@ use crate::service_accounts::ServiceAccounts;
 use crate::token_index::TokenIndex;
 use crate::{Event, RecordedEvent};
 
-/// Rows touched by applied events, as (projection name, row key); duplicates are allowed.
-pub type Touched = Vec<(&'static str, String)>;
+/// Rows touched by applied events, as (projection, row key); duplicates are allowed.
+pub type Touched = Vec<(ProjectionId, String)>;
 
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct State {
-    /// Position of the last event folded in (0: none).
-    pub position: u64,
-    pub directory: Directory,
-    pub name_index: NameIndex,
-    pub tokens: TokenIndex,
-    pub keys: KeysView,
-    pub service_accounts: ServiceAccounts,
-    pub expiry_schedule: ExpirySchedule,
+/// Declares the projections: `Variant => field: Type`, in the order they are stored and
+/// checked. Adding a projection is one line here (and its fold, a [`Projection`]).
+macro_rules! projections {
+    ($($id:ident => $field:ident: $projection:ty,)*) => {
+        /// One persisted projection.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum ProjectionId {
+            $($id,)*
+        }
+
+        /// Every persisted projection, in the order they are stored and checked.
+        pub const PROJECTIONS: [ProjectionId; [$(ProjectionId::$id,)*].len()] = [$(ProjectionId::$id,)*];
+
+        impl ProjectionId {
+            /// Stable name: the prefix of its rows and the name of its checkpoint.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(ProjectionId::$id => <$projection as Projection>::NAME,)*
+                }
+            }
+        }
+
+        #[derive(Clone, Debug, Default, PartialEq)]
+        pub struct State {
+            /// Position of the last event folded in (0: none).
+            pub position: u64,
+            $(pub $field: $projection,)*
+        }
+
+        impl State {
+            fn apply_one(&mut self, projection: ProjectionId, event: &RecordedEvent, touched: Option<&mut Touched>) {
+                let rows = &mut RowsOf { projection, touched };
+                match projection {
+                    $(ProjectionId::$id => self.$field.apply(event, rows),)*
+                }
+            }
+
+            /// The current encoding of one row of one projection (`None`: the row is gone).
+            pub fn encode_row(&self, projection: ProjectionId, key: &str) -> Option<Vec<u8>> {
+                match projection {
+                    $(ProjectionId::$id => self.$field.encode_row(key),)*
+                }
+            }
+
+            /// Restores one stored row into the given projection.
+            pub fn load_row(&mut self, projection: ProjectionId, key: &str, value: &[u8]) -> Result<(), RowError> {
+                match projection {
+                    $(ProjectionId::$id => self.$field.load_row(key, value),)*
+                }
+            }
+
+            /// Forgets one stored row of the given projection.
+            pub fn unload_row(&mut self, projection: ProjectionId, key: &str) {
+                match projection {
+                    $(ProjectionId::$id => self.$field.unload_row(key),)*
+                }
+            }
+
+            /// Every row key of the given projection, sorted.
+            pub fn row_keys(&self, projection: ProjectionId) -> Vec<String> {
+                match projection {
+                    $(ProjectionId::$id => self.$field.row_keys(),)*
+                }
+            }
+
+            /// Whether `other` holds the same `projection` as `self`. Equal in memory means every
+            /// row encodes the same (row encodings are deterministic: ordered maps only), which
+            /// spares encoding every row twice to find that nothing differs.
+            pub fn same_as(&self, other: &State, projection: ProjectionId) -> bool {
+                match projection {
+                    $(ProjectionId::$id => self.$field == other.$field,)*
+                }
+            }
+
+            /// Copies `projection` from `other` into `self`: how a copy of the state is made a
+            /// part at a time (the largest parts on threads of their own).
+            pub fn copy_from(&mut self, other: &State, projection: ProjectionId) {
+                match projection {
+                    $(ProjectionId::$id => self.$field.clone_from(&other.$field),)*
+                }
+            }
+
+            /// Moves `projection` out of `other` into `self` (`other` is left with an empty one):
+            /// how projections folded or loaded on separate threads come together.
+            pub fn take_from(&mut self, other: &mut State, projection: ProjectionId) {
+                match projection {
+                    $(ProjectionId::$id => self.$field = std::mem::take(&mut other.$field),)*
+                }
+            }
+        }
+    };
 }
 
-/// Names of every persisted projection, in the order they are stored and checked.
-pub const PROJECTIONS: [&str; 6] = [
-    Directory::NAME,
-    NameIndex::NAME,
-    TokenIndex::NAME,
-    KeysView::NAME,
-    ServiceAccounts::NAME,
-    ExpirySchedule::NAME,
-];
+projections! {
+    Directory => directory: Directory,
+    NameIndex => name_index: NameIndex,
+    TokenIndex => tokens: TokenIndex,
+    KeysView => keys: KeysView,
+    ServiceAccounts => service_accounts: ServiceAccounts,
+    ExpirySchedule => expiry_schedule: ExpirySchedule,
+}
 
-/// The rows one projection touches, noted in a [`Touched`] under its name, if one is kept.
+impl ProjectionId {
+    /// The projection a stored row or checkpoint names, if this build has it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        PROJECTIONS.into_iter().find(|projection| projection.name() == name)
+    }
+}
+
+/// Its name, padded as asked (reports line projections up in columns).
+impl fmt::Display for ProjectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// The rows one projection touches, noted in a [`Touched`] under its id, if one is kept.
 struct RowsOf<'a> {
-    projection: &'static str,
+    projection: ProjectionId,
     touched: Option<&'a mut Touched>,
 }
 
@@ -78,83 +180,18 @@ impl State {
 
     fn apply_all(&mut self, event: &RecordedEvent, mut touched: Option<&mut Touched>) {
         for projection in PROJECTIONS {
-            self.apply_named(projection, event, touched.as_deref_mut());
+            self.apply_one(projection, event, touched.as_deref_mut());
         }
         self.position = event.position;
     }
 
-    /// Folds one event into the named projection only: how a projection that is behind
-    /// catches up.
-    pub fn apply_to(&mut self, projection: &str, event: &RecordedEvent, touched: &mut Touched) {
-        self.apply_named(projection, event, Some(touched));
+    /// Folds one event into one projection only: how a projection that is behind catches up.
+    pub fn apply_to(&mut self, projection: ProjectionId, event: &RecordedEvent, touched: &mut Touched) {
+        self.apply_one(projection, event, Some(touched));
     }
 
     /// [`State::apply_to`] without keeping track of rows: for a copy that is never stored.
-    pub fn fold_to(&mut self, projection: &str, event: &RecordedEvent) {
-        self.apply_named(projection, event, None);
-    }
-
-    fn apply_named(&mut self, projection: &str, event: &RecordedEvent, touched: Option<&mut Touched>) {
-        match projection {
-            Directory::NAME => self.directory.apply(event, &mut RowsOf { projection: Directory::NAME, touched }),
-            NameIndex::NAME => self.name_index.apply(event, &mut RowsOf { projection: NameIndex::NAME, touched }),
-            TokenIndex::NAME => self.tokens.apply(event, &mut RowsOf { projection: TokenIndex::NAME, touched }),
-            KeysView::NAME => self.keys.apply(event, &mut RowsOf { projection: KeysView::NAME, touched }),
-            ServiceAccounts::NAME => self.service_accounts.apply(event, &mut RowsOf { projection: ServiceAccounts::NAME, touched }),
-            ExpirySchedule::NAME => self.expiry_schedule.apply(event, &mut RowsOf { projection: ExpirySchedule::NAME, touched }),
-            _ => {}
-        }
-    }
-
-    /// The current encoding of one row of one projection (`None`: the row is gone).
-    pub fn encode_row(&self, projection: &str, key: &str) -> Option<Vec<u8>> {
-        match projection {
-            Directory::NAME => self.directory.encode_row(key),
-            NameIndex::NAME => self.name_index.encode_row(key),
-            TokenIndex::NAME => self.tokens.encode_row(key),
-            KeysView::NAME => self.keys.encode_row(key),
-            ServiceAccounts::NAME => self.service_accounts.encode_row(key),
-            ExpirySchedule::NAME => self.expiry_schedule.encode_row(key),
-            _ => None,
-        }
-    }
-
-    /// Restores one stored row into the named projection.
-    pub fn load_row(&mut self, projection: &str, key: &str, value: &[u8]) -> Result<(), RowError> {
-        match projection {
-            Directory::NAME => self.directory.load_row(key, value),
-            NameIndex::NAME => self.name_index.load_row(key, value),
-            TokenIndex::NAME => self.tokens.load_row(key, value),
-            KeysView::NAME => self.keys.load_row(key, value),
-            ServiceAccounts::NAME => self.service_accounts.load_row(key, value),
-            ExpirySchedule::NAME => self.expiry_schedule.load_row(key, value),
-            other => Err(RowError::new("unknown", key, format!("no projection named {other:?}"))),
-        }
-    }
-
-    /// Forgets one stored row of the named projection.
-    pub fn unload_row(&mut self, projection: &str, key: &str) {
-        match projection {
-            Directory::NAME => self.directory.unload_row(key),
-            NameIndex::NAME => self.name_index.unload_row(key),
-            TokenIndex::NAME => self.tokens.unload_row(key),
-            KeysView::NAME => self.keys.unload_row(key),
-            ServiceAccounts::NAME => self.service_accounts.unload_row(key),
-            ExpirySchedule::NAME => self.expiry_schedule.unload_row(key),
-            _ => {}
-        }
-    }
-
-    /// Every row key of the named projection, sorted.
-    pub fn row_keys(&self, projection: &str) -> Vec<String> {
-        match projection {
-            Directory::NAME => self.directory.row_keys(),
-            NameIndex::NAME => self.name_index.row_keys(),
-            TokenIndex::NAME => self.tokens.row_keys(),
-            KeysView::NAME => self.keys.row_keys(),
-            ServiceAccounts::NAME => self.service_accounts.row_keys(),
-            ExpirySchedule::NAME => self.expiry_schedule.row_keys(),
-            _ => Vec::new(),
-        }
+    pub fn fold_to(&mut self, projection: ProjectionId, event: &RecordedEvent) {
+        self.apply_one(projection, event, None);
     }
 }

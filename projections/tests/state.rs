@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use keyledger_projections::event::ApiKeyCreated;
 use keyledger_projections::projection::positioned;
 use keyledger_projections::state::{Touched, PROJECTIONS};
-use keyledger_projections::{Event, Permission, Projection, RecordedEvent, State};
+use keyledger_projections::{Event, Permission, Projection, ProjectionId, RecordedEvent, State};
 use support::*;
 
 fn applied(events: &[RecordedEvent]) -> (State, Touched) {
@@ -23,9 +23,9 @@ fn applied(events: &[RecordedEvent]) -> (State, Touched) {
 fn rebuilt_from_rows(original: &State, touched: &Touched) -> State {
     let mut rebuilt = State::default();
     for (projection, key) in touched {
-        if let Some(value) = original.encode_row(projection, key) {
+        if let Some(value) = original.encode_row(*projection, key) {
             rebuilt
-                .load_row(projection, key, &value)
+                .load_row(*projection, key, &value)
                 .unwrap_or_else(|e| panic!("{projection} row {key:?} does not load back: {e}"));
         }
     }
@@ -67,11 +67,11 @@ fn api_key_created_touches_name_token_keys_and_expiry_rows() {
 
     state.apply(&recorded(1, created(key.clone())), &mut touched);
 
-    let projections: Vec<&str> = touched.iter().map(|(p, _)| *p).collect();
+    let projections: Vec<&str> = touched.iter().map(|(p, _)| p.name()).collect();
     assert_eq!(projections, vec!["name_index", "token_index", "keys", "expiry_schedule"]);
     assert!(touched.iter().all(|(_, row)| row.starts_with("00000000000000000001/")), "{touched:?}");
-    assert!(touched.contains(&("token_index", positioned(1, &key.token_digest))));
-    assert!(touched.contains(&("keys", positioned(1, &id(0x100).to_string()))));
+    assert!(touched.contains(&(ProjectionId::TokenIndex, positioned(1, &key.token_digest))));
+    assert!(touched.contains(&(ProjectionId::KeysView, positioned(1, &id(0x100).to_string()))));
 }
 
 #[test]
@@ -81,7 +81,7 @@ fn service_account_created_touches_only_its_row() {
 
     state.apply(&recorded(1, account_created(team_account(org_a(), id(0x200), id(0x102), id(0x5)))), &mut touched);
 
-    assert_eq!(touched, vec![("service_accounts", positioned(1, &id(0x200).to_string()))]);
+    assert_eq!(touched, vec![(ProjectionId::ServiceAccounts, positioned(1, &id(0x200).to_string()))]);
 }
 
 #[test]
@@ -92,17 +92,17 @@ fn directory_event_touches_only_the_organization_row() {
     state.apply(&recorded(1, organization_created(org_a(), "acme")), &mut touched);
     state.apply(&recorded(2, team_created(org_a(), id(0x5), "platform")), &mut touched);
 
-    assert_eq!(touched, vec![("directory", org_a().to_string()), ("directory", org_a().to_string())]);
+    assert_eq!(touched, vec![(ProjectionId::Directory, org_a().to_string()), (ProjectionId::Directory, org_a().to_string())]);
 }
 
 #[test]
 fn apply_appends_to_touched_without_clearing_it() {
     let mut state = State::default();
-    let mut touched: Touched = vec![("keys", "earlier".to_owned())];
+    let mut touched: Touched = vec![(ProjectionId::KeysView, "earlier".to_owned())];
 
     state.apply(&recorded(1, organization_created(org_a(), "acme")), &mut touched);
 
-    assert_eq!(touched[0], ("keys", "earlier".to_owned()));
+    assert_eq!(touched[0], (ProjectionId::KeysView, "earlier".to_owned()));
     assert_eq!(touched.len(), 2);
 }
 
@@ -120,7 +120,7 @@ fn touched_rows_alone_rebuild_an_equal_state() {
 #[test]
 fn touched_rows_cover_every_row_of_every_projection() {
     let (state, touched) = applied(&given(a_busy_history()));
-    let touched: BTreeSet<(&str, String)> = touched.into_iter().collect();
+    let touched: BTreeSet<(ProjectionId, String)> = touched.into_iter().collect();
 
     for projection in PROJECTIONS {
         for key in state.row_keys(projection) {
@@ -134,8 +134,8 @@ fn every_touched_row_is_listed_exactly_when_it_still_encodes() {
     let (state, touched) = applied(&given(a_busy_history()));
 
     for (projection, key) in &touched {
-        let listed = state.row_keys(projection).contains(key);
-        let encodes = state.encode_row(projection, key).is_some();
+        let listed = state.row_keys(*projection).contains(key);
+        let encodes = state.encode_row(*projection, key).is_some();
         assert_eq!(listed, encodes, "{projection} row {key:?}: listed {listed}, encodes {encodes}");
     }
 }
@@ -157,13 +157,13 @@ fn apply_to_folds_the_event_into_the_named_projection_only() {
     let mut state = State::default();
     let mut touched = Touched::new();
 
-    state.apply_to("keys", &event, &mut touched);
+    state.apply_to(ProjectionId::KeysView, &event, &mut touched);
 
     assert!(state.keys.get(id(0x100)).is_some());
     assert_eq!(state.tokens, Default::default());
     assert_eq!(state.name_index, Default::default());
     assert_eq!(state.expiry_schedule, Default::default());
-    assert_eq!(touched, vec![("keys", positioned(1, &id(0x100).to_string()))]);
+    assert_eq!(touched, vec![(ProjectionId::KeysView, positioned(1, &id(0x100).to_string()))]);
 }
 
 #[test]
@@ -188,14 +188,13 @@ fn catching_up_each_projection_alone_equals_apply_whether_rows_are_tracked_or_no
 }
 
 #[test]
-fn apply_to_an_unknown_projection_changes_nothing() {
-    let mut state = State::default();
-    let mut touched = Touched::new();
-
-    state.apply_to("nonsense", &recorded(1, organization_created(org_a(), "acme")), &mut touched);
-
-    assert_eq!(state, State::default());
-    assert!(touched.is_empty());
+fn an_unknown_projection_name_names_no_projection() {
+    assert_eq!(ProjectionId::from_name("nonsense"), None);
+    assert_eq!(ProjectionId::from_name(""), None);
+    for projection in PROJECTIONS {
+        assert_eq!(ProjectionId::from_name(projection.name()), Some(projection));
+        assert_eq!(projection.to_string(), projection.name());
+    }
 }
 
 #[test]
@@ -204,25 +203,24 @@ fn projection_names_are_the_row_prefixes_of_each_projection() {
         directory::Directory, expiry_schedule::ExpirySchedule, keys_view::KeysView, name_index::NameIndex,
         service_accounts::ServiceAccounts, token_index::TokenIndex,
     };
+    let names = PROJECTIONS.map(ProjectionId::name);
     assert_eq!(
-        PROJECTIONS,
+        names,
         [Directory::NAME, NameIndex::NAME, TokenIndex::NAME, KeysView::NAME, ServiceAccounts::NAME, ExpirySchedule::NAME]
     );
-    assert_eq!(PROJECTIONS, ["directory", "name_index", "token_index", "keys", "service_accounts", "expiry_schedule"]);
+    assert_eq!(names, ["directory", "name_index", "token_index", "keys", "service_accounts", "expiry_schedule"]);
 }
 
 #[test]
 fn row_keys_are_those_of_each_projection() {
     let (state, _) = applied(&given(a_busy_history()));
 
-    assert_eq!(state.row_keys("directory"), state.directory.row_keys());
-    assert_eq!(state.row_keys("name_index"), state.name_index.row_keys());
-    assert_eq!(state.row_keys("token_index"), state.tokens.row_keys());
-    assert_eq!(state.row_keys("keys"), state.keys.row_keys());
-    assert_eq!(state.row_keys("service_accounts"), state.service_accounts.row_keys());
-    assert_eq!(state.row_keys("expiry_schedule"), state.expiry_schedule.row_keys());
-    assert!(state.row_keys("nonsense").is_empty());
-    assert!(state.encode_row("nonsense", &org_a().to_string()).is_none());
+    assert_eq!(state.row_keys(ProjectionId::Directory), state.directory.row_keys());
+    assert_eq!(state.row_keys(ProjectionId::NameIndex), state.name_index.row_keys());
+    assert_eq!(state.row_keys(ProjectionId::TokenIndex), state.tokens.row_keys());
+    assert_eq!(state.row_keys(ProjectionId::KeysView), state.keys.row_keys());
+    assert_eq!(state.row_keys(ProjectionId::ServiceAccounts), state.service_accounts.row_keys());
+    assert_eq!(state.row_keys(ProjectionId::ExpirySchedule), state.expiry_schedule.row_keys());
 }
 
 #[test]
@@ -232,21 +230,11 @@ fn garbage_row_is_an_error_naming_its_projection() {
 
         let err = state.load_row(projection, "garbage", b"\xff not a row").unwrap_err();
 
-        assert_eq!(err.projection, projection);
+        assert_eq!(err.projection, projection.name());
         assert_eq!(err.key, "garbage");
-        assert!(err.to_string().contains(projection), "{err}");
+        assert!(err.to_string().contains(projection.name()), "{err}");
         assert_eq!(state, State::default(), "{projection}: nothing half-loaded");
     }
-}
-
-#[test]
-fn a_row_for_an_unknown_projection_is_an_error() {
-    let mut state = State::default();
-
-    let err = state.load_row("nonsense", "k", b"{}").unwrap_err();
-
-    assert!(err.to_string().contains("nonsense"), "{err}");
-    assert_eq!(state, State::default());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -279,17 +267,16 @@ fn unload_row_reaches_only_the_named_projection() {
         assert!(!state.row_keys(projection).contains(&key), "{projection} row {key:?} still listed");
         assert_eq!(state.encode_row(projection, &key), None, "{projection} row {key:?} still encodes");
         for other in PROJECTIONS.iter().filter(|p| **p != projection) {
-            assert_eq!(state.row_keys(other), original.row_keys(other), "unloading {projection} touched {other}");
+            assert_eq!(state.row_keys(*other), original.row_keys(*other), "unloading {projection} touched {other}");
         }
     }
 }
 
 #[test]
-fn unload_row_of_an_unknown_projection_or_row_changes_nothing() {
+fn unload_row_of_an_unknown_row_changes_nothing() {
     let (original, _) = applied(&given(a_busy_history()));
     let mut state = original.clone();
 
-    state.unload_row("nonsense", &org_a().to_string());
     for projection in PROJECTIONS {
         state.unload_row(projection, "garbage");
         state.unload_row(projection, &positioned(1, &id(0x999).to_string()));
@@ -304,7 +291,7 @@ fn unload_row_of_an_unknown_projection_or_row_changes_nothing() {
 /// One journal record per batch of `batch` events, as the writer makes it: the events are
 /// applied, the rows they touched are deduplicated and sorted, and each is encoded against the
 /// state after the batch (`None`: the row is gone).
-type Journal = Vec<Vec<(&'static str, String, Option<Vec<u8>>)>>;
+type Journal = Vec<Vec<(ProjectionId, String, Option<Vec<u8>>)>>;
 
 fn journal(events: &[RecordedEvent], batch: usize) -> (State, Journal) {
     let mut state = State::default();
@@ -314,7 +301,7 @@ fn journal(events: &[RecordedEvent], batch: usize) -> (State, Journal) {
         for e in chunk {
             state.apply(e, &mut touched);
         }
-        let rows: BTreeSet<(&'static str, String)> = touched.into_iter().collect();
+        let rows: BTreeSet<(ProjectionId, String)> = touched.into_iter().collect();
         journal.push(
             rows.into_iter()
                 .map(|(projection, key)| {
@@ -334,9 +321,9 @@ fn replayed(journal: &Journal) -> State {
         for (projection, key, value) in record {
             match value {
                 Some(value) => state
-                    .load_row(projection, key, value)
+                    .load_row(*projection, key, value)
                     .unwrap_or_else(|e| panic!("{projection} row {key:?} does not load back: {e}")),
-                None => state.unload_row(projection, key),
+                None => state.unload_row(*projection, key),
             }
         }
     }
@@ -390,12 +377,12 @@ fn a_journal_of_touched_rows_replays_into_an_equal_state() {
 fn a_journal_with_rows_gone_by_the_end_of_their_batch_replays_into_an_equal_state() {
     let events = given(a_history_with_reclaims());
     let (_, whole) = journal(&events, events.len());
-    let gone: Vec<&(&str, String, Option<Vec<u8>>)> = whole[0].iter().filter(|(_, _, v)| v.is_none()).collect();
+    let gone: Vec<&(ProjectionId, String, Option<Vec<u8>>)> = whole[0].iter().filter(|(_, _, v)| v.is_none()).collect();
     assert!(
-        gone.iter().any(|(p, _, _)| *p == "name_index") && gone.iter().any(|(p, _, _)| *p == "token_index"),
+        gone.iter().any(|(p, _, _)| *p == ProjectionId::NameIndex) && gone.iter().any(|(p, _, _)| *p == ProjectionId::TokenIndex),
         "the history must exercise unload_row: {gone:?}"
     );
-    assert!(gone.iter().any(|(p, _, _)| *p == "expiry_schedule"), "{gone:?}");
+    assert!(gone.iter().any(|(p, _, _)| *p == ProjectionId::ExpirySchedule), "{gone:?}");
 
     assert_journal_replays_to_the_original(&events);
 }

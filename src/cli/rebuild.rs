@@ -5,6 +5,7 @@ use clap::Args;
 use keyledger::ledger::{SledStorage, Storage};
 use keyledger::service::rebuild::{self, Report, Swap};
 use keyledger_projections::state::PROJECTIONS;
+use keyledger_projections::ProjectionId;
 
 use super::{progress, DataDir};
 
@@ -30,7 +31,7 @@ pub struct RebuildArgs {
 
 pub fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     // Checked before the store is opened: a typo should not cost a replay.
-    let selected: Vec<&'static str> = match &args.projection {
+    let selected: Vec<ProjectionId> = match &args.projection {
         Some(name) => vec![rebuild::projection_named(name)?],
         None => PROJECTIONS.to_vec(),
     };
@@ -51,13 +52,13 @@ pub fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
         if !report.is_clean() {
             bail!("{} row(s) of the stored projections differ from the log; `keyledger rebuild` repairs them", report.total());
         }
-        println!("the stored projections match the log ({head} event(s)): {}", selected.join(", "));
+        println!("the stored projections match the log ({head} event(s)): {}", names(&selected));
     } else {
         let writing = progress::bar(1, "swap in");
         writing.enable_steady_tick(std::time::Duration::from_millis(250));
         let swap = rebuild::swap_in(&storage, &rebuilt, &report, args.compact);
         writing.finish_and_clear();
-        let projections = selected.join(", ");
+        let projections = names(&selected);
         match swap? {
             Swap::Repaired { rows: 0 } => println!("the stored {projections} already match the log ({head} event(s)); nothing written"),
             Swap::Repaired { rows } => println!("repaired {projections} from {head} event(s): {rows} row(s) written in one commit"),
@@ -71,6 +72,10 @@ pub fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     // one by one only delays the exit, and the process ends here anyway.
     std::mem::forget(rebuilt);
     Ok(())
+}
+
+fn names(projections: &[ProjectionId]) -> String {
+    projections.iter().map(|projection| projection.name()).collect::<Vec<_>>().join(", ")
 }
 
 fn print_report(report: &Report) {

@@ -1,6 +1,6 @@
 //! `keyledger audit log` and `keyledger audit state`: read the log (checking every link of the
 //! chain on the way) and print. Which events are selected, how each is summarized and which
-//! keys stood at a moment is decided in `keyledger::service::timeline`; here are the flags,
+//! keys stood at a moment is decided in `keyledger::audit::timeline`; here are the flags,
 //! the reading and the output formats.
 
 use std::io::{self, Write};
@@ -12,7 +12,7 @@ use clap::{Args, ValueEnum};
 use indicatif::ProgressBar;
 use keyledger::ledger::chain::{self, Replay};
 use keyledger::ledger::{ChainHead, SledStorage, Storage};
-use keyledger::service::timeline::{
+use keyledger::audit::timeline::{
     actor_label, parse_event_type, parse_key_id, parse_time, summary, utc_seconds, ActorMatch, Filter, KeyAt, LogLine,
     StateAt,
 };

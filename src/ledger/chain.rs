@@ -56,7 +56,7 @@ struct Envelope {
 }
 
 /// Seals an event onto the chain after `prev`.
-pub fn seal(event: &RecordedEvent, prev: ChainHead) -> StoredEvent {
+pub fn seal(event: &RecordedEvent, prev: ChainHead) -> Result<StoredEvent, LedgerError> {
     debug_assert_eq!(event.position, prev.position + 1, "positions must be contiguous");
     let envelope = Envelope {
         position: event.position,
@@ -71,9 +71,10 @@ pub fn seal(event: &RecordedEvent, prev: ChainHead) -> StoredEvent {
         payload: event.event.payload(),
         prev_hash: prev.hash.to_hex().to_string(),
     };
-    // An envelope is plain data with string keys: encoding it cannot fail.
-    let canonical = serde_json::to_vec(&envelope).unwrap_or_default();
-    StoredEvent { position: event.position, hash: link(&prev.hash, &canonical), canonical }
+    // An envelope is plain data with string keys, so this does not fail; if it ever did,
+    // hashing anything else in its place would put a false event on the chain.
+    let canonical = serde_json::to_vec(&envelope).map_err(|source| LedgerError::Encode { position: event.position, source })?;
+    Ok(StoredEvent { position: event.position, hash: link(&prev.hash, &canonical), canonical })
 }
 
 /// `blake3(prev_hash ‖ canonical)`.
@@ -232,7 +233,7 @@ pub(crate) mod sample {
         let mut head = ChainHead::genesis();
         (1..=n)
             .map(|p| {
-                let stored = seal(&event(p), head);
+                let stored = seal(&event(p), head).unwrap();
                 head = ChainHead { position: p, hash: stored.hash };
                 stored
             })
@@ -287,7 +288,7 @@ mod tests {
         // Rewrite event 2 and recompute its own hash, but not event 3's prev_hash.
         let mut forged = event(2);
         forged.request_id = "forged".into();
-        stored[1] = seal(&forged, ChainHead { position: 1, hash: stored[0].hash });
+        stored[1] = seal(&forged, ChainHead { position: 1, hash: stored[0].hash }).unwrap();
         let results: Vec<_> = Replay::new(stored.into_iter().map(Ok), ChainHead::genesis()).collect();
         assert!(results[1].is_ok());
         assert!(matches!(results[2], Err(LedgerError::Corrupt { position: 3, .. })));

@@ -9,6 +9,8 @@
 //! Record: repeated `[u8 name len][name][u32 key len][key][u8 0|1][u32 value len][value]`
 //! (big-endian), the value present only after a 1.
 
+use keyledger_projections::ProjectionId;
+
 use super::{LedgerError, RowChange};
 
 /// Largest journal piece (and event page, see [`super::sled_store`]): a sled leaf holds up to
@@ -16,28 +18,33 @@ use super::{LedgerError, RowChange};
 /// 4 KiB values keep leaves far below.
 pub const PIECE_BYTES: usize = 4096;
 
-fn put_len(out: &mut Vec<u8>, len: usize) {
-    out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+/// A length as its 4-byte frame field holds it. A length the field cannot hold is refused:
+/// a capped one would frame a record that reads back as something else.
+fn put_len(out: &mut Vec<u8>, len: usize, what: &str) -> Result<(), LedgerError> {
+    let field = u32::try_from(len).map_err(|_| LedgerError::TooLarge { what: what.to_owned(), bytes: len })?;
+    out.extend_from_slice(&field.to_be_bytes());
+    Ok(())
 }
 
 /// Encodes row changes as one record.
-pub fn encode(changes: &[RowChange]) -> Vec<u8> {
+pub fn encode(changes: &[RowChange]) -> Result<Vec<u8>, LedgerError> {
     let mut out = Vec::with_capacity(changes.iter().map(|c| c.key.len() + c.value.as_ref().map_or(0, Vec::len) + 16).sum());
     for change in changes {
-        out.push(u8::try_from(change.projection.len()).unwrap_or(u8::MAX));
-        out.extend_from_slice(change.projection.as_bytes());
-        put_len(&mut out, change.key.len());
+        let name = change.projection.name();
+        out.push(u8::try_from(name.len()).map_err(|_| LedgerError::TooLarge { what: format!("projection name {name:?}"), bytes: name.len() })?);
+        out.extend_from_slice(name.as_bytes());
+        put_len(&mut out, change.key.len(), "a projection row key")?;
         out.extend_from_slice(change.key.as_bytes());
         match &change.value {
             Some(value) => {
                 out.push(1);
-                put_len(&mut out, value.len());
+                put_len(&mut out, value.len(), "a projection row")?;
                 out.extend_from_slice(value);
             }
             None => out.push(0),
         }
     }
-    out
+    Ok(out)
 }
 
 /// One journal record as stored: the row changes of one commit (or one part of a replaced
@@ -53,7 +60,7 @@ pub struct Record {
 /// One row change, borrowed from its [`Record`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Row<'a> {
-    pub projection: &'a str,
+    pub projection: ProjectionId,
     pub key: &'a str,
     /// The row's new encoding, or `None` when the row is gone.
     pub value: Option<&'a [u8]>,
@@ -61,7 +68,7 @@ pub struct Row<'a> {
 
 impl Row<'_> {
     pub fn to_change(self) -> RowChange {
-        RowChange { projection: self.projection.to_owned(), key: self.key.to_owned(), value: self.value.map(<[u8]>::to_vec) }
+        RowChange { projection: self.projection, key: self.key.to_owned(), value: self.value.map(<[u8]>::to_vec) }
     }
 }
 
@@ -119,7 +126,11 @@ impl<'a> Reader<'a> {
 
     fn row(&mut self) -> Result<Row<'a>, LedgerError> {
         let name_len = usize::from(self.take(1)?[0]);
-        let projection = self.text(name_len)?;
+        let name = self.text(name_len)?;
+        let projection = ProjectionId::from_name(name).ok_or_else(|| LedgerError::Corrupt {
+            position: self.record,
+            reason: format!("projection journal record {} has a row of projection {name:?}, which this build does not have", self.record),
+        })?;
         let key_len = self.len()?;
         let key = self.text(key_len)?;
         let value = match self.take(1)?[0] {
@@ -140,16 +151,24 @@ mod tests {
     #[test]
     fn records_round_trip_including_removals_and_empty_values() {
         let changes = vec![
-            RowChange { projection: "keys".into(), key: "00000000000000000001/a".into(), value: Some(b"{\"x\":1}".to_vec()) },
-            RowChange { projection: "name_index".into(), key: "n/é".into(), value: None },
-            RowChange { projection: "expiry_schedule".into(), key: "k".into(), value: Some(Vec::new()) },
+            RowChange { projection: ProjectionId::KeysView, key: "00000000000000000001/a".into(), value: Some(b"{\"x\":1}".to_vec()) },
+            RowChange { projection: ProjectionId::NameIndex, key: "n/é".into(), value: None },
+            RowChange { projection: ProjectionId::ExpirySchedule, key: "k".into(), value: Some(Vec::new()) },
         ];
-        assert_eq!(Record { number: 1, bytes: encode(&changes) }.changes().unwrap(), changes);
+        assert_eq!(Record { number: 1, bytes: encode(&changes).unwrap() }.changes().unwrap(), changes);
+    }
+
+    #[test]
+    fn a_row_of_a_projection_this_build_does_not_have_is_corrupt() {
+        let mut bytes = encode(&[RowChange { projection: ProjectionId::KeysView, key: "k".into(), value: None }]).unwrap();
+        bytes[1..5].copy_from_slice(b"kezs");
+        let record = Record { number: 3, bytes };
+        assert!(matches!(record.changes(), Err(LedgerError::Corrupt { position: 3, reason }) if reason.contains("\"kezs\"")));
     }
 
     #[test]
     fn a_truncated_record_is_corrupt_not_a_panic() {
-        let bytes = encode(&[RowChange { projection: "keys".into(), key: "k".into(), value: Some(vec![1; 10]) }]);
+        let bytes = encode(&[RowChange { projection: ProjectionId::KeysView, key: "k".into(), value: Some(vec![1; 10]) }]).unwrap();
         for cut in 1..bytes.len() {
             let record = Record { number: 7, bytes: bytes[..cut].to_vec() };
             assert!(record.changes().is_err(), "cut at {cut}");

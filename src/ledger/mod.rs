@@ -8,8 +8,12 @@
 
 pub mod chain;
 pub mod checkpoint;
+#[cfg(test)]
+pub(crate) mod conformance;
 pub mod envelope;
 pub mod journal;
+#[cfg(test)]
+pub(crate) mod memory;
 pub mod sled_store;
 pub mod transfer;
 pub mod verify;
@@ -17,6 +21,7 @@ pub mod verify;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
+use keyledger_projections::ProjectionId;
 use uuid::Uuid;
 
 pub use chain::{ChainHead, StoredEvent};
@@ -29,7 +34,7 @@ pub struct Commit {
     /// The projection rows these events changed, journaled with them.
     pub rows: Vec<RowChange>,
     /// (projection, position it has now applied).
-    pub checkpoints: Vec<(&'static str, u64)>,
+    pub checkpoints: Vec<(ProjectionId, u64)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,8 +45,14 @@ pub enum LedgerError {
     Missing { dir: PathBuf },
     #[error("cannot open the data directory {dir}: {source}")]
     Open { dir: PathBuf, source: std::io::Error },
-    #[error("storage failed: {0}")]
-    Storage(String),
+    #[error("storage failed ({context}): {source}")]
+    Storage { context: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("{what} is too large to store ({bytes} bytes)")]
+    TooLarge { what: String, bytes: usize },
+    #[error("event {position} cannot be encoded: {source}")]
+    Encode { position: u64, source: serde_json::Error },
+    #[error("the thread {thread} panicked")]
+    ThreadPanicked { thread: &'static str },
     #[error("cannot make the commit durable (fdatasync of {file}): {source}")]
     Sync { file: PathBuf, source: std::io::Error },
     #[error("the log is damaged at position {position}: {reason}")]
@@ -53,7 +64,7 @@ pub enum LedgerError {
 /// One change to one stored projection row.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RowChange {
-    pub projection: String,
+    pub projection: ProjectionId,
     pub key: String,
     /// The row's new encoding, or `None` when the row is gone.
     pub value: Option<Vec<u8>>,
@@ -89,7 +100,7 @@ pub trait Storage: Send + Sync {
     fn journal(&self) -> Box<dyn Iterator<Item = Result<journal::Record, LedgerError>> + '_>;
 
     /// The position a projection's stored rows reflect (0: none).
-    fn checkpoint(&self, projection: &str) -> Result<u64, LedgerError>;
+    fn checkpoint(&self, projection: ProjectionId) -> Result<u64, LedgerError>;
 
     /// Replaces the whole projection journal by `rows` (every row of every projection, as
     /// they should now be) and stores `checkpoints`, atomically and durably: after a crash
@@ -99,7 +110,7 @@ pub trait Storage: Send + Sync {
     /// This is how `rebuild` swaps fresh projections in, and it compacts the journal (one
     /// row per entity instead of one per change ever made). The events are untouched. `rows`
     /// is drawn as it is written: a million keys' rows held at once would cost gigabytes.
-    fn replace_journal(&self, rows: &mut dyn Iterator<Item = RowChange>, checkpoints: Vec<(&'static str, u64)>) -> Result<usize, LedgerError>;
+    fn replace_journal(&self, rows: &mut dyn Iterator<Item = RowChange>, checkpoints: Vec<(ProjectionId, u64)>) -> Result<usize, LedgerError>;
 }
 
 /// When each key was last used: a hint kept apart from the log, because a use is not a

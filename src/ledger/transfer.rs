@@ -20,7 +20,7 @@ use std::fs::{self, File};
 use std::io::{self, BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use keyledger_projections::RecordedEvent;
+use keyledger_projections::{ProjectionId, RecordedEvent};
 
 use super::chain::{self, ChainHead};
 use super::{Commit, LedgerError, RowChange, SledStorage, Storage};
@@ -47,8 +47,8 @@ pub trait Projector {
     /// Hands every row of every projection to `row`, once every event is folded.
     fn rows(&self, row: &mut dyn FnMut(RowChange) -> Result<(), LedgerError>) -> Result<(), LedgerError>;
 
-    /// Every projection's name, with the position its rows now reflect.
-    fn checkpoints(&self, head: u64) -> Vec<(&'static str, u64)>;
+    /// Every projection, with the position its rows now reflect.
+    fn checkpoints(&self, head: u64) -> Vec<(ProjectionId, u64)>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -359,13 +359,13 @@ mod tests {
 
         fn rows(&self, row: &mut dyn FnMut(RowChange) -> Result<(), LedgerError>) -> Result<(), LedgerError> {
             for n in 0..self.0 {
-                row(RowChange { projection: "counting".into(), key: format!("{n:08}"), value: Some(b"1".to_vec()) })?;
+                row(RowChange { projection: ProjectionId::KeysView, key: format!("{n:08}"), value: Some(b"1".to_vec()) })?;
             }
             Ok(())
         }
 
-        fn checkpoints(&self, head: u64) -> Vec<(&'static str, u64)> {
-            vec![("counting", head)]
+        fn checkpoints(&self, head: u64) -> Vec<(ProjectionId, u64)> {
+            vec![(ProjectionId::KeysView, head)]
         }
     }
 
@@ -386,7 +386,7 @@ mod tests {
         let storage = SledStorage::open_existing(&target).unwrap();
         let rows: Vec<RowChange> = storage.journal().flat_map(|record| record.and_then(|r| r.changes()).unwrap()).collect();
         assert_eq!(rows.len(), 25, "every row the projector yields is journaled");
-        assert_eq!(storage.checkpoint("counting").unwrap(), 25);
+        assert_eq!(storage.checkpoint(ProjectionId::KeysView).unwrap(), 25);
         drop(storage);
         let left: Vec<_> = fs::read_dir(parent.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left, vec![std::ffi::OsString::from("new")], "no staging directory is left beside the target");

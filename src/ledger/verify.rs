@@ -280,7 +280,7 @@ mod tests {
         events
             .into_iter()
             .map(|event| {
-                let stored = seal(&event, head);
+                let stored = seal(&event, head).unwrap();
                 head = ChainHead { position: stored.position, hash: stored.hash };
                 stored
             })
@@ -387,7 +387,7 @@ mod tests {
         // Rewrite event 5 and give event 6 a hash over the new one, but leave 6's prev_hash.
         let mut forged = team_deleted(5);
         forged.request_id = "forged".into();
-        events[4] = seal(&forged, ChainHead { position: 4, hash: events[3].hash });
+        events[4] = seal(&forged, ChainHead { position: 4, hash: events[3].hash }).unwrap();
         events[5].hash = chain::link(&events[4].hash, &events[5].canonical);
         for i in 6..10 {
             events[i].hash = chain::link(&events[i - 1].hash, &events[i].canonical);
@@ -411,7 +411,7 @@ mod tests {
         let mut events = good;
         events[1].canonical = canonical;
         events[1].hash = chain::link(&events[0].hash, &events[1].canonical);
-        events[2] = seal(&team_deleted(3), ChainHead { position: 2, hash: events[1].hash });
+        events[2] = seal(&team_deleted(3), ChainHead { position: 2, hash: events[1].hash }).unwrap();
         let (_dir, storage) = store(events);
         match verify(&storage, &no_progress) {
             Err(e @ VerifyError::Event { position: 2, stream: Stream(Some(_)), .. }) => {

@@ -14,7 +14,6 @@ pub mod paging;
 pub mod rebuild;
 pub mod recovery;
 pub mod rules;
-pub mod timeline;
 pub mod token;
 pub mod writer;
 

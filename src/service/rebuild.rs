@@ -14,10 +14,8 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use keyledger_projections::keys_view::KeysView;
 use keyledger_projections::state::PROJECTIONS;
-use keyledger_projections::token_index::TokenIndex;
-use keyledger_projections::{Projection, RecordedEvent, State};
+use keyledger_projections::{ProjectionId, RecordedEvent, State};
 
 use crate::ledger::chain::Replay;
 use crate::ledger::transfer::Projector;
@@ -26,13 +24,13 @@ use crate::service::recovery::load_journal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
-    #[error("there is no projection named {name:?}; the projections are: {}", PROJECTIONS.join(", "))]
+    #[error("there is no projection named {name:?}; the projections are: {}", PROJECTIONS.map(ProjectionId::name).join(", "))]
     UnknownProjection { name: String },
 }
 
-/// The projection called `name`, as its `'static` name.
-pub fn projection_named(name: &str) -> Result<&'static str, RebuildError> {
-    PROJECTIONS.iter().copied().find(|p| *p == name).ok_or_else(|| RebuildError::UnknownProjection { name: name.to_owned() })
+/// The projection called `name`.
+pub fn projection_named(name: &str) -> Result<ProjectionId, RebuildError> {
+    ProjectionId::from_name(name).ok_or_else(|| RebuildError::UnknownProjection { name: name.to_owned() })
 }
 
 /// The projections folded afresh from the log, and the live ones beside them.
@@ -43,7 +41,7 @@ pub struct Rebuilt {
     /// any projection whose checkpoint is behind caught up from the log (in memory only).
     pub live: State,
     /// Each projection's stored checkpoint, as found.
-    pub checkpoints: Vec<(&'static str, u64)>,
+    pub checkpoints: Vec<(ProjectionId, u64)>,
 }
 
 impl Rebuilt {
@@ -60,7 +58,7 @@ const FOLD_BATCH: usize = 1024;
 /// The projections folded on a thread of their own while the rest fold on the caller's:
 /// each projection is a fold of its own (nothing in one reads another), and these two cost
 /// about as much as the other four together.
-const FOLDED_BESIDE: [&str; 2] = [KeysView::NAME, TokenIndex::NAME];
+const FOLDED_BESIDE: [ProjectionId; 2] = [ProjectionId::KeysView, ProjectionId::TokenIndex];
 
 /// Loads the live projections and folds the whole log into fresh ones, checking every link
 /// of the chain on the way (a broken link stops it, naming the position). `progress` is told
@@ -73,7 +71,7 @@ const FOLDED_BESIDE: [&str; 2] = [KeysView::NAME, TokenIndex::NAME];
 /// behind the log is then caught up in memory, as `load_state` would at start (normally
 /// none is).
 pub fn build(storage: &dyn Storage, progress: &mut dyn FnMut(u64)) -> Result<Rebuilt, LedgerError> {
-    let checkpoints = PROJECTIONS.iter().map(|p| Ok((*p, storage.checkpoint(p)?))).collect::<Result<Vec<_>, LedgerError>>()?;
+    let checkpoints = PROJECTIONS.iter().map(|p| Ok((*p, storage.checkpoint(*p)?))).collect::<Result<Vec<_>, LedgerError>>()?;
     let (live, fresh) = std::thread::scope(|scope| {
         let live = scope.spawn(|| load_journal(storage));
         let fresh = fold_log(scope, storage, progress);
@@ -87,7 +85,7 @@ pub fn build(storage: &dyn Storage, progress: &mut dyn FnMut(u64)) -> Result<Reb
 }
 
 fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T, LedgerError>>) -> Result<T, LedgerError> {
-    handle.join().unwrap_or_else(|_| Err(LedgerError::Storage("a rebuild thread panicked".into())))
+    handle.join().unwrap_or_else(|_| Err(LedgerError::ThreadPanicked { thread: "of the rebuild" }))
 }
 
 type Batch = std::sync::Arc<Vec<RecordedEvent>>;
@@ -138,7 +136,7 @@ fn fold_log<'scope>(
         }
         Ok(state)
     });
-    let here: Vec<&'static str> = PROJECTIONS.into_iter().filter(|p| !FOLDED_BESIDE.contains(p)).collect();
+    let here: Vec<ProjectionId> = PROJECTIONS.into_iter().filter(|p| !FOLDED_BESIDE.contains(p)).collect();
     let mut fresh = State::default();
     let mut folded = 0u64;
     let mut failure = None;
@@ -152,33 +150,34 @@ fn fold_log<'scope>(
         };
         for event in batch.iter() {
             for projection in &here {
-                fresh.fold_to(projection, event);
+                fresh.fold_to(*projection, event);
             }
         }
         folded = batch.last().map_or(folded, |event| event.position);
         progress(folded);
     }
     joined(reader)?;
-    let beside = joined(beside)?;
+    let mut beside = joined(beside)?;
     if let Some(e) = failure {
         return Err(e);
     }
-    fresh.keys = beside.keys;
-    fresh.tokens = beside.tokens;
+    for projection in FOLDED_BESIDE {
+        fresh.take_from(&mut beside, projection);
+    }
     fresh.position = folded;
     Ok(fresh)
 }
 
 /// Folds into `live` the events its projections have not stored yet (checkpoint behind
 /// `head`), from the oldest such checkpoint on, checking the chain from there.
-fn catch_up(storage: &dyn Storage, live: &mut State, checkpoints: &[(&'static str, u64)], head: u64) -> Result<(), LedgerError> {
+fn catch_up(storage: &dyn Storage, live: &mut State, checkpoints: &[(ProjectionId, u64)], head: u64) -> Result<(), LedgerError> {
     let Some(from) = checkpoints.iter().map(|(_, c)| *c).filter(|c| *c < head).min() else { return Ok(()) };
     let start = head_at(storage, from)?;
     for event in Replay::new(storage.events_from(from + 1), start) {
         let event = event?;
         for (projection, checkpoint) in checkpoints {
             if event.position > *checkpoint {
-                live.fold_to(projection, &event);
+                live.fold_to(*projection, &event);
             }
         }
     }
@@ -209,7 +208,7 @@ impl fmt::Display for Discrepancy {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Difference {
-    pub projection: &'static str,
+    pub projection: ProjectionId,
     pub key: String,
     pub discrepancy: Discrepancy,
 }
@@ -221,7 +220,7 @@ pub struct Report {
     /// order, then row key order.
     pub shown: Vec<Difference>,
     /// Every compared projection with its number of differing rows (zero included).
-    pub counts: Vec<(&'static str, usize)>,
+    pub counts: Vec<(ProjectionId, usize)>,
 }
 
 impl Report {
@@ -234,34 +233,12 @@ impl Report {
     }
 }
 
-/// Whether two states hold the same projection. Equal in memory means every row encodes the
-/// same (row encodings are deterministic: ordered maps only), so this spares encoding every
-/// row twice when nothing differs, which is the usual case.
-fn same(projection: &str, a: &State, b: &State) -> bool {
-    use keyledger_projections::directory::Directory;
-    use keyledger_projections::expiry_schedule::ExpirySchedule;
-    use keyledger_projections::keys_view::KeysView;
-    use keyledger_projections::name_index::NameIndex;
-    use keyledger_projections::service_accounts::ServiceAccounts;
-    use keyledger_projections::token_index::TokenIndex;
-    use keyledger_projections::Projection;
-    match projection {
-        Directory::NAME => a.directory == b.directory,
-        NameIndex::NAME => a.name_index == b.name_index,
-        TokenIndex::NAME => a.tokens == b.tokens,
-        KeysView::NAME => a.keys == b.keys,
-        ServiceAccounts::NAME => a.service_accounts == b.service_accounts,
-        ExpirySchedule::NAME => a.expiry_schedule == b.expiry_schedule,
-        _ => false,
-    }
-}
-
 /// Compares `live` with `fresh`, row by row, for each of `projections`: every row key either
 /// has, and whether its encoding differs. Lists at most `limit` differences, counts all.
 ///
 /// Each projection is compared on a thread of its own: comparing the keys view alone takes
 /// as long as all the others.
-pub fn compare(fresh: &State, live: &State, projections: &[&'static str], limit: usize) -> Report {
+pub fn compare(fresh: &State, live: &State, projections: &[ProjectionId], limit: usize) -> Report {
     let compared: Vec<(usize, Vec<Difference>)> = std::thread::scope(|scope| {
         let threads: Vec<_> = projections.iter().map(|&projection| scope.spawn(move || compare_one(fresh, live, projection, limit))).collect();
         // A panic here is a bug: it goes on to the caller as it would have without threads.
@@ -277,9 +254,9 @@ pub fn compare(fresh: &State, live: &State, projections: &[&'static str], limit:
 }
 
 /// One projection's number of differing rows, and the first `limit` of them.
-fn compare_one(fresh: &State, live: &State, projection: &'static str, limit: usize) -> (usize, Vec<Difference>) {
+fn compare_one(fresh: &State, live: &State, projection: ProjectionId, limit: usize) -> (usize, Vec<Difference>) {
     let (mut count, mut shown) = (0, Vec::new());
-    if same(projection, fresh, live) {
+    if fresh.same_as(live, projection) {
         return (count, shown);
     }
     differences(fresh, live, projection, &mut |key, discrepancy| {
@@ -292,9 +269,9 @@ fn compare_one(fresh: &State, live: &State, projection: &'static str, limit: usi
 }
 
 /// Calls `found` for every row of `projection` where `live` differs from `fresh`, in row key
-/// order. Walks every row: [`compare_one`] asks [`same`] first, and [`repairs`] only comes
-/// here for a projection that [`compare`] found different.
-fn differences(fresh: &State, live: &State, projection: &'static str, found: &mut dyn FnMut(&str, Discrepancy)) {
+/// order. Walks every row: [`compare_one`] asks [`State::same_as`] first, and [`repairs`]
+/// only comes here for a projection that [`compare`] found different.
+fn differences(fresh: &State, live: &State, projection: ProjectionId, found: &mut dyn FnMut(&str, Discrepancy)) {
     let fresh_keys = fresh.row_keys(projection);
     let live_keys = live.row_keys(projection);
     let (mut f, mut l) = (fresh_keys.iter().peekable(), live_keys.iter().peekable());
@@ -328,10 +305,10 @@ fn differences(fresh: &State, live: &State, projection: &'static str, found: &mu
 }
 
 /// Every row of `projection` in `state`, as journal rows, in row key order.
-fn rows_of<'a>(state: &'a State, projection: &'static str) -> impl Iterator<Item = RowChange> + 'a {
+fn rows_of(state: &State, projection: ProjectionId) -> impl Iterator<Item = RowChange> + '_ {
     state.row_keys(projection).into_iter().filter_map(move |key| {
         let value = state.encode_row(projection, &key)?;
-        Some(RowChange { projection: projection.to_owned(), key, value: Some(value) })
+        Some(RowChange { projection, key, value: Some(value) })
     })
 }
 
@@ -375,7 +352,7 @@ pub fn swap_in(storage: &dyn Storage, rebuilt: &Rebuilt, report: &Report, compac
             return Ok(Swap::Repaired { rows: count });
         }
     }
-    let compared = |projection: &str| report.counts.iter().any(|(p, _)| *p == projection);
+    let compared = |projection: ProjectionId| report.counts.iter().any(|(p, _)| *p == projection);
     let mut rows = PROJECTIONS.into_iter().flat_map(|projection| {
         let source = if compared(projection) { &rebuilt.fresh } else { &rebuilt.live };
         rows_of(source, projection)
@@ -394,7 +371,7 @@ fn repairs(rebuilt: &Rebuilt, report: &Report, most: usize) -> Option<Vec<RowCha
     for &(projection, count) in &report.counts {
         if count > 0 {
             differences(&rebuilt.fresh, &rebuilt.live, projection, &mut |key, _| {
-                rows.push(RowChange { projection: projection.to_owned(), key: key.to_owned(), value: rebuilt.fresh.encode_row(projection, key) });
+                rows.push(RowChange { projection, key: key.to_owned(), value: rebuilt.fresh.encode_row(projection, key) });
             });
         }
     }
@@ -428,7 +405,7 @@ impl Projector for Fold {
         Ok(())
     }
 
-    fn checkpoints(&self, head: u64) -> Vec<(&'static str, u64)> {
+    fn checkpoints(&self, head: u64) -> Vec<(ProjectionId, u64)> {
         PROJECTIONS.iter().map(|p| (*p, head)).collect()
     }
 }
@@ -438,6 +415,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::ledger::memory::MemoryStorage;
     use crate::ledger::SledStorage;
     use crate::service::operator;
     use crate::service::recovery::load_state;
@@ -446,39 +424,38 @@ mod tests {
     use crate::service::writer::Writer;
 
     /// A store with an initialized organization (keys, tokens, directory rows, …).
-    fn initialized() -> (tempfile::TempDir, Arc<dyn Storage>) {
-        let dir = tempfile::tempdir().unwrap();
-        let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(dir.path()).unwrap());
+    fn initialized() -> Arc<dyn Storage> {
+        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
         let mut writer = Writer::new(Arc::clone(&storage), load_state(&*storage).unwrap()).unwrap();
         let file = DirectoryFile::single_owner("Initech", "peter@initech.test");
         operator::initialize(&mut writer, &[file], &TokenFormat::new("rootly").unwrap()).unwrap();
-        (dir, storage)
+        storage
     }
 
-    fn damage(storage: &dyn Storage, projection: &str, key: &str, value: Option<Vec<u8>>) {
-        let rows = vec![RowChange { projection: projection.into(), key: key.into(), value }];
+    fn damage(storage: &dyn Storage, projection: ProjectionId, key: &str, value: Option<Vec<u8>>) {
+        let rows = vec![RowChange { projection, key: key.into(), value }];
         storage.commit(Commit { rows, ..Commit::default() }).unwrap();
     }
 
     /// An initialized store with three damaged rows: an altered keys row, a missing token
     /// row and an extra one. Returns the state before the damage and the three row keys.
-    fn damaged() -> (tempfile::TempDir, Arc<dyn Storage>, State, [String; 3]) {
-        let (dir, storage) = initialized();
+    fn damaged() -> (Arc<dyn Storage>, State, [String; 3]) {
+        let storage = initialized();
         let state = load_state(&*storage).unwrap();
-        let key_row = state.row_keys("keys").remove(0);
-        let token_row = state.row_keys("token_index").remove(0);
-        let mut altered = String::from_utf8(state.encode_row("keys", &key_row).unwrap()).unwrap();
+        let key_row = state.row_keys(ProjectionId::KeysView).remove(0);
+        let token_row = state.row_keys(ProjectionId::TokenIndex).remove(0);
+        let mut altered = String::from_utf8(state.encode_row(ProjectionId::KeysView, &key_row).unwrap()).unwrap();
         altered = altered.replace("Initial owner key", "Renamed by hand");
-        damage(&*storage, "keys", &key_row, Some(altered.into_bytes()));
-        damage(&*storage, "token_index", &token_row, None);
+        damage(&*storage, ProjectionId::KeysView, &key_row, Some(altered.into_bytes()));
+        damage(&*storage, ProjectionId::TokenIndex, &token_row, None);
         let extra = format!("{:020}/{}", 99, "0".repeat(64));
-        damage(&*storage, "token_index", &extra, Some(uuid::Uuid::nil().to_string().into_bytes()));
-        (dir, storage, state, [key_row, token_row, extra])
+        damage(&*storage, ProjectionId::TokenIndex, &extra, Some(uuid::Uuid::nil().to_string().into_bytes()));
+        (storage, state, [key_row, token_row, extra])
     }
 
     #[test]
     fn a_healthy_store_compares_clean() {
-        let (_dir, storage) = initialized();
+        let storage = initialized();
         let rebuilt = build(&*storage, &mut |_| {}).unwrap();
         assert_eq!(rebuilt.fresh, rebuilt.live);
         let report = compare(&rebuilt.fresh, &rebuilt.live, &PROJECTIONS, 10);
@@ -488,7 +465,7 @@ mod tests {
 
     #[test]
     fn missing_extra_and_altered_rows_are_each_reported() {
-        let (_dir, storage, _, [key_row, token_row, extra]) = damaged();
+        let (storage, _, [key_row, token_row, extra]) = damaged();
 
         let rebuilt = build(&*storage, &mut |_| {}).unwrap();
         let report = compare(&rebuilt.fresh, &rebuilt.live, &PROJECTIONS, 10);
@@ -496,9 +473,9 @@ mod tests {
         assert_eq!(
             found,
             vec![
-                ("token_index", token_row.as_str(), Discrepancy::MissingInLive),
-                ("token_index", extra.as_str(), Discrepancy::ExtraInLive),
-                ("keys", key_row.as_str(), Discrepancy::Differs),
+                (ProjectionId::TokenIndex, token_row.as_str(), Discrepancy::MissingInLive),
+                (ProjectionId::TokenIndex, extra.as_str(), Discrepancy::ExtraInLive),
+                (ProjectionId::KeysView, key_row.as_str(), Discrepancy::Differs),
             ]
         );
         assert_eq!(report.total(), 3);
@@ -506,26 +483,26 @@ mod tests {
         let limited = compare(&rebuilt.fresh, &rebuilt.live, &PROJECTIONS, 1);
         assert_eq!((limited.shown.len(), limited.total()), (1, 3), "the limit bounds the list, not the count");
         assert_eq!(limited.shown[0], report.shown[0], "the list keeps the first differences in order");
-        let only_keys = compare(&rebuilt.fresh, &rebuilt.live, &["keys"], 10);
+        let only_keys = compare(&rebuilt.fresh, &rebuilt.live, &[ProjectionId::KeysView], 10);
         assert_eq!(only_keys.total(), 1);
     }
 
     #[test]
     fn compacting_replaces_the_journal_and_can_spare_other_projections() {
-        let (_dir, storage) = initialized();
+        let storage = initialized();
         let state = load_state(&*storage).unwrap();
-        let key_row = state.row_keys("keys").remove(0);
-        let token_row = state.row_keys("token_index").remove(0);
-        damage(&*storage, "keys", &key_row, None);
-        damage(&*storage, "token_index", &token_row, None);
+        let key_row = state.row_keys(ProjectionId::KeysView).remove(0);
+        let token_row = state.row_keys(ProjectionId::TokenIndex).remove(0);
+        damage(&*storage, ProjectionId::KeysView, &key_row, None);
+        damage(&*storage, ProjectionId::TokenIndex, &token_row, None);
 
         let rebuilt = build(&*storage, &mut |_| {}).unwrap();
-        let swap = swap_in(&*storage, &rebuilt, &compare(&rebuilt.fresh, &rebuilt.live, &["keys"], 0), true).unwrap();
+        let swap = swap_in(&*storage, &rebuilt, &compare(&rebuilt.fresh, &rebuilt.live, &[ProjectionId::KeysView], 0), true).unwrap();
         assert!(matches!(swap, Swap::Replaced { rows } if rows > 0), "{swap:?}");
         assert_eq!(storage.journal().count(), 1, "the journal is one record now");
         let after = build(&*storage, &mut |_| {}).unwrap();
         let report = compare(&after.fresh, &after.live, &PROJECTIONS, 10);
-        assert_eq!(report.counts.iter().filter(|(_, n)| *n > 0).collect::<Vec<_>>(), vec![&("token_index", 1)]);
+        assert_eq!(report.counts.iter().filter(|(_, n)| *n > 0).collect::<Vec<_>>(), vec![&(ProjectionId::TokenIndex, 1)]);
 
         swap_in(&*storage, &after, &report, true).unwrap();
         let repaired = load_state(&*storage).unwrap();
@@ -534,7 +511,7 @@ mod tests {
 
     #[test]
     fn a_few_damaged_rows_are_repaired_by_one_commit_and_a_healthy_store_is_not_written() {
-        let (_dir, storage, state, _) = damaged();
+        let (storage, state, _) = damaged();
         let records = storage.journal().count();
 
         let rebuilt = build(&*storage, &mut |_| {}).unwrap();
@@ -551,10 +528,10 @@ mod tests {
 
     #[test]
     fn more_differences_than_a_repair_holds_or_a_projection_behind_take_a_new_journal() {
-        let (_dir, storage) = initialized();
+        let storage = initialized();
         let state = load_state(&*storage).unwrap();
-        for key in state.row_keys("keys") {
-            damage(&*storage, "keys", &key, None);
+        for key in state.row_keys(ProjectionId::KeysView) {
+            damage(&*storage, ProjectionId::KeysView, &key, None);
         }
         let rebuilt = build(&*storage, &mut |_| {}).unwrap();
         let report = compare(&rebuilt.fresh, &rebuilt.live, &PROJECTIONS, 0);
@@ -569,12 +546,12 @@ mod tests {
         assert!(matches!(swap_in(&*storage, &behind, &report, false).unwrap(), Swap::Replaced { .. }));
         assert_eq!(storage.journal().count(), 1);
         assert_eq!(load_state(&*storage).unwrap(), state);
-        assert!(PROJECTIONS.iter().all(|p| storage.checkpoint(p).unwrap() == state.position));
+        assert!(PROJECTIONS.iter().all(|p| storage.checkpoint(*p).unwrap() == state.position));
     }
 
     #[test]
     fn a_projection_behind_the_log_is_compared_as_the_service_would_load_it() {
-        let (_dir, storage) = initialized();
+        let storage = initialized();
         let expected = load_state(&*storage).unwrap();
         // Every row gone and every checkpoint at zero: as if all projections were new.
         storage.replace_journal(&mut std::iter::empty(), PROJECTIONS.iter().map(|p| (*p, 0)).collect()).unwrap();
@@ -582,12 +559,12 @@ mod tests {
         assert!(compare(&rebuilt.fresh, &rebuilt.live, &PROJECTIONS, 10).is_clean());
         assert_eq!(rebuilt.live, expected);
         assert!(rebuilt.checkpoints.iter().all(|(_, c)| *c == 0), "build wrote nothing");
-        assert_eq!(storage.checkpoint("keys").unwrap(), 0, "build wrote nothing");
+        assert_eq!(storage.checkpoint(ProjectionId::KeysView).unwrap(), 0, "build wrote nothing");
     }
 
     #[test]
     fn an_import_journals_what_it_folded_and_loads_back_to_the_same_state() {
-        let (_dir, storage) = initialized();
+        let storage = initialized();
         let expected = load_state(&*storage).unwrap();
         let mut export = Vec::new();
         crate::ledger::transfer::export(&*storage, &mut export, "memory", &mut |_| {}).unwrap();
@@ -597,7 +574,7 @@ mod tests {
         crate::ledger::transfer::import(&mut export.as_slice(), &target, &mut |_| {}, &mut fold).unwrap();
         assert_eq!(fold.state(), &expected);
         let imported = SledStorage::open_existing(&target).unwrap();
-        assert!(PROJECTIONS.iter().all(|p| imported.checkpoint(p).unwrap() == expected.position));
+        assert!(PROJECTIONS.iter().all(|p| imported.checkpoint(*p).unwrap() == expected.position));
         assert_eq!(load_state(&imported).unwrap(), expected, "the journaled rows load back to the folded state");
         let rebuilt = build(&imported, &mut |_| {}).unwrap();
         assert!(compare(&rebuilt.fresh, &rebuilt.live, &PROJECTIONS, 10).is_clean());
@@ -605,10 +582,10 @@ mod tests {
 
     #[test]
     fn unknown_projection_names_list_the_valid_ones() {
-        assert_eq!(projection_named("keys").ok(), Some("keys"));
+        assert_eq!(projection_named("keys").ok(), Some(ProjectionId::KeysView));
         let message = projection_named("key").err().map(|e| e.to_string()).unwrap_or_default();
-        for name in PROJECTIONS {
-            assert!(message.contains(name), "{message}");
+        for projection in PROJECTIONS {
+            assert!(message.contains(projection.name()), "{message}");
         }
     }
 }

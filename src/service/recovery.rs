@@ -9,9 +9,8 @@
 use std::collections::BTreeSet;
 use std::sync::{mpsc, Arc};
 
-use keyledger_projections::keys_view::KeysView;
 use keyledger_projections::state::{Touched, PROJECTIONS};
-use keyledger_projections::{Projection, State};
+use keyledger_projections::{ProjectionId, State};
 
 use crate::ledger::chain::Replay;
 use crate::ledger::journal::Record;
@@ -57,16 +56,16 @@ pub fn load_journal(storage: &dyn Storage) -> Result<State, LedgerError> {
             }
             Ok(())
         });
-        let keys = scope.spawn(|| load_rows(keys_records, |projection| projection == KeysView::NAME));
-        let rest = load_rows(rest_records, |projection| projection != KeysView::NAME);
-        let panicked = |what: &str| LedgerError::Storage(format!("the thread {what} panicked"));
-        let keys = keys.join().unwrap_or_else(|_| Err(panicked("loading the keys view")));
-        (reader.join().unwrap_or_else(|_| Err(panicked("reading the journal"))), keys, rest)
+        let keys = scope.spawn(|| load_rows(keys_records, |projection| projection == ProjectionId::KeysView));
+        let rest = load_rows(rest_records, |projection| projection != ProjectionId::KeysView);
+        let keys = keys.join().unwrap_or_else(|_| Err(LedgerError::ThreadPanicked { thread: "loading the keys view" }));
+        let read = reader.join().unwrap_or_else(|_| Err(LedgerError::ThreadPanicked { thread: "reading the journal" }));
+        (read, keys, rest)
     });
     // A failed read ends both loaders early: its error is the one that explains.
     read?;
     let mut state = rest?;
-    state.keys = keys?.keys;
+    state.take_from(&mut keys?, ProjectionId::KeysView);
     Ok(state)
 }
 
@@ -77,7 +76,7 @@ const RECORDS_AHEAD: usize = 1024;
 
 /// The rows of the projections `wanted` names, from `records` in journal order, into a
 /// state of their own.
-fn load_rows(records: mpsc::Receiver<Arc<Record>>, wanted: impl Fn(&str) -> bool) -> Result<State, LedgerError> {
+fn load_rows(records: mpsc::Receiver<Arc<Record>>, wanted: impl Fn(ProjectionId) -> bool) -> Result<State, LedgerError> {
     let mut state = State::default();
     for record in records {
         for row in record.rows() {
@@ -97,7 +96,7 @@ fn load_rows(records: mpsc::Receiver<Arc<Record>>, wanted: impl Fn(&str) -> bool
 fn catch_up(
     storage: &dyn Storage,
     state: &mut State,
-    checkpoints: &[(&'static str, u64)],
+    checkpoints: &[(ProjectionId, u64)],
     from: u64,
 ) -> Result<(), LedgerError> {
     let start = head_at(storage, from)?;
@@ -108,7 +107,7 @@ fn catch_up(
         let event = event?;
         for (projection, checkpoint) in checkpoints {
             if event.position > *checkpoint {
-                state.apply_to(projection, &event, &mut touched);
+                state.apply_to(*projection, &event, &mut touched);
             }
         }
     }
@@ -117,13 +116,13 @@ fn catch_up(
     // version of it in memory), the checkpoints last: a crash in between leaves the old
     // checkpoints, and the next start replays the same events over rows that already hold
     // some of them, which folding tolerates (every fold sets, it never accumulates).
-    let rows: Vec<(&'static str, String)> = touched.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
+    let rows: Vec<(ProjectionId, String)> = touched.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
     for chunk in rows.chunks(CATCH_UP_ROWS_PER_COMMIT) {
         let rows = chunk
             .iter()
             .map(|(projection, key)| RowChange {
-                projection: (*projection).to_owned(),
-                value: state.encode_row(projection, key),
+                projection: *projection,
+                value: state.encode_row(*projection, key),
                 key: key.clone(),
             })
             .collect();
@@ -142,7 +141,8 @@ mod tests {
 
     use super::*;
     use crate::ledger::chain;
-    use crate::ledger::{ChainHead, SledStorage};
+    use crate::ledger::memory::MemoryStorage;
+    use crate::ledger::ChainHead;
     use crate::service::operator;
     use crate::service::rules::directory::DirectoryFile;
     use crate::service::token::TokenFormat;
@@ -152,23 +152,21 @@ mod tests {
     /// every projection were new) is caught up at start, and stays caught up.
     #[test]
     fn projections_behind_the_log_catch_up_from_their_checkpoint() {
-        let source_dir = tempfile::tempdir().unwrap();
-        let source: Arc<dyn Storage> = Arc::new(SledStorage::open(source_dir.path()).unwrap());
+        let source: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
         let mut writer = Writer::new(Arc::clone(&source), load_state(&*source).unwrap()).unwrap();
         let file = DirectoryFile::single_owner("Initech", "peter@initech.test");
         operator::initialize(&mut writer, &[file], &TokenFormat::new("rootly").unwrap()).unwrap();
         let expected = writer.state().clone();
 
-        let bare_dir = tempfile::tempdir().unwrap();
-        let bare = SledStorage::open(bare_dir.path()).unwrap();
+        let bare = MemoryStorage::new();
         let events: Vec<_> = source.events_from(1).collect::<Result<_, _>>().unwrap();
         bare.commit(Commit { events, rows: Vec::new(), checkpoints: Vec::new() }).unwrap();
-        assert_eq!(bare.checkpoint("keys").unwrap(), 0);
+        assert_eq!(bare.checkpoint(ProjectionId::KeysView).unwrap(), 0);
 
         let caught_up = load_state(&bare).unwrap();
         assert_eq!(caught_up, expected);
         let head = expected.position;
-        assert!(PROJECTIONS.iter().all(|p| bare.checkpoint(p).unwrap() == head), "checkpoints advanced");
+        assert!(PROJECTIONS.iter().all(|p| bare.checkpoint(*p).unwrap() == head), "checkpoints advanced");
         assert_eq!(load_state(&bare).unwrap(), expected, "the caught-up rows were stored");
     }
 
@@ -176,24 +174,22 @@ mod tests {
     /// other loader and the journal's reader stop too instead of waiting forever.
     #[test]
     fn an_unreadable_stored_row_stops_the_load_naming_it() {
-        for projection in ["keys", "token_index"] {
-            let dir = tempfile::tempdir().unwrap();
-            let storage = SledStorage::open(dir.path()).unwrap();
+        for projection in [ProjectionId::KeysView, ProjectionId::TokenIndex] {
+            let storage = MemoryStorage::new();
             let rows = (0..3 * RECORDS_AHEAD)
-                .map(|i| RowChange { projection: "directory".into(), key: format!("filler-{i}"), value: None })
-                .chain([RowChange { projection: projection.into(), key: "00000000000000000001/broken".into(), value: Some(b"not a row".to_vec()) }]);
+                .map(|i| RowChange { projection: ProjectionId::Directory, key: format!("filler-{i}"), value: None })
+                .chain([RowChange { projection, key: "00000000000000000001/broken".into(), value: Some(b"not a row".to_vec()) }]);
             for row in rows {
                 storage.append(Commit { events: Vec::new(), rows: vec![row], checkpoints: Vec::new() }).unwrap();
             }
             let error = load_journal(&storage).unwrap_err().to_string();
-            assert!(error.contains("broken") && error.contains(projection), "{projection}: {error}");
+            assert!(error.contains("broken") && error.contains(projection.name()), "{projection}: {error}");
         }
     }
 
     #[test]
     fn a_broken_chain_stops_the_catch_up() {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = SledStorage::open(dir.path()).unwrap();
+        let storage = MemoryStorage::new();
         let mut events = Vec::new();
         let mut head = ChainHead::genesis();
         let file = DirectoryFile::single_owner("Initech", "peter@initech.test");
@@ -209,7 +205,7 @@ mod tests {
                 client_request_id: None,
                 event,
             };
-            let stored = chain::seal(&recorded, head);
+            let stored = chain::seal(&recorded, head).unwrap();
             head = ChainHead { position: stored.position, hash: stored.hash };
             events.push(stored);
         }

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::Notify;
 use keyledger_projections::state::{Touched, PROJECTIONS};
-use keyledger_projections::{RecordedEvent, State};
+use keyledger_projections::{ProjectionId, RecordedEvent, State};
 use uuid::Uuid;
 
 use super::clock::{Clock, SystemClock};
@@ -182,24 +182,30 @@ fn decide_guarded(command: &Command, state: &State, now: DateTime<Utc>) -> Resul
     })
 }
 
-/// A copy of `state` for readers. With a million keys copying takes seconds, most of it the
-/// keys view and the name index (a string per key), so those two are copied on a second
-/// thread while this one copies the rest.
+/// The projections [`published_copy`] copies on a second thread: with a million keys
+/// copying takes seconds, most of it the keys view and the name index (a string per key).
+const COPIED_BESIDE: [ProjectionId; 2] = [ProjectionId::KeysView, ProjectionId::NameIndex];
+
+/// `state`'s `projections`, in an otherwise empty state.
+fn copy_of(state: &State, projections: impl IntoIterator<Item = ProjectionId>) -> State {
+    let mut copy = State { position: state.position, ..State::default() };
+    for projection in projections {
+        copy.copy_from(state, projection);
+    }
+    copy
+}
+
+/// A copy of `state` for readers: [`COPIED_BESIDE`] on a second thread, the rest on this one.
 fn published_copy(state: &State) -> State {
     std::thread::scope(|scope| {
-        let keys_and_names = scope.spawn(|| (state.keys.clone(), state.name_index.clone()));
-        let rest = State {
-            position: state.position,
-            directory: state.directory.clone(),
-            name_index: Default::default(),
-            tokens: state.tokens.clone(),
-            keys: Default::default(),
-            service_accounts: state.service_accounts.clone(),
-            expiry_schedule: state.expiry_schedule.clone(),
-        };
+        let beside = scope.spawn(|| copy_of(state, COPIED_BESIDE));
+        let mut copy = copy_of(state, PROJECTIONS.into_iter().filter(|projection| !COPIED_BESIDE.contains(projection)));
         // A panicking clone is an allocation failure; copying on this thread says so again.
-        let (keys, name_index) = keys_and_names.join().unwrap_or_else(|_| (state.keys.clone(), state.name_index.clone()));
-        State { keys, name_index, ..rest }
+        let mut beside = beside.join().unwrap_or_else(|_| copy_of(state, COPIED_BESIDE));
+        for projection in COPIED_BESIDE {
+            copy.take_from(&mut beside, projection);
+        }
+        copy
     })
 }
 
@@ -307,7 +313,7 @@ impl Writer {
                     client_request_id: provenance.client_request_id.clone(),
                     event,
                 };
-                let stored = chain::seal(&event, head);
+                let stored = chain::seal(&event, head)?;
                 head = ChainHead { position: event.position, hash: stored.hash };
                 self.state.apply(&event, &mut touched);
                 commit.events.push(stored);
@@ -317,11 +323,11 @@ impl Writer {
         }
 
         if !recorded.is_empty() {
-            let rows: BTreeSet<(&'static str, String)> = touched.into_iter().collect();
+            let rows: BTreeSet<(ProjectionId, String)> = touched.into_iter().collect();
             commit.rows = rows
                 .into_iter()
                 .map(|(projection, key)| RowChange {
-                    projection: projection.to_owned(),
+                    projection,
                     value: self.state.encode_row(projection, &key),
                     key,
                 })
@@ -344,7 +350,7 @@ mod tests {
     use super::super::rules::directory::DirectoryFile;
     use super::super::token::TokenFormat;
     use super::*;
-    use crate::ledger::SledStorage;
+    use crate::ledger::memory::MemoryStorage;
 
     fn create(name: &str) -> Command {
         Command::CreateApiKey(CreateApiKey {
@@ -364,8 +370,7 @@ mod tests {
 
     #[test]
     fn a_decision_that_panics_answers_its_command_and_the_writer_goes_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(dir.path()).unwrap());
+        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
         let mut writer = Writer::new(Arc::clone(&storage), load_state(&*storage).unwrap()).unwrap();
         let tokens = TokenFormat::new("rootly").unwrap();
         operator::initialize(&mut writer, &[DirectoryFile::single_owner("Acme", "owner@acme.test")], &tokens).unwrap();

@@ -28,7 +28,7 @@ use crate::ledger::StoredEvent;
 pub enum TimelineError {
     #[error("{input:?} is not an RFC 3339 date-time such as 2030-01-31T12:00:00Z or 2030-01-31T13:00:00+01:00")]
     BadTime { input: String },
-    #[error("unknown event type {input:?}; the event types are {}", EVENT_TYPES.join(", "))]
+    #[error("unknown event type {input:?}; the event types are {}", Event::TYPES.join(", "))]
     UnknownType { input: String },
     #[error("{input:?} is not an actor; use operator, user:<id>, service_account:<uuid> or the id of an API key the actor acted through")]
     BadActor { input: String },
@@ -36,52 +36,6 @@ pub enum TimelineError {
     BadKeyId { input: String },
     #[error("the stored envelope at position {position} does not read as an envelope: {source}")]
     Envelope { position: u64, source: serde_json::Error },
-}
-
-/// Every event type name, as `--type` accepts them (case-insensitively) and as envelopes
-/// carry them. [`type_index`] matches `Event` exhaustively, so a new variant does not compile
-/// until it is given a place here.
-pub const EVENT_TYPES: [&str; 17] = [
-    "OrganizationCreated",
-    "OrganizationSettingsChanged",
-    "RoleDefined",
-    "OnCallRoleDefined",
-    "UserJoined",
-    "UserChanged",
-    "UserRemoved",
-    "TeamCreated",
-    "TeamMembershipChanged",
-    "TeamDeleted",
-    "ApiKeyCreated",
-    "ServiceAccountCreated",
-    "ApiKeyRevoked",
-    "ServiceAccountDeleted",
-    "ApiKeyUpdated",
-    "ApiKeyRotated",
-    "ApiKeyGracePeriodEnded",
-];
-
-/// The place of an event's type in [`EVENT_TYPES`].
-fn type_index(event: &Event) -> usize {
-    match event {
-        Event::OrganizationCreated(_) => 0,
-        Event::OrganizationSettingsChanged(_) => 1,
-        Event::RoleDefined(_) => 2,
-        Event::OnCallRoleDefined(_) => 3,
-        Event::UserJoined(_) => 4,
-        Event::UserChanged(_) => 5,
-        Event::UserRemoved(_) => 6,
-        Event::TeamCreated(_) => 7,
-        Event::TeamMembershipChanged(_) => 8,
-        Event::TeamDeleted(_) => 9,
-        Event::ApiKeyCreated(_) => 10,
-        Event::ServiceAccountCreated(_) => 11,
-        Event::ApiKeyRevoked(_) => 12,
-        Event::ServiceAccountDeleted(_) => 13,
-        Event::ApiKeyUpdated(_) => 14,
-        Event::ApiKeyRotated(_) => 15,
-        Event::ApiKeyGracePeriodEnded(_) => 16,
-    }
 }
 
 /// An RFC 3339 date-time, in any offset, as UTC. Nothing looser (no bare dates, no local
@@ -96,7 +50,7 @@ pub fn parse_time(text: &str) -> Result<DateTime<Utc>, TimelineError> {
 /// error rather than an empty result: a typo must not look like "nothing happened".
 pub fn parse_event_type(text: &str) -> Result<&'static str, TimelineError> {
     let wanted = text.trim();
-    EVENT_TYPES
+    Event::TYPES
         .iter()
         .find(|name| name.eq_ignore_ascii_case(wanted))
         .copied()
@@ -180,7 +134,7 @@ pub struct Filter {
     /// The events of this key's stream and of its service account's stream.
     pub key: Option<Uuid>,
     pub actor: Option<ActorMatch>,
-    /// Canonical names from [`EVENT_TYPES`].
+    /// Canonical names from [`Event::TYPES`].
     pub types: Vec<&'static str>,
     /// Inclusive: events recorded at or after this instant.
     pub since: Option<DateTime<Utc>>,
@@ -215,7 +169,7 @@ impl Selector {
         let key = self.matches_key(recorded);
         let filter = &self.filter;
         key && filter.actor.is_none_or(|actor| actor.matches(&recorded.actor))
-            && (filter.types.is_empty() || filter.types.contains(&EVENT_TYPES[type_index(&recorded.event)]))
+            && (filter.types.is_empty() || filter.types.contains(&recorded.event.type_name()))
             && filter.since.is_none_or(|since| recorded.recorded_at >= since)
             && filter.until.is_none_or(|until| recorded.recorded_at < until)
     }
@@ -692,14 +646,12 @@ mod tests {
     #[test]
     fn every_type_is_listed_under_its_own_name_and_known_to_the_decoder() {
         let events = history_with_revocation();
-        let mut seen: Vec<usize> = events.iter().map(|e| type_index(&e.event)).collect();
-        for event in &events {
-            assert_eq!(EVENT_TYPES[type_index(&event.event)], event.event.type_name());
-        }
+        let mut seen: Vec<&str> = events.iter().map(|e| e.event.type_name()).collect();
+        assert!(seen.iter().all(|name| Event::TYPES.contains(name)), "{seen:?}");
         seen.sort_unstable();
         seen.dedup();
-        assert_eq!(seen.len(), EVENT_TYPES.len(), "the history has one event of every type");
-        for name in EVENT_TYPES {
+        assert_eq!(seen.len(), Event::TYPES.len(), "the history has one event of every type");
+        for name in Event::TYPES {
             let decoded = Event::decode(name, 1, serde_json::json!({}));
             assert!(
                 !matches!(decoded, Err(keyledger_projections::event::DecodeError::UnknownType { .. })),
@@ -896,7 +848,7 @@ mod tests {
         let events = history();
         let mut head = ChainHead::genesis();
         for event in &events {
-            let stored = seal(event, head);
+            let stored = seal(event, head).unwrap();
             head = ChainHead { position: stored.position, hash: stored.hash };
             let line = LogLine::from_stored(&stored).map_err(|e| e.to_string());
             let Ok(line) = line else { panic!("{line:?}") };

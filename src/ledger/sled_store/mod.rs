@@ -14,7 +14,7 @@
 //!   builds before pages stored them. Such stores stay readable: their events come first,
 //!   and events appended to them later go to pages after them.
 //! - `j` + (commit sequence, piece) → a piece of a commit's projection row changes (see
-//!   [`super::journal`]).
+//!   [`crate::ledger::journal`]).
 //! - `c` + projection name → checkpoint position.
 //! - `m` + name → journal generation markers.
 //!
@@ -29,19 +29,28 @@
 //! A second tree, `last_used`, holds each key's last use ([`LastUseStore`]): key id (16
 //! bytes) → microseconds since the Unix epoch (big-endian i64). Nothing that works on the
 //! log (rebuild, export, import, verify) reads or writes it.
+//!
+//! The parts: [`lock`] (`keyledger.lock`, and waiting out sled's own lock), [`pages`] (the
+//! event page codec), [`walk`] (scans that let sled's cache evict behind them); here, the
+//! key layout and the [`Storage`] and [`LastUseStore`] impls.
+
+mod lock;
+mod pages;
+mod walk;
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::ops::Bound;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
+use keyledger_projections::ProjectionId;
 use uuid::Uuid;
 
 use super::{journal, Commit, LastUseStore, LedgerError, RowChange, Storage, StoredEvent};
+use pages::{decode_legacy_event, key_position, last_of_page, PagedEvents};
+use walk::{Walk, LOG_ENTRIES_PER_ITERATOR, PIECES_PER_ITERATOR};
 
 /// The sled-backed [`Storage`]. Holds the data directory's lock for as long as it lives.
 pub struct SledStorage {
@@ -57,65 +66,8 @@ pub struct SledStorage {
     _lock: File,
 }
 
-const LOCK_FILE: &str = "keyledger.lock";
-
-/// Takes the directory's lock and records who holds it, so that a second process can say
-/// which one is in the way instead of failing obscurely inside sled.
-fn lock(dir: &Path) -> Result<File, LedgerError> {
-    let open_err = |source| LedgerError::Open { dir: dir.to_owned(), source };
-    std::fs::create_dir_all(dir).map_err(open_err)?;
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(dir.join(LOCK_FILE))
-        .map_err(open_err)?;
-    let mut attempts = 0;
-    loop {
-        match file.try_lock() {
-            Ok(()) => break,
-            Err(std::fs::TryLockError::Error(source)) => return Err(open_err(source)),
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.seek(SeekFrom::Start(0)).and_then(|_| file.read_to_string(&mut holder));
-                let holder = holder.trim();
-                // A lock this process recorded and no longer holds itself is held by a
-                // child that another thread is starting: between its fork and its exec it
-                // has a copy of every descriptor, and it lets go at the exec.
-                if recorded_pid(holder) == Some(std::process::id()) && waited_for_release(&mut attempts) {
-                    continue;
-                }
-                let holder = if holder.is_empty() { String::new() } else { format!(" ({holder})") };
-                return Err(LedgerError::Locked { dir: dir.to_owned(), holder });
-            }
-        }
-    }
-    let me = format!("pid {}: {}", std::process::id(), std::env::args().collect::<Vec<_>>().join(" "));
-    file.set_len(0).map_err(open_err)?;
-    file.seek(SeekFrom::Start(0)).map_err(open_err)?;
-    file.write_all(me.as_bytes()).map_err(open_err)?;
-    Ok(file)
-}
-
-/// Waits a moment for a lock that this process is letting go of, and says whether to try
-/// again: for up to two seconds in all, counted in `attempts`.
-fn waited_for_release(attempts: &mut u32) -> bool {
-    if *attempts >= 200 {
-        return false;
-    }
-    *attempts += 1;
-    std::thread::sleep(std::time::Duration::from_millis(10));
-    true
-}
-
-/// The process id a lock file records (`pid N: command line`).
-fn recorded_pid(holder: &str) -> Option<u32> {
-    holder.strip_prefix("pid ")?.split(':').next()?.parse().ok()
-}
-
-fn storage_error(e: sled::Error) -> LedgerError {
-    LedgerError::Storage(e.to_string())
+fn sled_error(source: sled::Error) -> LedgerError {
+    LedgerError::Storage { context: "sled".into(), source: Box::new(source) }
 }
 
 fn u64_value(bytes: &[u8]) -> u64 {
@@ -123,213 +75,6 @@ fn u64_value(bytes: &[u8]) -> u64 {
     let n = bytes.len().min(8);
     buf[8 - n..].copy_from_slice(&bytes[bytes.len() - n..]);
     u64::from_be_bytes(buf)
-}
-
-/// The position in an event key (`e` or `p` + big-endian position).
-fn key_position(key: &[u8]) -> u64 {
-    u64_value(key.get(1..).unwrap_or_default())
-}
-
-/// An event stored under the legacy `e` key range: hash ‖ canonical envelope.
-fn decode_legacy_event(key: &[u8], value: &[u8]) -> Result<StoredEvent, LedgerError> {
-    let position = key_position(key);
-    if value.len() < HASH_BYTES {
-        return Err(LedgerError::Corrupt { position, reason: "stored record is shorter than its hash".into() });
-    }
-    let (hash, canonical) = value.split_at(HASH_BYTES);
-    Ok(PageRecord { hash, canonical }.to_stored(position))
-}
-
-const HASH_BYTES: usize = 32;
-/// A page record's length field.
-const LENGTH_BYTES: usize = 4;
-
-fn hash_of(bytes: &[u8]) -> blake3::Hash {
-    let mut hash = [0u8; HASH_BYTES];
-    hash.copy_from_slice(bytes);
-    blake3::Hash::from_bytes(hash)
-}
-
-/// Cuts a commit's events, in order, into pages: consecutive positions, at most
-/// [`journal::PIECE_BYTES`] each unless a single event is larger. A jump in positions (which
-/// a correct writer never makes) starts a new page, so that it stays visible to a reader.
-fn pages(events: &[StoredEvent]) -> Result<Vec<(u64, Vec<u8>)>, LedgerError> {
-    let mut pages = Vec::new();
-    // The page being filled: its first position and its records.
-    let mut page: (u64, Vec<u8>) = (0, Vec::new());
-    let mut next_position = 0;
-    for event in events {
-        let record_len = HASH_BYTES + event.canonical.len();
-        let length = u32::try_from(record_len)
-            .map_err(|_| LedgerError::Storage(format!("event {} is too large to store ({record_len} bytes)", event.position)))?;
-        let full = page.1.len() + LENGTH_BYTES + record_len > journal::PIECE_BYTES;
-        if !page.1.is_empty() && (full || event.position != next_position) {
-            pages.push(std::mem::take(&mut page));
-        }
-        if page.1.is_empty() {
-            page.0 = event.position;
-        }
-        page.1.extend_from_slice(&length.to_be_bytes());
-        page.1.extend_from_slice(event.hash.as_bytes());
-        page.1.extend_from_slice(&event.canonical);
-        next_position = event.position + 1;
-    }
-    if !page.1.is_empty() {
-        pages.push(page);
-    }
-    Ok(pages)
-}
-
-/// One record of a page (or a legacy entry), borrowed from it.
-struct PageRecord<'a> {
-    hash: &'a [u8],
-    canonical: &'a [u8],
-}
-
-impl PageRecord<'_> {
-    fn to_stored(&self, position: u64) -> StoredEvent {
-        StoredEvent { position, hash: hash_of(self.hash), canonical: self.canonical.to_vec() }
-    }
-}
-
-/// Reads the record at `at` in `page`, which is the event at `position`; returns it and where
-/// the next record starts.
-fn read_record(page: &[u8], at: usize, position: u64) -> Result<(PageRecord<'_>, usize), LedgerError> {
-    let corrupt = |reason: &str| LedgerError::Corrupt { position, reason: format!("its event page does not frame: {reason}") };
-    let body = at + LENGTH_BYTES;
-    let length = page.get(at..body).ok_or_else(|| corrupt("the page ends inside a record's length"))?;
-    let mut buf = [0u8; LENGTH_BYTES];
-    buf.copy_from_slice(length);
-    let length = u32::from_be_bytes(buf) as usize;
-    if length < HASH_BYTES {
-        return Err(corrupt("a record is shorter than its hash"));
-    }
-    let end = body.checked_add(length).filter(|end| *end <= page.len()).ok_or_else(|| corrupt("a record runs past the end of the page"))?;
-    let (hash, canonical) = page[body..end].split_at(HASH_BYTES);
-    Ok((PageRecord { hash, canonical }, end))
-}
-
-/// The last event of a page stored under `key`.
-fn last_of_page(key: &[u8], page: &[u8]) -> Result<StoredEvent, LedgerError> {
-    let mut position = key_position(key);
-    let mut at = 0;
-    loop {
-        let (record, next) = read_record(page, at, position)?;
-        if next == page.len() {
-            return Ok(record.to_stored(position));
-        }
-        at = next;
-        position += 1;
-    }
-}
-
-/// The events of the pages from a given one on, from a given position on.
-struct PagedEvents {
-    pages: Walk,
-    /// The page being read and where its next record starts.
-    page: sled::IVec,
-    at: usize,
-    /// Position of the next record.
-    position: u64,
-    /// Records before this position are skipped.
-    from: u64,
-    /// Set after an error: nothing after a page that does not frame can be trusted.
-    failed: bool,
-}
-
-impl Iterator for PagedEvents {
-    type Item = Result<StoredEvent, LedgerError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        while !self.failed {
-            if self.at < self.page.len() {
-                let position = self.position;
-                match read_record(&self.page, self.at, position) {
-                    Ok((record, next)) => {
-                        self.at = next;
-                        self.position += 1;
-                        if position >= self.from {
-                            return Some(Ok(record.to_stored(position)));
-                        }
-                    }
-                    Err(e) => {
-                        self.failed = true;
-                        return Some(Err(e));
-                    }
-                }
-                continue;
-            }
-            match self.pages.next()? {
-                Ok((key, page)) => {
-                    self.position = key_position(&key);
-                    if page.is_empty() {
-                        self.failed = true;
-                        return Some(Err(LedgerError::Corrupt { position: self.position, reason: "its event page is empty".into() }));
-                    }
-                    self.page = page;
-                    self.at = 0;
-                }
-                Err(e) => {
-                    self.failed = true;
-                    return Some(Err(storage_error(e)));
-                }
-            }
-        }
-        None
-    }
-}
-
-/// The entries of a key range of the tree, in key order, exactly as `Tree::range` gives
-/// them, but through a new iterator, starting after the last entry read, every few entries.
-///
-/// Why: sled 0.34 counts an iterator's visit to a node (up to 16 entries) as one access to
-/// its cache's LRU, and the LRU queues 64 accesses in each of its 256 shards before it
-/// evicts anything. A scan of the ledger therefore kept every node it read in memory,
-/// whatever `cache_capacity` says: 0.6 GiB for `audit verify` of a million events, 0.7 GiB
-/// for the journal at start, every page of it freshly zeroed by the kernel, which cost more
-/// than the reading itself. Each new iterator is one more access, and the cache evicts
-/// behind the walk; but each also costs a copy of the node it starts in.
-struct Walk {
-    tree: sled::Tree,
-    entries: sled::Iter,
-    /// The last key read; the next iterator starts after it.
-    last: Option<sled::IVec>,
-    end: Vec<u8>,
-    read: usize,
-    per_iterator: usize,
-}
-
-/// Entries per iterator when reading the log (event pages, or legacy entries of one event
-/// each): `audit verify` spent 15 % more CPU with a new iterator per page, and with four
-/// stays under 0.25 GiB for a million events.
-const LOG_ENTRIES_PER_ITERATOR: usize = 4;
-
-/// Entries per iterator when reading the journal: a start builds a gigabyte of state as it
-/// reads, and every node the cache keeps on top of it is as many more page faults (one per
-/// piece: 1.64 GiB resident after start, against 1.75–1.80 GiB with four).
-const PIECES_PER_ITERATOR: usize = 1;
-
-impl Walk {
-    /// A walk over `[start, end)`, `per_iterator` entries at a time.
-    fn new(tree: &sled::Tree, start: &[u8], end: &[u8], per_iterator: usize) -> Self {
-        Walk { tree: tree.clone(), entries: tree.range(start..end), last: None, end: end.to_vec(), read: 0, per_iterator: per_iterator.max(1) }
-    }
-}
-
-impl Iterator for Walk {
-    type Item = Result<(sled::IVec, sled::IVec), sled::Error>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if let Some(last) = self.last.as_ref().filter(|_| self.read % self.per_iterator == 0) {
-            self.entries = self.tree.range::<&[u8], _>((Bound::Excluded(last.as_ref()), Bound::Excluded(self.end.as_slice())));
-        }
-        let next = self.entries.next()?;
-        if let Ok((key, _)) = &next {
-            self.last = Some(key.clone());
-            self.read += 1;
-        }
-        Some(next)
-    }
 }
 
 const LAST_USED_TREE: &str = "last_used";
@@ -366,8 +111,8 @@ fn journal_key(record: u64, piece: u32) -> [u8; 13] {
     key
 }
 
-fn checkpoint_key(projection: &str) -> Vec<u8> {
-    [&[CHECKPOINT], projection.as_bytes()].concat()
+fn checkpoint_key(projection: ProjectionId) -> Vec<u8> {
+    [&[CHECKPOINT], projection.name().as_bytes()].concat()
 }
 
 /// The commit sequence number in a journal key.
@@ -387,7 +132,8 @@ impl SledStorage {
 
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
-        let lock = lock(dir)?;
+        let lock = lock::lock(dir)?;
+        let data_path = dir.join("sled").join("db");
         let config = sled::Config::new()
             .path(dir.join("sled"))
             // Commits are flushed explicitly; the background flusher would only add I/O.
@@ -396,22 +142,25 @@ impl SledStorage {
             // `Walk`); a running service's hot set (the last pages of the log and journal,
             // the checkpoints) is far smaller.
             .cache_capacity(64 * 1024 * 1024);
-        // Holding keyledger.lock, no other process has the store. If sled still finds its
-        // own lock taken, it is a handle of this process: one that sled's threads release a
-        // moment after the previous `Db` was dropped, or a copy that a child another thread
-        // is starting holds until its exec. Wait for it, briefly.
+        // Holding keyledger.lock, no other process has the store. If sled's own lock on its
+        // data file is still taken, it is a handle of this process: one that sled's threads
+        // release a moment after the previous `Db` was dropped, or a copy that a child
+        // another thread is starting holds until its exec. Wait for it, briefly: before
+        // opening, and again if sled failed while it was held.
         let mut attempts = 0;
         let db = loop {
+            if lock::sled_lock_held(&data_path) && lock::waited_for_release(&mut attempts) {
+                continue;
+            }
             match config.open() {
                 Ok(db) => break db,
-                Err(sled::Error::Io(source)) if source.to_string().contains("could not acquire lock") && waited_for_release(&mut attempts) => {}
+                Err(sled::Error::Io(_)) if lock::sled_lock_held(&data_path) && lock::waited_for_release(&mut attempts) => {}
                 Err(sled::Error::Io(source)) => return Err(LedgerError::Open { dir: dir.to_owned(), source }),
-                Err(other) => return Err(storage_error(other)),
+                Err(other) => return Err(sled_error(other)),
             }
         };
-        let ledger = db.open_tree("ledger").map_err(storage_error)?;
-        let last_used = db.open_tree(LAST_USED_TREE).map_err(storage_error)?;
-        let data_path = dir.join("sled").join("db");
+        let ledger = db.open_tree("ledger").map_err(sled_error)?;
+        let last_used = db.open_tree(LAST_USED_TREE).map_err(sled_error)?;
         let open_err = |source| LedgerError::Open { dir: dir.to_owned(), source };
         let data_file = File::open(&data_path).map_err(open_err)?;
         // A freshly created data file is durable only once its directory entries are.
@@ -430,7 +179,7 @@ impl SledStorage {
             _lock: lock,
         };
         storage.finish_interrupted_replacement()?;
-        let next_record = match storage.ledger.scan_prefix([JOURNAL]).next_back().transpose().map_err(storage_error)? {
+        let next_record = match storage.ledger.scan_prefix([JOURNAL]).next_back().transpose().map_err(sled_error)? {
             Some((key, _)) => journal_record(&key) + 1,
             None => 1,
         };
@@ -439,7 +188,7 @@ impl SledStorage {
     }
 
     fn meta(&self, name: &str) -> Result<Option<u64>, LedgerError> {
-        Ok(self.ledger.get(meta_key(name)).map_err(storage_error)?.map(|v| u64_value(&v)))
+        Ok(self.ledger.get(meta_key(name)).map_err(sled_error)?.map(|v| u64_value(&v)))
     }
 
     /// Deletes journal records in `[from, to)`, in bounded batches.
@@ -448,13 +197,13 @@ impl SledStorage {
             let mut batch = sled::Batch::default();
             let mut count = 0;
             for key in self.ledger.range(journal_key(from, 0)..journal_key(to, 0)).keys().take(ROWS_PER_RECORD) {
-                batch.remove(key.map_err(storage_error)?);
+                batch.remove(key.map_err(sled_error)?);
                 count += 1;
             }
             if count == 0 {
                 return Ok(());
             }
-            self.ledger.apply_batch(batch).map_err(storage_error)?;
+            self.ledger.apply_batch(batch).map_err(sled_error)?;
         }
     }
 
@@ -469,7 +218,7 @@ impl SledStorage {
         if let Some(pending) = pending {
             tracing::warn!(from_record = pending, "discarding a journal replacement that was interrupted");
             self.remove_records(pending, u64::MAX)?;
-            self.ledger.remove(meta_key(JOURNAL_PENDING)).map_err(storage_error)?;
+            self.ledger.remove(meta_key(JOURNAL_PENDING)).map_err(sled_error)?;
         }
         self.remove_records(0, floor)?;
         self.sync()
@@ -499,23 +248,23 @@ impl SledStorage {
 impl Storage for SledStorage {
     fn append(&self, commit: Commit) -> Result<(), LedgerError> {
         let mut batch = sled::Batch::default();
-        for (first, page) in pages(&commit.events)? {
+        for (first, page) in pages::pages(&commit.events)? {
             batch.insert(&position_key(PAGE, first), page);
         }
         if !commit.rows.is_empty() {
             let record = self.next_record.fetch_add(1, Ordering::Relaxed);
-            for (piece, bytes) in (0u32..).zip(journal::encode(&commit.rows).chunks(journal::PIECE_BYTES)) {
+            for (piece, bytes) in (0u32..).zip(journal::encode(&commit.rows)?.chunks(journal::PIECE_BYTES)) {
                 batch.insert(&journal_key(record, piece), bytes);
             }
         }
         for (projection, position) in &commit.checkpoints {
-            batch.insert(checkpoint_key(projection), &position.to_be_bytes());
+            batch.insert(checkpoint_key(*projection), &position.to_be_bytes());
         }
-        self.ledger.apply_batch(batch).map_err(storage_error)
+        self.ledger.apply_batch(batch).map_err(sled_error)
     }
 
     fn sync(&self) -> Result<(), LedgerError> {
-        self.db.flush().map_err(storage_error)?;
+        self.db.flush().map_err(sled_error)?;
         self.data_file
             .sync_data()
             .map_err(|source| LedgerError::Sync { file: self.data_path.clone(), source })?;
@@ -526,12 +275,12 @@ impl Storage for SledStorage {
     fn events_from(&self, position: u64) -> Box<dyn Iterator<Item = Result<StoredEvent, LedgerError>> + '_> {
         // Every event key is its range's byte and eight more, so the next byte ends the range.
         let legacy = Walk::new(&self.ledger, &position_key(LEGACY_EVENT, position), &[LEGACY_EVENT + 1], LOG_ENTRIES_PER_ITERATOR).map(|item| {
-            let (key, value) = item.map_err(storage_error)?;
+            let (key, value) = item.map_err(sled_error)?;
             decode_legacy_event(&key, &value)
         });
         let holding = match self.ledger.range(position_key(PAGE, 0)..=position_key(PAGE, position)).keys().next_back().transpose() {
             Ok(holding) => holding.map_or(position, |key| key_position(&key)),
-            Err(e) => return Box::new(std::iter::once(Err(storage_error(e)))),
+            Err(e) => return Box::new(std::iter::once(Err(sled_error(e)))),
         };
         let pages = PagedEvents {
             pages: Walk::new(&self.ledger, &position_key(PAGE, holding), &[PAGE + 1], LOG_ENTRIES_PER_ITERATOR),
@@ -545,10 +294,10 @@ impl Storage for SledStorage {
     }
 
     fn last_event(&self) -> Result<Option<StoredEvent>, LedgerError> {
-        if let Some((key, page)) = self.ledger.scan_prefix([PAGE]).next_back().transpose().map_err(storage_error)? {
+        if let Some((key, page)) = self.ledger.scan_prefix([PAGE]).next_back().transpose().map_err(sled_error)? {
             return last_of_page(&key, &page).map(Some);
         }
-        match self.ledger.scan_prefix([LEGACY_EVENT]).next_back().transpose().map_err(storage_error)? {
+        match self.ledger.scan_prefix([LEGACY_EVENT]).next_back().transpose().map_err(sled_error)? {
             Some((key, value)) => decode_legacy_event(&key, &value).map(Some),
             None => Ok(None),
         }
@@ -564,7 +313,7 @@ impl Storage for SledStorage {
         Box::new(std::iter::from_fn(move || {
             let (key, first) = match pieces.next()? {
                 Ok(entry) => entry,
-                Err(e) => return Some(Err(storage_error(e))),
+                Err(e) => return Some(Err(sled_error(e))),
             };
             let record = journal_record(&key);
             // The pieces first, then one allocation of the record's size: growing a buffer
@@ -582,8 +331,8 @@ impl Storage for SledStorage {
         }))
     }
 
-    fn checkpoint(&self, projection: &str) -> Result<u64, LedgerError> {
-        Ok(self.ledger.get(checkpoint_key(projection)).map_err(storage_error)?.map_or(0, |v| u64_value(&v)))
+    fn checkpoint(&self, projection: ProjectionId) -> Result<u64, LedgerError> {
+        Ok(self.ledger.get(checkpoint_key(projection)).map_err(sled_error)?.map_or(0, |v| u64_value(&v)))
     }
 
     /// A journal generation switch, in bounded batches (one `apply_batch` of the whole
@@ -593,12 +342,12 @@ impl Storage for SledStorage {
     /// stores the checkpoints. A crash before the switch leaves the old journal in force (and
     /// [`SledStorage::open`] discards the partial new one); a crash after it leaves the new
     /// one in force with old records below the floor, deleted at the next open.
-    fn replace_journal(&self, rows: &mut dyn Iterator<Item = RowChange>, checkpoints: Vec<(&'static str, u64)>) -> Result<usize, LedgerError> {
+    fn replace_journal(&self, rows: &mut dyn Iterator<Item = RowChange>, checkpoints: Vec<(ProjectionId, u64)>) -> Result<usize, LedgerError> {
         let old_floor = self.meta(JOURNAL_FLOOR)?.unwrap_or(0);
         let first = self.next_record.fetch_add(1, Ordering::Relaxed);
         // The marker goes first: sled recovers a prefix of what was applied, so any record of
         // the replacement that survives a crash comes with it, and open() discards them.
-        self.ledger.insert(meta_key(JOURNAL_PENDING), &first.to_be_bytes()).map_err(storage_error)?;
+        self.ledger.insert(meta_key(JOURNAL_PENDING), &first.to_be_bytes()).map_err(sled_error)?;
         let mut written = 0;
         let mut record = first;
         loop {
@@ -611,19 +360,19 @@ impl Storage for SledStorage {
             }
             written += chunk.len();
             let mut batch = sled::Batch::default();
-            for (piece, bytes) in (0u32..).zip(journal::encode(&chunk).chunks(journal::PIECE_BYTES)) {
+            for (piece, bytes) in (0u32..).zip(journal::encode(&chunk)?.chunks(journal::PIECE_BYTES)) {
                 batch.insert(&journal_key(record, piece), bytes);
             }
-            self.ledger.apply_batch(batch).map_err(storage_error)?;
+            self.ledger.apply_batch(batch).map_err(sled_error)?;
         }
         // The switch: one small batch.
         let mut switch = sled::Batch::default();
         switch.remove(meta_key(JOURNAL_PENDING));
         switch.insert(meta_key(JOURNAL_FLOOR), &first.to_be_bytes());
         for (projection, position) in &checkpoints {
-            switch.insert(checkpoint_key(projection), &position.to_be_bytes());
+            switch.insert(checkpoint_key(*projection), &position.to_be_bytes());
         }
-        self.ledger.apply_batch(switch).map_err(storage_error)?;
+        self.ledger.apply_batch(switch).map_err(sled_error)?;
         self.sync()?;
         self.remove_records(old_floor, first)?;
         self.sync()?;
@@ -638,7 +387,7 @@ impl LastUseStore for SledStorage {
     fn last_uses(&self) -> Result<Vec<(Uuid, DateTime<Utc>)>, LedgerError> {
         let mut uses = Vec::new();
         for entry in self.last_used.iter() {
-            let (key, value) = entry.map_err(storage_error)?;
+            let (key, value) = entry.map_err(sled_error)?;
             let id = Uuid::from_slice(&key).ok();
             let at = <[u8; 8]>::try_from(value.as_ref()).ok().and_then(|micros| DateTime::from_timestamp_micros(i64::from_be_bytes(micros)));
             match id.zip(at) {
@@ -654,13 +403,14 @@ impl LastUseStore for SledStorage {
         for (id, at) in uses {
             batch.insert(id.as_bytes(), &at.timestamp_micros().to_be_bytes());
         }
-        self.last_used.apply_batch(batch).map_err(storage_error)?;
+        self.last_used.apply_batch(batch).map_err(sled_error)?;
         self.sync()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::pages::{HASH_BYTES, LENGTH_BYTES};
     use super::*;
     use crate::ledger::chain::sample;
     use crate::ledger::verify::{self, VerifyError};
@@ -795,7 +545,7 @@ mod tests {
     }
 
     fn row(key: &str, value: &str) -> RowChange {
-        RowChange { projection: "keys".into(), key: key.into(), value: Some(value.as_bytes().to_vec()) }
+        RowChange { projection: ProjectionId::KeysView, key: key.into(), value: Some(value.as_bytes().to_vec()) }
     }
 
     fn journal_rows(storage: &SledStorage) -> Vec<RowChange> {
@@ -837,10 +587,10 @@ mod tests {
             storage.commit(commit).unwrap_or_else(|e| panic!("{e}"));
         }
         let fresh: Vec<RowChange> = (0..ROWS_PER_RECORD + 5).map(|i| row(&format!("new{i}"), "y")).collect();
-        let written = storage.replace_journal(&mut fresh.clone().into_iter(), vec![("keys", 9)]).unwrap_or_else(|e| panic!("{e}"));
+        let written = storage.replace_journal(&mut fresh.clone().into_iter(), vec![(ProjectionId::KeysView, 9)]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(written, fresh.len());
         assert_eq!(journal_rows(&storage), fresh, "only the new generation, in order, across several records");
-        assert_eq!(storage.checkpoint("keys").ok(), Some(9));
+        assert_eq!(storage.checkpoint(ProjectionId::KeysView).ok(), Some(9));
         assert_eq!(storage.ledger.range(journal_key(0, 0)..journal_key(storage.meta(JOURNAL_FLOOR).ok().flatten().unwrap_or(0), 0)).count(), 0);
     }
 
@@ -854,7 +604,7 @@ mod tests {
             // What a crash leaves after the marker and one record of the replacement.
             let first = storage.next_record.fetch_add(1, Ordering::Relaxed);
             storage.ledger.insert(meta_key(JOURNAL_PENDING), &first.to_be_bytes()).unwrap_or_else(|e| panic!("{e}"));
-            storage.ledger.insert(journal_key(first, 0), journal::encode(&[row("half", "y")])).unwrap_or_else(|e| panic!("{e}"));
+            storage.ledger.insert(journal_key(first, 0), journal::encode(&[row("half", "y")]).unwrap()).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(journal_rows(&storage), vec![row("old", "x")], "a pending generation is never read");
             storage.sync().unwrap_or_else(|e| panic!("{e}"));
         }
@@ -862,6 +612,24 @@ mod tests {
         assert_eq!(journal_rows(&reopened), vec![row("old", "x")]);
         assert_eq!(reopened.meta(JOURNAL_PENDING).ok().flatten(), None, "the marker is cleared");
         assert_eq!(reopened.ledger.scan_prefix([JOURNAL]).count(), 1, "the partial record is deleted");
+    }
+
+    #[test]
+    fn sled_passes_the_storage_conformance_suite() {
+        let mut dirs = Vec::new();
+        crate::ledger::conformance::run(
+            || {
+                let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+                let storage = open(&dir);
+                dirs.push(dir);
+                storage
+            },
+            |storage| {
+                // A torn write: the last page lost its last bytes.
+                let (first, page) = page_entries(storage).pop().unwrap_or_else(|| panic!("no page"));
+                storage.ledger.insert(position_key(PAGE, first), &page[..page.len() - 10]).unwrap_or_else(|e| panic!("{e}"));
+            },
+        );
     }
 
     /// Another thread starting processes gives each child, between its fork and its exec, a
