@@ -146,7 +146,8 @@ impl SledStorage {
         // data file is still taken, it is a handle of this process: one that sled's threads
         // release a moment after the previous `Db` was dropped, or a copy that a child
         // another thread is starting holds until its exec. Wait for it, briefly: before
-        // opening, and again if sled failed while it was held.
+        // opening, and again if sled failed on it — told by the error's kind (sled's lock
+        // is a non-blocking flock), since the child may have let go by the time we look.
         let mut attempts = 0;
         let db = loop {
             if lock::sled_lock_held(&data_path) && lock::waited_for_release(&mut attempts) {
@@ -154,7 +155,9 @@ impl SledStorage {
             }
             match config.open() {
                 Ok(db) => break db,
-                Err(sled::Error::Io(_)) if lock::sled_lock_held(&data_path) && lock::waited_for_release(&mut attempts) => {}
+                Err(sled::Error::Io(e))
+                    if (e.kind() == std::io::ErrorKind::WouldBlock || lock::sled_lock_held(&data_path))
+                        && lock::waited_for_release(&mut attempts) => {}
                 Err(sled::Error::Io(source)) => return Err(LedgerError::Open { dir: dir.to_owned(), source }),
                 Err(other) => return Err(sled_error(other)),
             }
