@@ -58,6 +58,8 @@ async fn the_schedule_retires_a_previous_token_when_its_grace_period_ends_even_u
     assert!(service.authenticate(rotated.token.reveal()).is_some());
 
     schedule.abort();
+    // The schedule holds the service until its task is gone; only then can the writer stop.
+    assert!(schedule.await.is_err_and(|e| e.is_cancelled()));
     drop(service);
     writer_thread.join();
     let ended: Vec<_> = Replay::new(storage.events_from(1), ChainHead::genesis())
