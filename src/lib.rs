@@ -5,6 +5,10 @@
 //! [`audit`] answers an auditor's questions for the CLI straight from the log: it sits beside
 //! [`service`], below the CLI, and uses only [`ledger`] and `keyledger_projections`.
 
+// A user, a file or the network can make almost anything fail: outside tests, failures are
+// errors to handle, never `unwrap`/`expect` panics.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod audit;
 pub mod http;
 pub mod ledger;

@@ -1,5 +1,9 @@
 //! The `keyledger` binary: the command line around the library. `anyhow` lives here only.
 
+// A user, a file or the network can make almost anything fail: outside tests, failures are
+// errors to handle, never `unwrap`/`expect` panics.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod cli;
 
 use std::process::ExitCode;

@@ -5,6 +5,10 @@
 //! decides commands against a [`State`]. Because a projection is a deterministic fold, any
 //! of them can be rebuilt from the log at any time and compared with the live copy.
 
+// A user, a file or the network can make almost anything fail: outside tests, failures are
+// errors to handle, never `unwrap`/`expect` panics.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod creation_order;
 pub mod directory;
 pub mod event;

@@ -43,7 +43,7 @@ impl Iterator for Walk {
     type Item = Result<(sled::IVec, sled::IVec), sled::Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if let Some(last) = self.last.as_ref().filter(|_| self.read % self.per_iterator == 0) {
+        if let Some(last) = self.last.as_ref().filter(|_| self.read.is_multiple_of(self.per_iterator)) {
             self.entries = self.tree.range::<&[u8], _>((Bound::Excluded(last.as_ref()), Bound::Excluded(self.end.as_slice())));
         }
         let next = self.entries.next()?;
