@@ -51,7 +51,12 @@ pub fn name_key(organization_id: Uuid, kind: ApiKeyKind, scope: NameScope, name:
 /// full-width and compatibility forms read as their plain letters), fully case-folded
 /// (`ß` as `ss`), and normalized again, since folding can leave a composable sequence.
 pub fn comparable_name(name: &str) -> String {
-    let compatible: String = name.trim().nfkc().collect();
+    let name = name.trim();
+    if name.is_ascii() {
+        // NFKC leaves ASCII as it is and folding it is lowercasing: most names, cheaply.
+        return name.to_ascii_lowercase();
+    }
+    let compatible: String = name.nfkc().collect();
     UniCase::new(compatible).to_folded_case().nfkc().collect()
 }
 
@@ -59,6 +64,11 @@ pub fn comparable_name(name: &str) -> String {
 /// were NFKC-folded hold a lowercased name; re-deriving the name keeps their claims where
 /// today's writer looks for them (a name already folded comes back unchanged).
 fn recompared(key: &str) -> String {
+    if key.is_ascii() {
+        // Ids and kinds are lowercase ASCII already: a start loading a million rows pays
+        // for normalization only where a name is not ASCII.
+        return key.to_ascii_lowercase();
+    }
     match key.splitn(4, '/').collect::<Vec<_>>().as_slice() {
         [organization, kind, scope, name] => format!("{organization}/{kind}/{scope}/{}", comparable_name(name)),
         _ => key.to_owned(),
