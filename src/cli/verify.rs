@@ -26,8 +26,9 @@ pub struct VerifyArgs {
     checkpoint: Option<PathBuf>,
     /// The verifier key to check the checkpoint's signature with, as recorded when it was
     /// taken (`keyledger audit checkpoint --verifier-key`). Without it, the data directory's
-    /// own key is used, which whoever can rewrite the log can also replace.
-    #[arg(long, env = "KEYLEDGER_VERIFIER_KEY", requires = "checkpoint")]
+    /// own key is used, which whoever can rewrite the log can also replace. No environment
+    /// variable: one left set would silently decide which key a signature is checked with.
+    #[arg(long, requires = "checkpoint")]
     verifier_key: Option<String>,
 }
 

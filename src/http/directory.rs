@@ -154,15 +154,14 @@ fn group(team: &Team) -> Resource<GroupAttributes> {
         (status = 401, response = InvalidToken),
     ))]
 pub(super) async fn me(State(app): State<AppState>, Authenticated(caller): Authenticated) -> Result<Response, ApiError> {
-    // Plain data with string keys: serialization cannot fail.
-    let body = app
-        .service
-        .read(|state| directory::me(state, &caller).map(|me| serde_json::to_vec(&Document { data: user(me) }).unwrap_or_default()))
-        .ok_or_else(ApiError::unauthorized)?;
-    Ok(document(StatusCode::OK, body))
+    let data = app.service.read(|state| directory::me(state, &caller).map(user)).ok_or_else(ApiError::unauthorized)?;
+    // Plain data with string keys: serialization cannot fail. Rendered after the state's
+    // lock is let go, as every answer is.
+    Ok(document(StatusCode::OK, serde_json::to_vec(&Document { data }).unwrap_or_default()))
 }
 
-/// A page of one of the directory's lists, read under one look at the state.
+/// A page of one of the directory's lists, cut under one look at the state (its entries
+/// copied out, at most a page of them) and rendered after the lock is let go.
 fn list<A: Serialize>(
     app: &AppState,
     caller: &Caller,
@@ -172,11 +171,8 @@ fn list<A: Serialize>(
 ) -> Result<Response, ApiError> {
     let pairs = pagination::pairs(query)?;
     let paging = pagination::paging_only(&pairs)?;
-    let body = app.service.read(|state| {
-        let page = page(state, caller, paging);
-        pagination::document(path, &pairs, paging, page.total, page.items)
-    });
-    Ok(document(StatusCode::OK, body))
+    let page = app.service.read(|state| page(state, caller, paging));
+    Ok(document(StatusCode::OK, pagination::document(path, &pairs, paging, page.total, page.items)))
 }
 
 #[utoipa::path(get, path = "/v1/roles", tag = "directory", params(PageParameters),

@@ -352,12 +352,14 @@ impl Service {
         render(&listing::page(gathered, query, now, &|id| self.last_uses.get(id)))
     }
 
-    /// `render`s a key the caller may see, as of now; `None` for anything else.
+    /// `render`s a key the caller may see, as of now; `None` for anything else. The key is
+    /// rendered after the state's lock is let go (it is shared, not copied).
     pub fn show_api_key<R>(&self, caller: &Caller, id: Uuid, render: impl FnOnce(&ApiKey) -> R) -> Option<R> {
-        self.read(|state| {
-            let key = state.keys.get(id)?;
+        let key = self.read(|state| {
+            let key = state.keys.shared(id)?;
             let org = state.directory.organization(caller.organization_id)?;
-            can_see(caller, org, key).then(|| render(key))
-        })
+            can_see(caller, org, key).then(|| Arc::clone(key))
+        })?;
+        Some(render(&key))
     }
 }
