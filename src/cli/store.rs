@@ -17,7 +17,12 @@ pub struct StoreArgs {
     /// Keep the ledger in PostgreSQL instead of --data (preview), e.g.
     /// postgres://keyledger@db:5432/keyledger. Prefer the variable to the flag when the URL
     /// holds a password: a flag shows in process lists.
-    #[arg(long, env = "KEYLEDGER_DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    #[arg(
+        long,
+        env = "KEYLEDGER_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub database_url: Option<String>,
     /// The schema of that database that holds the ledger (created and migrated by keyledger).
     #[arg(long, env = "KEYLEDGER_DATABASE_SCHEMA", default_value = DEFAULT_SCHEMA, value_name = "NAME")]
@@ -53,14 +58,22 @@ impl StoreArgs {
                     Open::CreateIfMissing => PostgresStorage::open(url, &self.database_schema)?,
                     Open::Existing => PostgresStorage::open_existing(url, &self.database_schema)?,
                 });
-                Ledger { storage: Arc::clone(&storage) as Arc<dyn Storage>, last_uses: storage, place }
+                Ledger {
+                    storage: Arc::clone(&storage) as Arc<dyn Storage>,
+                    last_uses: storage,
+                    place,
+                }
             }
             None => {
                 let storage = Arc::new(match mode {
                     Open::CreateIfMissing => SledStorage::open(&self.data)?,
                     Open::Existing => SledStorage::open_existing(&self.data)?,
                 });
-                Ledger { storage: Arc::clone(&storage) as Arc<dyn Storage>, last_uses: storage, place }
+                Ledger {
+                    storage: Arc::clone(&storage) as Arc<dyn Storage>,
+                    last_uses: storage,
+                    place,
+                }
             }
         })
     }
