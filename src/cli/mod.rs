@@ -5,11 +5,12 @@ mod offline;
 mod progress;
 mod rebuild;
 mod serve;
+mod store;
 mod timeline;
 mod transfer;
 mod verify;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -20,13 +21,6 @@ use keyledger::service::rules::directory::DirectoryFile;
 struct Cli {
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Args, Clone)]
-struct DataDir {
-    /// The data directory (the event log and the projections).
-    #[arg(long, env = "KEYLEDGER_DATA", default_value = "./keyledger-data")]
-    data: PathBuf,
 }
 
 #[derive(Args, Clone)]

@@ -6,20 +6,21 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use chrono::{DateTime, Duration, Utc};
 use clap::Args;
-use keyledger::ledger::{SledStorage, Storage};
+use keyledger::ledger::Storage;
 use keyledger::service::operator;
 use keyledger::service::recovery::load_state;
 use keyledger::service::rules::directory::DirectoryFile;
 use keyledger::service::token::TokenFormat;
 use keyledger::service::writer::Writer;
 
-use super::{read_directory, DataDir, TokenPrefix};
+use super::{read_directory, TokenPrefix};
+use super::store::{Open, StoreArgs};
 
 #[derive(Args)]
 #[command(group = clap::ArgGroup::new("source").required(true).args(["directory", "org"]))]
 pub struct InitArgs {
     #[command(flatten)]
-    data: DataDir,
+    store: StoreArgs,
     /// A directory file describing the organization(s) to create.
     #[arg(long, env = "KEYLEDGER_DIRECTORY")]
     directory: Option<PathBuf>,
@@ -36,7 +37,7 @@ pub struct InitArgs {
 #[derive(Args)]
 pub struct ApplyArgs {
     #[command(flatten)]
-    data: DataDir,
+    store: StoreArgs,
     /// The directory file (see fixtures/directory.example.json).
     file: PathBuf,
 }
@@ -45,7 +46,7 @@ pub struct ApplyArgs {
 #[command(group = clap::ArgGroup::new("expiry").required(true).args(["expires_in", "expires_at"]))]
 pub struct IssueArgs {
     #[command(flatten)]
-    data: DataDir,
+    store: StoreArgs,
     /// The organization (needed only when the ledger has several).
     #[arg(long, env = "KEYLEDGER_ORG")]
     org: Option<String>,
@@ -65,31 +66,16 @@ pub struct IssueArgs {
     prefix: TokenPrefix,
 }
 
-/// Whether opening a data directory may create a new ledger there.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Open {
-    CreateIfMissing,
-    Existing,
-}
-
-/// Opens the store in `dir`.
-pub fn open_storage(dir: &std::path::Path, mode: Open) -> anyhow::Result<Arc<SledStorage>> {
-    Ok(Arc::new(match mode {
-        Open::CreateIfMissing => SledStorage::open(dir)?,
-        Open::Existing => SledStorage::open_existing(dir)?,
-    }))
-}
-
-/// A writer over the ledger in `storage` (opened from `dir`) with its projections loaded.
-pub fn writer_over(storage: Arc<SledStorage>, dir: &std::path::Path) -> anyhow::Result<Writer> {
-    let state = load_state(&*storage).with_context(|| format!("cannot load the ledger in {}", dir.display()))?;
-    let storage: Arc<dyn Storage> = storage;
+/// A writer over the ledger in `storage` (at `place`) with its projections loaded.
+pub fn writer_over(storage: Arc<dyn Storage>, place: &str) -> anyhow::Result<Writer> {
+    let state = load_state(&*storage).with_context(|| format!("cannot load the ledger in {place}"))?;
     Ok(Writer::new(storage, state)?)
 }
 
-/// Opens the ledger in `dir` with its projections loaded, ready to record.
-pub fn open_writer(dir: &std::path::Path, mode: Open) -> anyhow::Result<Writer> {
-    writer_over(open_storage(dir, mode)?, dir)
+/// Opens the ledger with its projections loaded, ready to record.
+pub fn open_writer(store: &StoreArgs, mode: Open) -> anyhow::Result<Writer> {
+    let ledger = store.open(mode)?;
+    writer_over(ledger.storage, &ledger.place)
 }
 
 pub fn init(args: InitArgs) -> anyhow::Result<()> {
@@ -99,8 +85,8 @@ pub fn init(args: InitArgs) -> anyhow::Result<()> {
         (None, Some(org), Some(owner)) => vec![DirectoryFile::single_owner(org, owner)],
         _ => bail!("give either --directory FILE or both --org NAME and --owner EMAIL"),
     };
-    let mut writer = open_writer(&args.data.data, Open::CreateIfMissing)?;
-    super::verify::ensure_audit_key(&args.data.data)?;
+    let mut writer = open_writer(&args.store, Open::CreateIfMissing)?;
+    super::verify::ensure_audit_key(&args.store)?;
     let token = operator::initialize(&mut writer, &files, &tokens)?;
     println!("{}", token.reveal());
     Ok(())
@@ -108,7 +94,7 @@ pub fn init(args: InitArgs) -> anyhow::Result<()> {
 
 pub fn apply(args: ApplyArgs) -> anyhow::Result<()> {
     let files = read_directory(&args.file)?;
-    let mut writer = open_writer(&args.data.data, Open::Existing)?;
+    let mut writer = open_writer(&args.store, Open::Existing)?;
     let recorded = operator::apply_directory(&mut writer, &files)?;
     if recorded == 0 {
         eprintln!("directory unchanged: nothing recorded");
@@ -143,7 +129,7 @@ pub fn issue(args: IssueArgs) -> anyhow::Result<()> {
             .with_timezone(&Utc),
         (None, None) => bail!("give --expires-in or --expires-at"),
     };
-    let mut writer = open_writer(&args.data.data, Open::Existing)?;
+    let mut writer = open_writer(&args.store, Open::Existing)?;
     let token = operator::issue_personal_key(&mut writer, args.org.as_deref(), &args.user, &args.name, expires_at, &tokens)?;
     println!("{}", token.reveal());
     Ok(())

@@ -2,17 +2,18 @@
 
 use anyhow::bail;
 use clap::Args;
-use keyledger::ledger::{SledStorage, Storage};
+
 use keyledger::service::rebuild::{self, Report, Swap};
 use keyledger_projections::state::PROJECTIONS;
 use keyledger_projections::ProjectionId;
 
-use super::{progress, DataDir};
+use super::progress;
+use super::store::StoreArgs;
 
 #[derive(Args)]
 pub struct RebuildArgs {
     #[command(flatten)]
-    data: DataDir,
+    store: StoreArgs,
     /// Only this projection (directory, name_index, token_index, keys, service_accounts,
     /// expiry_schedule); the others keep their stored rows.
     #[arg(long, env = "KEYLEDGER_PROJECTION", value_name = "NAME")]
@@ -35,10 +36,11 @@ pub fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
         Some(name) => vec![rebuild::projection_named(name)?],
         None => PROJECTIONS.to_vec(),
     };
-    let storage = SledStorage::open_existing(&args.data.data)?;
+    let storage = args.store.open_log()?;
+    let storage = &*storage;
     let head = storage.last_event()?.map_or(0, |e| e.position);
     let bar = progress::bar(head, "replay");
-    let rebuilt = rebuild::build(&storage, &mut |events| bar.set_position(events));
+    let rebuilt = rebuild::build(storage, &mut |events| bar.set_position(events));
     bar.finish_and_clear();
     let rebuilt = rebuilt?;
     for (projection, checkpoint) in &rebuilt.checkpoints {
@@ -56,7 +58,7 @@ pub fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     } else {
         let writing = progress::bar(1, "swap in");
         writing.enable_steady_tick(std::time::Duration::from_millis(250));
-        let swap = rebuild::swap_in(&storage, &rebuilt, &report, args.compact);
+        let swap = rebuild::swap_in(storage, &rebuilt, &report, args.compact);
         writing.finish_and_clear();
         let projections = names(&selected);
         match swap? {

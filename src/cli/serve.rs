@@ -18,13 +18,14 @@ use keyledger::service::{Policy, Provenance, Service};
 use tracing_subscriber::EnvFilter;
 use uuid::Uuid;
 
-use super::offline::{open_storage, writer_over, Open};
-use super::{read_directory, DataDir, TokenPrefix};
+use super::offline::writer_over;
+use super::{read_directory, TokenPrefix};
+use super::store::{Open, StoreArgs};
 
 #[derive(Args)]
 pub struct ServeArgs {
     #[command(flatten)]
-    data: DataDir,
+    store: StoreArgs,
     /// Address to listen on (port 0: any free port; the bound address is printed).
     #[arg(long, env = "KEYLEDGER_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -96,12 +97,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .init();
     let tokens = TokenFormat::new(&args.prefix.token_prefix)?;
     let limits = args.limits();
-    let storage = open_storage(&args.data.data, Open::CreateIfMissing)?;
-    let mut writer = writer_over(Arc::clone(&storage), &args.data.data)?;
+    let ledger = args.store.open(Open::CreateIfMissing)?;
+    let mut writer = writer_over(ledger.storage, &ledger.place)?;
     let files = args.directory.as_deref().map(read_directory).transpose()?;
     if writer.head().position == 0 {
         let files = files.unwrap_or_else(|| vec![DirectoryFile::single_owner(DEFAULT_ORGANIZATION, DEFAULT_OWNER)]);
-        super::verify::ensure_audit_key(&args.data.data)?;
+        super::verify::ensure_audit_key(&args.store)?;
         let token = operator::initialize(&mut writer, &files, &tokens)?;
         let owner = files.first().and_then(DirectoryFile::first_owner).map(|u| u.email.as_str()).unwrap_or_default();
         eprintln!("{}", banner(&files[0].organization, owner, token.reveal()));
@@ -110,7 +111,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(recorded, "directory file applied");
     }
 
-    let (service, writer_thread) = Service::start(writer, tokens, storage, Policy { max_keys_per_scope: args.max_keys_per_scope }, Arc::new(SystemClock)).context("cannot start the service")?;
+    let (service, writer_thread) = Service::start(writer, tokens, ledger.last_uses, Policy { max_keys_per_scope: args.max_keys_per_scope }, Arc::new(SystemClock)).context("cannot start the service")?;
     let service = Arc::new(service);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     let served = runtime.block_on(async {

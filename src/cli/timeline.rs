@@ -11,7 +11,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, ValueEnum};
 use indicatif::ProgressBar;
 use keyledger::ledger::chain::{self, Replay};
-use keyledger::ledger::{ChainHead, SledStorage, Storage};
+use keyledger::ledger::{ChainHead, Storage};
 use keyledger::audit::timeline::{
     actor_label, parse_event_type, parse_key_id, parse_time, summary, utc_seconds, ActorMatch, Filter, KeyAt, LogLine,
     StateAt,
@@ -21,7 +21,8 @@ use keyledger_projections::projection::Untracked;
 use keyledger_projections::Projection;
 use uuid::Uuid;
 
-use super::{progress, DataDir};
+use super::progress;
+use super::store::StoreArgs;
 
 // The filters have no `KEYLEDGER_*` variables, unlike other flags: they are a question asked
 // once, and a variable left set in a shell would silently hide events from an audit.
@@ -67,7 +68,7 @@ enum StateFormat {
 #[command(after_long_help = LOG_HELP)]
 pub struct LogArgs {
     #[command(flatten)]
-    data: DataDir,
+    store: StoreArgs,
     /// Only this API key's events: its own stream and, for a team or organization key, its
     /// service account's. A UUID, or api_key-<uuid>.
     #[arg(long, value_name = "ID", value_parser = parse_key_id)]
@@ -96,7 +97,7 @@ pub struct LogArgs {
 #[command(after_long_help = STATE_HELP)]
 pub struct StateArgs {
     #[command(flatten)]
-    data: DataDir,
+    store: StoreArgs,
     /// The moment (RFC 3339, e.g. 2030-01-31T12:00:00Z): events recorded at or before it count.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     at: DateTime<Utc>,
@@ -115,11 +116,12 @@ pub fn log(args: LogArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let storage = SledStorage::open_existing(&args.data.data)?;
-    let bar = progress::bar(head_position(&storage)?, "reading");
+    let storage = args.store.open_log()?;
+    let storage = &*storage;
+    let bar = progress::bar(head_position(storage)?, "reading");
     let mut sink = Sink { bar: &bar, buf: Vec::new() };
     let filter = Filter { key: args.key, actor: args.actor, types: args.types, since: args.since, until: args.until };
-    let written = write_log(&storage, filter, args.format, &mut sink);
+    let written = write_log(storage, filter, args.format, &mut sink);
     bar.finish_and_clear();
     // Whatever was printed (on a broken chain: the events before the break) goes out first;
     // a broken chain is reported even if the reader has gone.
@@ -133,8 +135,9 @@ pub fn log(args: LogArgs) -> anyhow::Result<()> {
 }
 
 pub fn state(args: StateArgs) -> anyhow::Result<()> {
-    let storage = SledStorage::open_existing(&args.data.data)?;
-    let bar = progress::bar(head_position(&storage)?, "replaying");
+    let storage = args.store.open_log()?;
+    let storage = &*storage;
+    let bar = progress::bar(head_position(storage)?, "replaying");
     let mut state = StateAt::new(args.at);
     let replayed: anyhow::Result<()> = Replay::new(storage.events_from(1), ChainHead::genesis()).try_for_each(|event| {
         state.offer(&event?);
@@ -166,7 +169,7 @@ fn tolerate_closed_stdout<T>(result: anyhow::Result<T>) -> anyhow::Result<Option
 
 /// Prints the selected events; returns how many there were. On a broken chain the events
 /// before the break (whose links all held) are printed, then the break is the error.
-fn write_log(storage: &SledStorage, filter: Filter, format: LogFormat, out: &mut Sink<'_>) -> anyhow::Result<u64> {
+fn write_log(storage: &dyn Storage, filter: Filter, format: LogFormat, out: &mut Sink<'_>) -> anyhow::Result<u64> {
     let mut selector = filter.selector();
     let mut table = (format == LogFormat::Table).then(|| {
         Table::new(&[

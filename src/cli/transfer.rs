@@ -8,15 +8,16 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::ProgressStyle;
 use keyledger::ledger::transfer;
-use keyledger::ledger::{SledStorage, Storage};
+
 use keyledger::service::rebuild;
 
-use super::{progress, DataDir};
+use super::progress;
+use super::store::StoreArgs;
 
 #[derive(Args)]
 pub struct ExportArgs {
     #[command(flatten)]
-    data: DataDir,
+    store: StoreArgs,
     /// Write the export to FILE (atomically: complete or not at all) instead of standard output.
     #[arg(long, short, env = "KEYLEDGER_EXPORT_OUTPUT", value_name = "FILE")]
     output: Option<PathBuf>,
@@ -25,21 +26,22 @@ pub struct ExportArgs {
 #[derive(Args)]
 pub struct ImportArgs {
     #[command(flatten)]
-    data: DataDir,
+    store: StoreArgs,
     /// The export to load (JSON lines, as `keyledger export` writes them).
     file: PathBuf,
 }
 
 pub fn export(args: ExportArgs) -> anyhow::Result<()> {
-    let storage = SledStorage::open_existing(&args.data.data)?;
+    let storage = args.store.open_log()?;
+    let storage = &*storage;
     let total = storage.last_event()?.map_or(0, |e| e.position);
     let bar = progress::bar(total, "export");
     let mut report = |events| bar.set_position(events);
     let exported = match &args.output {
-        Some(path) => transfer::export_file(&storage, path, &mut report)?,
+        Some(path) => transfer::export_file(storage, path, &mut report)?,
         None => {
             let mut out = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-            transfer::export(&storage, &mut out, "standard output", &mut report)?
+            transfer::export(storage, &mut out, "standard output", &mut report)?
         }
     };
     bar.finish_and_clear();
@@ -49,6 +51,9 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
 }
 
 pub fn import(args: ImportArgs) -> anyhow::Result<()> {
+    // An import is staged in a directory next to --data and moved into place whole; a
+    // schema has no such move yet.
+    args.store.refuse_on_postgres("import", "import into a data directory (--data) for now")?;
     let file = File::open(&args.file).with_context(|| format!("cannot open {}", args.file.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = progress::bar(size, "import");
@@ -57,16 +62,16 @@ pub fn import(args: ImportArgs) -> anyhow::Result<()> {
     }
     let mut source = BufReader::with_capacity(1 << 20, file);
     let mut projections = rebuild::Fold::default();
-    let imported = transfer::import(&mut source, &args.data.data, &mut |read| bar.set_position(read), &mut projections);
+    let imported = transfer::import(&mut source, &args.store.data, &mut |read| bar.set_position(read), &mut projections);
     bar.finish_and_clear();
     // The folded projections are journaled; freeing their millions of allocations one by one
     // would only delay the exit.
     std::mem::forget(projections);
-    let imported = imported.with_context(|| format!("cannot import {} into {}", args.file.display(), args.data.data.display()))?;
+    let imported = imported.with_context(|| format!("cannot import {} into {}", args.file.display(), args.store.data.display()))?;
     eprintln!(
         "imported {} event(s) into {}; head {} at position {}",
         imported.events,
-        args.data.data.display(),
+        args.store.data.display(),
         imported.head.hash,
         imported.head.position
     );

@@ -8,9 +8,10 @@ use anyhow::{bail, Context};
 use clap::Args;
 use keyledger::ledger::checkpoint::{self, AuditKey, Checkpoint, KeyFile, Verifier};
 use keyledger::ledger::verify::{self, Summary};
-use keyledger::ledger::{SledStorage, Storage};
+use keyledger::ledger::Storage;
 
-use super::{progress, DataDir};
+use super::progress;
+use super::store::StoreArgs;
 
 /// The environment variable that gives the audit signing key (its 32-byte seed in hex)
 /// instead of the data directory's key file. A variable rather than a flag, so that the
@@ -20,7 +21,7 @@ const KEY_ENV: &str = "KEYLEDGER_AUDIT_KEY";
 #[derive(Args)]
 pub struct VerifyArgs {
     #[command(flatten)]
-    data: DataDir,
+    store: StoreArgs,
     /// A signed checkpoint (from `keyledger audit checkpoint`) that the log must extend.
     #[arg(long, env = "KEYLEDGER_CHECKPOINT")]
     checkpoint: Option<PathBuf>,
@@ -35,21 +36,20 @@ pub struct VerifyArgs {
 #[derive(Args)]
 pub struct CheckpointArgs {
     #[command(flatten)]
-    data: DataDir,
+    store: StoreArgs,
     /// Print the verifier key (C2SP vkey: name+key ID+public key) instead of a checkpoint.
     #[arg(long)]
     verifier_key: bool,
 }
 
 pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
-    let dir = &args.data.data;
-    let storage = SledStorage::open_existing(dir)?;
+    let storage = args.store.open_log()?;
     // The signature first: it is cheap, and a forged checkpoint need not wait for a replay.
     let checkpoint = match &args.checkpoint {
-        Some(path) => Some(open_checkpoint(dir, path, args.verifier_key.as_deref())?),
+        Some(path) => Some(open_checkpoint(&args.store, path, args.verifier_key.as_deref())?),
         None => None,
     };
-    let summary = verify_log(&storage)?;
+    let summary = verify_log(&*storage)?;
     if summary.events == 0 {
         println!("the log is empty: 0 events, nothing to verify");
     } else {
@@ -61,7 +61,7 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     }
     if let Some((path, checkpoint, signer)) = checkpoint {
         checkpoint
-            .check_extended_by(&storage, &summary)
+            .check_extended_by(&*storage, &summary)
             .with_context(|| format!("the log does not extend the checkpoint {}", path.display()))?;
         println!(
             "checkpoint {}: signed by {signer}; the log extends it ({} events then, {} now, same hash at {})",
@@ -75,9 +75,8 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
 }
 
 pub fn checkpoint(args: CheckpointArgs) -> anyhow::Result<()> {
-    let dir = &args.data.data;
-    let storage = SledStorage::open_existing(dir)?;
-    let key = signing_key(dir)?;
+    let storage = args.store.open_log()?;
+    let key = signing_key(&args.store)?;
     if args.verifier_key {
         let first = match storage.events_from(1).next().transpose()? {
             Some(first) if first.position == 1 => first.hash,
@@ -87,7 +86,7 @@ pub fn checkpoint(args: CheckpointArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     // Never sign a broken chain: a checkpoint vouches for everything before it.
-    let summary = verify_log(&storage)?;
+    let summary = verify_log(&*storage)?;
     let signed = Checkpoint::of(&summary)?.sign(&key);
     // Exactly the note: a trailing blank line would make it a different (malformed) note.
     print!("{signed}");
@@ -96,25 +95,35 @@ pub fn checkpoint(args: CheckpointArgs) -> anyhow::Result<()> {
 
 /// Creates the data directory's audit signing key unless the environment gives one (then it
 /// only checks that one is well formed), so that every new ledger can sign checkpoints.
-/// Called by `init` and by `serve` when it initializes an empty directory.
-pub fn ensure_audit_key(dir: &Path) -> anyhow::Result<()> {
+/// Called by `init` and by `serve` when it initializes an empty ledger. On PostgreSQL there
+/// is no data directory to keep a key file in (nor one that every node shares): the key comes
+/// from the environment only, and a ledger started without it is told how to sign later.
+pub fn ensure_audit_key(store: &StoreArgs) -> anyhow::Result<()> {
     match std::env::var(KEY_ENV) {
         Ok(hex) => {
             AuditKey::from_hex(&hex, KEY_ENV)?;
         }
+        Err(_) if store.on_postgres() => {
+            eprintln!("keyledger: no audit signing key was created (on PostgreSQL it is not kept with the ledger); set {KEY_ENV} (a 32-byte seed in hex) to sign checkpoints");
+        }
         Err(_) => {
-            checkpoint::load_or_create_key_file(dir)?;
+            checkpoint::load_or_create_key_file(&store.data)?;
         }
     }
     Ok(())
 }
 
 /// The key that signs: the environment's if set, else the data directory's, which is created
-/// (and said so) for a ledger made before audit keys existed.
-fn signing_key(dir: &Path) -> anyhow::Result<AuditKey> {
+/// (and said so) for a ledger made before audit keys existed. On PostgreSQL, the
+/// environment's only.
+fn signing_key(store: &StoreArgs) -> anyhow::Result<AuditKey> {
     if let Ok(hex) = std::env::var(KEY_ENV) {
         return Ok(AuditKey::from_hex(&hex, KEY_ENV)?);
     }
+    if store.on_postgres() {
+        bail!("on PostgreSQL the audit signing key comes from {KEY_ENV} only (a 32-byte seed in hex); set it to sign checkpoints");
+    }
+    let dir = &store.data;
     let (key, how) = checkpoint::load_or_create_key_file(dir)?;
     if how == KeyFile::Created {
         eprintln!(
@@ -126,17 +135,20 @@ fn signing_key(dir: &Path) -> anyhow::Result<AuditKey> {
 }
 
 /// Reads a checkpoint file and checks its signature; returns it with who signed it.
-fn open_checkpoint(dir: &Path, path: &Path, vkey: Option<&str>) -> anyhow::Result<(PathBuf, Checkpoint, String)> {
+fn open_checkpoint(store: &StoreArgs, path: &Path, vkey: Option<&str>) -> anyhow::Result<(PathBuf, Checkpoint, String)> {
     let note = std::fs::read_to_string(path).with_context(|| format!("cannot read the checkpoint {}", path.display()))?;
     let verifier = match vkey {
         Some(vkey) => Verifier::from_vkey(vkey)?,
         None => {
             let key = match std::env::var(KEY_ENV) {
                 Ok(hex) => AuditKey::from_hex(&hex, KEY_ENV)?,
-                Err(_) => checkpoint::load_key_file(dir)?.with_context(|| {
+                Err(_) if store.on_postgres() => {
+                    bail!("no key to check the checkpoint's signature with: give --verifier-key (on PostgreSQL there is no data directory key)")
+                }
+                Err(_) => checkpoint::load_key_file(&store.data)?.with_context(|| {
                     format!(
                         "no key to check the checkpoint's signature with: {} has no {}; give --verifier-key",
-                        dir.display(),
+                        store.data.display(),
                         checkpoint::KEY_FILE
                     )
                 })?,

@@ -2,7 +2,7 @@
 //!
 //! This module knows bytes and disk and nothing of HTTP. [`chain`] turns events into
 //! envelopes and checks the chain; [`Storage`] is the one seam behind which everything
-//! backend-specific sits ([`sled_store`] today, PostgreSQL later), so that the same tests
+//! backend-specific sits ([`sled_store`], the embedded default, and [`postgres`]), so that the same tests
 //! can run against every backend. [`LastUseStore`] is a second, smaller seam: when each key
 //! was last used, kept beside the log and never in it.
 
@@ -14,6 +14,7 @@ pub mod envelope;
 pub mod journal;
 #[cfg(test)]
 pub(crate) mod memory;
+pub mod postgres;
 pub mod sled_store;
 pub mod transfer;
 pub mod verify;
@@ -25,6 +26,7 @@ use keyledger_projections::ProjectionId;
 use uuid::Uuid;
 
 pub use chain::{ChainHead, StoredEvent};
+pub use postgres::PostgresStorage;
 pub use sled_store::SledStorage;
 
 /// Everything one group commit writes, atomically and durably.
@@ -59,6 +61,20 @@ pub enum LedgerError {
     Corrupt { position: u64, reason: String },
     #[error(transparent)]
     Row(#[from] keyledger_projections::RowError),
+    #[error("the database URL is not a PostgreSQL connection URL such as postgres://user@host:5432/database")]
+    DatabaseUrl { source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("cannot connect to PostgreSQL at {target}")]
+    Unreachable { target: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("{schema:?} is not a schema name keyledger uses: lowercase letters, digits and _, starting with a letter, at most 48")]
+    SchemaName { schema: String },
+    #[error("no ledger in schema {schema} at {target}; run `keyledger init --database-url … --database-schema {schema}` (or `keyledger serve`) first, or check --database-schema")]
+    NoSchema { schema: String, target: String },
+    #[error("the schema {schema} was written by a newer keyledger (schema version {found}; this build knows up to {known}): run that keyledger or a newer one")]
+    NewerSchema { schema: String, found: u32, known: u32 },
+    /// An append whose first event is not right after the stored head: another writer
+    /// appended first (or the caller lost track of the head). Nothing of the commit is written.
+    #[error("the commit starts at position {position} but the log's head is at {head}: another writer appended first; nothing was written")]
+    NotNext { position: u64, head: u64 },
 }
 
 /// One change to one stored projection row.
