@@ -4,8 +4,10 @@
 //! [`http`] (and the binary's CLI) → [`service`] → [`ledger`] and `keyledger_projections`.
 //! [`audit`] answers an auditor's questions for the CLI straight from the log: it sits beside
 //! [`service`], below the CLI, and uses only [`ledger`] and `keyledger_projections`.
+//! [`telemetry`] names the metrics [`http`] and [`service`] record; it uses nothing of ours.
 
 pub mod audit;
 pub mod http;
 pub mod ledger;
 pub mod service;
+pub mod telemetry;
