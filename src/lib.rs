@@ -4,6 +4,7 @@
 //! [`http`] (and the binary's CLI) → [`service`] → [`ledger`] and `keyledger_projections`.
 //! [`audit`] answers an auditor's questions for the CLI straight from the log: it sits beside
 //! [`service`], below the CLI, and uses only [`ledger`] and `keyledger_projections`.
+//! [`telemetry`] names the metrics [`http`] and [`service`] record; it uses nothing of ours.
 
 // A user, a file or the network can make almost anything fail: outside tests, failures are
 // errors to handle, never `unwrap`/`expect` panics.
@@ -13,3 +14,4 @@ pub mod audit;
 pub mod http;
 pub mod ledger;
 pub mod service;
+pub mod telemetry;

@@ -1,5 +1,6 @@
 //! `keyledger serve`: the HTTP API over a data directory.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -7,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::builder::TypedValueParser;
-use clap::Args;
-use keyledger::http;
+use clap::{Args, ValueEnum};
+use keyledger::{http, telemetry};
 use keyledger::service::operator;
 use keyledger::service::rules::directory::DirectoryFile;
 use keyledger::service::token::TokenFormat;
@@ -63,6 +64,30 @@ pub struct ServeArgs {
     /// beyond it); 0 turns the limit off.
     #[arg(long, env = "KEYLEDGER_AUTH_FAILURE_LIMIT", default_value_t = http::Limits::default().auth_failure_limit)]
     auth_failure_limit: u32,
+    /// How log lines on stderr are written: `text` for a person (coloured on a terminal),
+    /// `json` one object a line, for a log collector. `RUST_LOG` chooses which (default `info`).
+    #[arg(long, env = "KEYLEDGER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Starts logging to stderr. Log lines carry no token: the only place a token is written is
+/// the banner of a first start, which is not a log line (see [`banner`]).
+fn start_logging(format: LogFormat) {
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")));
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // The event's fields beside `timestamp`, `level` and `target`, not nested under
+        // `fields`: what collectors index without a mapping.
+        LogFormat::Json => logs.json().flatten_event(true).with_ansi(false).init(),
+    }
 }
 
 impl ServeArgs {
@@ -82,6 +107,9 @@ impl ServeArgs {
 const DEFAULT_ORGANIZATION: &str = "default";
 const DEFAULT_OWNER: &str = "owner@localhost";
 
+/// The first owner's token, shown once on stderr before the listening line. It is written
+/// around `tracing`, not logged: it is the operator's only way to get that token, and no log
+/// line carries a token. (With `--log-format json` it is the one non-JSON block on stderr.)
 fn banner(organization: &str, owner: &str, token: &str) -> String {
     let rule = "=".repeat(78);
     format!(
@@ -91,16 +119,22 @@ fn banner(organization: &str, owner: &str, token: &str) -> String {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
+    start_logging(args.log_format);
+    // Before the ledger is opened, so that an initialization's events are counted too.
+    let metrics = telemetry::install().context("cannot install the metrics recorder")?;
     let tokens = TokenFormat::new(&args.prefix.token_prefix)?;
     let limits = args.limits();
     let ledger = args.store.open(Open::CreateIfMissing)?;
     let mut writer = writer_over(ledger.storage, &ledger.place)?;
     let files = args.directory.as_deref().map(read_directory).transpose()?;
     if writer.head().position == 0 {
+        if args.log_format == LogFormat::Json {
+            // A log collector keeps stderr: the owner's token must not reach it.
+            anyhow::bail!(
+                "the ledger is empty, and with --log-format json serve does not print the owner's token \
+                 (a log collector would keep it): run `keyledger init` first, which prints it on stdout"
+            );
+        }
         let files = files.unwrap_or_else(|| vec![DirectoryFile::single_owner(DEFAULT_ORGANIZATION, DEFAULT_OWNER)]);
         super::verify::ensure_audit_key(&args.store)?;
         let token = operator::initialize(&mut writer, &files, &tokens)?;
@@ -124,7 +158,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let schedule = Arc::clone(&service);
         tokio::spawn(async move { schedule.run_expiry_schedule().await });
         eprintln!("keyledger listening on http://{address}");
-        http::serve(listener, service, &limits, shutdown).await;
+        tracing::info!(%address, "listening");
+        http::serve(listener, service, &limits, metrics, shutdown).await;
         anyhow::Ok(())
     });
     drop(runtime);

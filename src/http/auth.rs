@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use super::rate_limit::StandingSlot;
 use super::AppState;
 use crate::service::rules::caller::Caller;
+use crate::telemetry;
 
 pub(crate) struct Authenticated(pub Caller);
 
@@ -31,8 +32,10 @@ impl FromRequestParts<AppState> for Authenticated {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let Some(caller) = bearer_token(parts).and_then(|token| state.service.authenticate(token))
-        else {
+        let token = bearer_token(parts);
+        let Some(caller) = token.and_then(|token| state.service.authenticate(token)) else {
+            let reason = if token.is_some() { "rejected" } else { "missing" };
+            metrics::counter!(telemetry::AUTHENTICATION_FAILURES, "reason" => reason).increment(1);
             let address = parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()

@@ -9,7 +9,9 @@ mod api_keys;
 mod auth;
 mod directory;
 mod errors;
+mod exposition;
 mod fallbacks;
+mod health;
 mod list;
 mod openapi;
 mod pagination;
@@ -27,6 +29,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -85,6 +88,7 @@ impl Default for Limits {
 pub(crate) struct AppState {
     service: Arc<Service>,
     rate_limits: Arc<RateLimits>,
+    metrics: PrometheusHandle,
 }
 
 /// A JSON:API response: `body` with the JSON:API media type.
@@ -107,18 +111,23 @@ fn api() -> OpenApiRouter<AppState> {
 }
 
 /// The whole API as one router, with its OpenAPI document at `GET /openapi.json` (no token
-/// needed: it describes the API, not anyone's data).
-fn router(service: Arc<Service>, rate_limits: Arc<RateLimits>, limits: &Limits) -> Router {
+/// needed: it describes the API, not anyone's data) and, outside `/v1` and so without a
+/// token or a rate limit, what operators ask: `GET /healthz`, `GET /readyz` ([`health`]) and
+/// `GET /metrics` ([`exposition`], which also counts every request, outside all other layers).
+fn router(service: Arc<Service>, rate_limits: Arc<RateLimits>, metrics: PrometheusHandle, limits: &Limits) -> Router {
     let (routes, document) = api().split_for_parts();
     // The document is plain data with string keys: serialization cannot fail.
     let document = document.to_json().unwrap_or_default();
     let routes = routes
         .route("/openapi.json", get(move || async move { ([(header::CONTENT_TYPE, "application/json")], document) }))
+        .route("/healthz", get(health::alive))
+        .route("/readyz", get(health::ready))
+        .route("/metrics", get(exposition::render))
         .fallback(fallbacks::not_found)
         .method_not_allowed_fallback(fallbacks::method_not_allowed)
         .layer(axum::middleware::from_fn(rate_limit::standing_fields))
-        .with_state(AppState { service, rate_limits });
-    harden(routes, limits)
+        .with_state(AppState { service, rate_limits, metrics });
+    harden(routes, limits).layer(axum::middleware::from_fn(exposition::count))
 }
 
 /// The layers every route runs behind: the body limit, a panic becoming a JSON:API 500

@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use super::errors::ApiError;
 use super::Limits;
+use crate::telemetry;
 
 type Buckets<K> =
     RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
@@ -138,6 +139,7 @@ impl RateLimits {
                 }))
             }
             Err(not_until) => {
+                metrics::counter!(telemetry::RATE_LIMITED, "limit" => "key").increment(1);
                 let wait = not_until.wait_time_from(buckets.clock().now());
                 let retry_after = whole_seconds(wait).max(1);
                 let standing = Standing {
@@ -169,6 +171,7 @@ impl RateLimits {
         match buckets.check_key(&client(address)) {
             Ok(_) => ApiError::unauthorized().into_response(),
             Err(not_until) => {
+                metrics::counter!(telemetry::RATE_LIMITED, "limit" => "client_address").increment(1);
                 let retry_after =
                     whole_seconds(not_until.wait_time_from(buckets.clock().now())).max(1);
                 let error = ApiError::new(

@@ -19,10 +19,12 @@ use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::Service as _;
 
+use super::exposition;
 use super::rate_limit::{RateLimits, FORGET_FULL_BUCKETS_EVERY};
 use super::{router, Limits};
 use crate::service::Service;
@@ -30,16 +32,19 @@ use crate::service::Service;
 /// Serves the API on `listener` until `shutdown` completes, then stops accepting and waits
 /// for the connections it has (an idle one closes at once, a busy one after its request).
 /// At most `limits.max_connections` connections are served at once: the next one is accepted
-/// only when one of them closes, and waits in the listen backlog until then.
+/// only when one of them closes, and waits in the listen backlog until then. `GET /metrics`
+/// renders `metrics`, the handle of the recorder installed by [`crate::telemetry::install`].
 pub async fn serve(
     listener: TcpListener,
     service: Arc<Service>,
     limits: &Limits,
+    metrics: PrometheusHandle,
     shutdown: impl Future<Output = ()>,
 ) {
     let rate_limits = Arc::new(RateLimits::new(limits));
     let housekeeping = tokio::spawn(forget_full_buckets(Arc::clone(&rate_limits)));
-    let app = router(service, rate_limits, limits);
+    let upkeep = tokio::spawn(exposition::upkeep(metrics.clone()));
+    let app = router(service, rate_limits, metrics, limits);
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -79,6 +84,7 @@ pub async fn serve(
     drop(listener);
     graceful.shutdown().await;
     housekeeping.abort();
+    upkeep.abort();
 }
 
 /// A failed accept. One connection's failure is that connection's; anything else (out of

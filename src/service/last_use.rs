@@ -129,7 +129,9 @@ fn store_pending(store: &dyn LastUseStore, pending: &mut HashMap<Uuid, DateTime<
         return Ok(());
     }
     let uses: Vec<Note> = pending.iter().map(|(id, at)| (*id, *at)).collect();
-    store.record_last_uses(&uses)?;
+    store
+        .record_last_uses(&uses)
+        .inspect_err(|_| metrics::counter!(crate::telemetry::STORE_ERRORS, "operation" => "record_last_uses").increment(1))?;
     pending.clear();
     Ok(())
 }

@@ -11,6 +11,7 @@ pub mod last_use;
 pub mod listing;
 pub mod operator;
 pub mod paging;
+pub mod readiness;
 pub mod rebuild;
 pub mod recovery;
 pub mod rules;
@@ -28,6 +29,7 @@ use uuid::Uuid;
 
 use self::clock::Clock;
 use self::last_use::LastUses;
+use self::readiness::{Readiness, StoreProbe};
 use self::rules::caller::{self, Caller, Credential};
 use self::rules::create_api_key::{CreateApiKey, NewApiKey, Requester, DEFAULT_MAX_KEYS_PER_SCOPE};
 use self::rules::directory::DirectoryFile;
@@ -93,6 +95,7 @@ pub struct Service {
     last_uses: LastUses,
     policy: Policy,
     clock: Arc<dyn Clock>,
+    store_probe: StoreProbe,
 }
 
 type Replies = Vec<oneshot::Sender<Answer>>;
@@ -163,6 +166,7 @@ impl Service {
         let state = writer.published();
         let publications = writer.publications();
         let durability = writer.durability();
+        let store_probe = StoreProbe::new(durability.clone());
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
         let (to_syncer, from_writer) = std::sync::mpsc::channel();
         let syncer = std::thread::Builder::new()
@@ -171,7 +175,12 @@ impl Service {
         let writer = std::thread::Builder::new()
             .name("keyledger-writer".into())
             .spawn(move || run_writer(writer, queue, to_syncer))?;
-        Ok((Service { state, publications, jobs, tokens, last_uses, policy, clock }, WriterThread { writer, syncer, last_uses: last_use_recorder }))
+        Ok((Service { state, publications, jobs, tokens, last_uses, policy, clock, store_probe }, WriterThread { writer, syncer, last_uses: last_use_recorder }))
+    }
+
+    /// Whether this node should be sent requests (see [`readiness`]).
+    pub async fn readiness(&self) -> Readiness {
+        Readiness { writer: self.store_probe.writer(!self.jobs.is_closed()), store: self.store_probe.store().await }
     }
 
     /// Reads the published (durable) state.

@@ -18,6 +18,7 @@ use std::collections::BTreeSet;
 use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Instant;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::Notify;
@@ -29,6 +30,7 @@ use super::clock::{Clock, SystemClock};
 use super::rules::directory::{self, DirectoryError, DirectoryFile};
 use super::rules::{create_api_key, grace_period, revoke_api_key, rotate_api_key, update_api_key, Decision, Rejection};
 use crate::ledger::{chain, ChainHead, Commit, LedgerError, RowChange, Storage};
+use crate::telemetry;
 
 /// Something the writer can be asked to do.
 #[derive(Clone, Debug)]
@@ -116,7 +118,21 @@ impl Durability {
         self.poisoned.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    fn poison(&self, e: &LedgerError) -> String {
+    /// Whether the writer refuses every change until restart (after a failed append or
+    /// sync), and why: a node in that state must not be sent requests (`GET /readyz`).
+    pub fn refusing_writes(&self) -> Option<String> {
+        self.poisoned()
+    }
+
+    /// Asks the store for one small thing (a checkpoint): an answer means it is reachable.
+    /// sled is in this process and answers unless its disk fails; a store over the network
+    /// may not answer at all, so callers bound the wait.
+    pub fn probe_store(&self) -> Result<(), LedgerError> {
+        self.storage.checkpoint(PROJECTIONS[0]).map(drop)
+    }
+
+    fn poison(&self, e: &LedgerError, operation: &'static str) -> String {
+        metrics::counter!(telemetry::STORE_ERRORS, "operation" => operation).increment(1);
         let reason = format!("{e}; restart keyledger to recover from what is on disk");
         tracing::error!(error = %e, "the ledger could not record a batch; refusing further changes until restart");
         *self.poisoned.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason.clone());
@@ -129,7 +145,10 @@ impl Durability {
         let failure = if staged.iter().all(|s| s.events.is_empty()) {
             None
         } else {
-            self.storage.sync().err().map(|e| self.poison(&e))
+            let started = Instant::now();
+            let synced = self.storage.sync();
+            metrics::histogram!(telemetry::SYNC_DURATION).record(started.elapsed().as_secs_f64());
+            synced.err().map(|e| self.poison(&e, "sync"))
         };
         if failure.is_none() {
             let mut published = self.published.write().unwrap_or_else(PoisonError::into_inner);
@@ -276,9 +295,10 @@ impl Writer {
             return unavailable(&reason, batch.len());
         }
         let count = batch.len();
+        metrics::histogram!(telemetry::BATCH_SIZE).record(count as f64);
         match self.record(batch) {
             Ok(staged) => staged,
-            Err(e) => unavailable(&self.durability.poison(&e), count),
+            Err(e) => unavailable(&self.durability.poison(&e, "append"), count),
         }
     }
 
@@ -333,7 +353,11 @@ impl Writer {
                 })
                 .collect();
             commit.checkpoints = PROJECTIONS.iter().map(|p| (*p, head.position)).collect();
-            self.storage.append(commit)?;
+            let started = Instant::now();
+            let appended = self.storage.append(commit);
+            metrics::histogram!(telemetry::APPEND_DURATION).record(started.elapsed().as_secs_f64());
+            appended?;
+            metrics::counter!(telemetry::EVENTS_APPENDED).increment(recorded.len() as u64);
             self.head = head;
         }
         Ok(Staged { events: recorded, outcomes })
