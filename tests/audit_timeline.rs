@@ -2,7 +2,7 @@
 //! Globex with a personal key for every user (by the operator), a team key and a personal key
 //! carol creates over HTTP, and a short-lived key for dave.
 
-mod support;
+mod common;
 
 use std::collections::BTreeSet;
 use std::process::Output;
@@ -10,7 +10,10 @@ use std::process::Output;
 use chrono::{DateTime, Duration, SecondsFormat, SubsecRound, Utc};
 use keyledger::ledger::{SledStorage, Storage};
 use serde_json::{json, Value};
-use support::{cli, cli_ok, create, in_days, DataDir, Server, PLATFORM_TEAM};
+use common::fixtures::PLATFORM_TEAM;
+use common::http::{Resp, create, in_days};
+use common::ledger::damage_event;
+use common::server::{DataDir, Server, cli, cli_ok};
 
 /// The data directory and everything the test knows about it.
 struct World {
@@ -35,7 +38,7 @@ fn world() -> World {
     let server = Server::start(&data);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let mut create_key = |attributes: Value| {
-        let (status, body) = runtime.block_on(create(&server, &carol, attributes));
+        let Resp { status, json: body, .. } = runtime.block_on(create(&server, &carol, attributes));
         assert_eq!(status, 201, "{body}");
         tokens.push(body["data"]["attributes"]["token"].as_str().expect("a token").to_owned());
         body["data"]["id"].as_str().expect("an id").to_owned()
@@ -402,7 +405,7 @@ fn a_broken_chain_stops_both_commands_at_its_position() {
     let world = world();
     let total = world.events().len();
     // A byte inside event 5 changes; its stored hash does not.
-    support::damage_event(world.data.path(), 5, |canonical| {
+    damage_event(world.data.path(), 5, |canonical| {
         let at = canonical.windows(7).position(|w| w == b"\"slug\":").expect("event 5 is a role") + 8;
         canonical[at] ^= 0x01;
     });

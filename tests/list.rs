@@ -1,15 +1,19 @@
 //! `GET /v1/api_keys`: visibility, filters, sort, pagination links and meta, 400s naming the
 //! parameter — through the real binary.
 
-mod support;
+mod common;
 
 use std::collections::HashSet;
 
 use serde_json::{json, Value};
-use support::*;
+use common::fixtures::PLATFORM_TEAM;
+use common::http::{Resp, create, get, in_days, send};
+use common::jsonapi::assert_bad_parameter;
+use common::server::{DataDir, Server};
 
 async fn list(server: &Server, token: &str, path: &str) -> (u16, Value) {
-    get(server, token, path).await
+    let resp = get(server, token, path).await;
+    (resp.status, resp.json)
 }
 
 #[tokio::test]
@@ -19,7 +23,7 @@ async fn pagination_links_walk_every_visible_key_exactly_once() {
     let server = Server::start(&data);
     let carol = &tokens["carol@acme.test"];
     for i in 0..7 {
-        let (status, _) = create(&server, carol, json!({"name": format!("key {i}"), "kind": "personal", "expires_at": in_days(30)})).await;
+        let Resp { status, .. } = create(&server, carol, json!({"name": format!("key {i}"), "kind": "personal", "expires_at": in_days(30)})).await;
         assert_eq!(status, 201);
     }
     let (status, first) = list(&server, carol, "/v1/api_keys?page[size]=3&sort=-name").await;
@@ -76,5 +80,5 @@ async fn malformed_or_unknown_parameters_are_400_naming_them() {
     for parameter in ["page[size]=101", "page[number]=0", "sort=colour", "filter[kind]=global", "filter[colour]=red", "filter[created_at][gt]=yesterday"] {
         assert_bad_parameter(&server, alice, "/v1/api_keys", parameter).await;
     }
-    assert_eq!(client().get(server.url("/v1/api_keys")).send().await.expect("GET").status(), 401);
+    assert_eq!(send(&server, "GET", "/v1/api_keys", None, None, None).await.status, 401);
 }
