@@ -100,12 +100,14 @@ impl DataDir {
     /// Makes this (empty) directory a ledger of the Acme and Globex fixtures with a personal
     /// token for every user, and returns the tokens keyed by email.
     ///
-    /// The ledger is built once per test binary (`init`, `directory apply`, a `keys issue`
-    /// per user: eleven processes) and copied here; each test owns its copy.
+    /// The ledger is built once (`init`, `directory apply`, a `keys issue` per user: eleven
+    /// processes), by the first test binary of a run that needs it, and copied here; each test
+    /// owns its copy.
     pub fn acme_and_globex(&self) -> HashMap<String, String> {
-        let template = acme_and_globex_template();
+        static TEMPLATE: OnceLock<Template<HashMap<String, String>>> = OnceLock::new();
+        let template = TEMPLATE.get_or_init(shared_acme_and_globex);
         self.fill_from(&template.dir);
-        template.tokens.clone()
+        template.facts.clone()
     }
 
     /// The same ledger as [`DataDir::acme_and_globex`], built here with its own history and
@@ -123,32 +125,112 @@ impl DataDir {
     }
 }
 
-/// A ledger built once per test binary, kept (stopped) for copies.
-struct Template<T> {
+/// A ledger built once per test binary and kept, stopped, for copies; and what its builder
+/// returned about it (tokens, ids).
+pub struct Template<T> {
     dir: PathBuf,
-    tokens: HashMap<String, String>,
-    extra: T,
+    facts: T,
 }
 
-/// Where this test binary keeps its templates: a directory named for its pid under cargo's
-/// per-target temporary directory. Templates of test binaries that are no longer running are
-/// removed on the way (static values are never dropped, so nothing removes them at exit).
-fn template_dir(name: &str) -> PathBuf {
+/// A copy of the ledger `build` makes, which runs once per test binary (named `name`, on a
+/// thread of its own, so that it may start its own async runtime), in a data dir of its own;
+/// and what `build` returned. Each caller owns its copy: a copy taken while no process has
+/// the ledger open is consistent, so `build` must leave it stopped.
+pub fn copy_of<T: Send + Sync>(template: &'static OnceLock<Template<T>>, name: &str, build: impl FnOnce(&DataDir) -> T + Send) -> (DataDir, &'static T) {
+    let template = template.get_or_init(|| {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let data = DataDir::new();
+                    let facts = build(&data);
+                    let dir = template_dir(name);
+                    copy_tree(data.path(), &dir);
+                    Template { dir, facts }
+                })
+                .join()
+                .unwrap_or_else(|_| panic!("building the {name} ledger failed"))
+        })
+    });
+    let data = DataDir::new();
+    data.fill_from(&template.dir);
+    (data, &template.facts)
+}
+
+/// Where templates are kept: cargo's per-target temporary directory.
+fn templates_root() -> PathBuf {
     let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("keyledger-test-templates");
     std::fs::create_dir_all(&root).expect("create the templates dir");
     static SWEPT: OnceLock<()> = OnceLock::new();
-    SWEPT.get_or_init(|| {
-        for entry in std::fs::read_dir(&root).expect("read the templates dir").map_while(Result::ok) {
-            let pid = entry.file_name().to_string_lossy().split('-').next().unwrap_or_default().to_owned();
-            if pid != std::process::id().to_string() && !Path::new("/proc").join(&pid).exists() {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
+    SWEPT.get_or_init(|| sweep(&root));
+    root
+}
+
+/// Removes the templates of test binaries that are no longer running (static values are
+/// never dropped, so nothing removes them at exit) and shared ones too old to be reused.
+fn sweep(root: &Path) {
+    for entry in std::fs::read_dir(root).expect("read the templates dir").map_while(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let gone = match name.split('-').next().map(str::parse::<u32>) {
+            Some(Ok(pid)) => pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists(),
+            _ => !fresh(&entry.path()),
+        };
+        if gone {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
-    });
-    let dir = root.join(format!("{}-{name}", std::process::id()));
+    }
+}
+
+/// A directory of this test binary's own (named for its pid) for the template `name`.
+fn template_dir(name: &str) -> PathBuf {
+    let dir = templates_root().join(format!("{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create a template dir");
     dir
+}
+
+/// How long the shared Acme + Globex ledger may be reused after it was built: long enough
+/// for every test binary of one `cargo test`, short enough that its tokens (30 days) and
+/// timestamps stay recent.
+const SHARED_FOR: Duration = Duration::from_secs(600);
+
+/// Whether `path` was written within [`SHARED_FOR`].
+fn fresh(path: &Path) -> bool {
+    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    modified.and_then(|at| at.elapsed().ok()).is_some_and(|age| age < SHARED_FOR)
+}
+
+/// The Acme + Globex ledger shared by the test binaries of one run: the first binary builds
+/// it, the others copy it. It is named for what it is built from (the `keyledger` binary,
+/// by size and modification time, and the fixture files), so a rebuilt binary or a changed
+/// fixture gets a new one; the tokens are kept beside the ledger, never in it.
+fn shared_acme_and_globex() -> Template<HashMap<String, String>> {
+    let root = templates_root();
+    let mut origin = blake3::Hasher::new();
+    let bin = std::fs::metadata(BIN).expect("the keyledger binary");
+    origin.update(&bin.len().to_le_bytes());
+    origin.update(format!("{:?}", bin.modified().expect("its modification time")).as_bytes());
+    for name in ["directory.example.json", "directory.other-org.json"] {
+        origin.update(&std::fs::read(fixture(name)).expect("a fixture"));
+    }
+    let shared = root.join(format!("shared-acme-and-globex-{}", &origin.finalize().to_hex()[..16]));
+    let tokens_of = |dir: &Path| -> Option<HashMap<String, String>> {
+        let path = dir.join("tokens.json");
+        fresh(&path).then(|| serde_json::from_slice(&std::fs::read(&path).ok()?).ok()).flatten()
+    };
+    if let Some(tokens) = tokens_of(&shared) {
+        return Template { dir: shared.join("ledger"), facts: tokens };
+    }
+    let building = template_dir("building-acme-and-globex");
+    let ledger = building.join("ledger");
+    std::fs::create_dir(&ledger).expect("create the ledger dir");
+    let tokens = build_acme_and_globex(ledger.to_str().expect("utf-8 temp path"));
+    std::fs::write(building.join("tokens.json"), serde_json::to_vec(&tokens).expect("tokens as JSON")).expect("write the tokens");
+    let _ = std::fs::remove_dir_all(&shared);
+    if std::fs::rename(&building, &shared).is_err() {
+        // Another binary put its own in place meanwhile; this one stays private.
+        return Template { dir: ledger, facts: tokens };
+    }
+    Template { dir: shared.join("ledger"), facts: tokens }
 }
 
 /// Every file and directory under `from`, copied to `to` (which exists).
@@ -163,15 +245,6 @@ fn copy_tree(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &target).expect("copy a file");
         }
     }
-}
-
-fn acme_and_globex_template() -> &'static Template<()> {
-    static TEMPLATE: OnceLock<Template<()>> = OnceLock::new();
-    TEMPLATE.get_or_init(|| {
-        let dir = template_dir("acme-and-globex");
-        let tokens = build_acme_and_globex(dir.to_str().expect("utf-8 temp path"));
-        Template { dir, tokens, extra: () }
-    })
 }
 
 /// `init` from the Acme fixture, `directory apply` of Globex's, and a personal token (`keys
@@ -420,25 +493,16 @@ pub struct CreatedKey {
 
 /// Acme and Globex with a personal token per user (keyed by email) and one key of each
 /// kind created by alice over HTTP; the server is stopped again. Built once per test binary
-/// (on a thread of its own, with its own runtime) and copied, as [`DataDir::acme_and_globex`].
+/// and copied, as [`DataDir::acme_and_globex`].
 pub fn ledger_with_a_key_of_each_kind() -> (DataDir, HashMap<String, String>, Vec<CreatedKey>) {
-    static TEMPLATE: OnceLock<Template<Vec<CreatedKey>>> = OnceLock::new();
-    let template = TEMPLATE.get_or_init(|| {
-        std::thread::spawn(|| {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-            let data = DataDir::new();
-            let tokens = data.acme_and_globex();
-            let created = runtime.block_on(a_key_of_each_kind(&data, &tokens["alice@acme.test"]));
-            let dir = template_dir("a-key-of-each-kind");
-            copy_tree(data.path(), &dir);
-            Template { dir, tokens, extra: created }
-        })
-        .join()
-        .expect("build the ledger with a key of each kind")
+    static TEMPLATE: OnceLock<Template<(HashMap<String, String>, Vec<CreatedKey>)>> = OnceLock::new();
+    let (data, (tokens, created)) = copy_of(&TEMPLATE, "a-key-of-each-kind", |data| {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        let tokens = data.acme_and_globex();
+        let created = runtime.block_on(a_key_of_each_kind(data, &tokens["alice@acme.test"]));
+        (tokens, created)
     });
-    let data = DataDir::new();
-    data.fill_from(&template.dir);
-    (data, template.tokens.clone(), template.extra.clone())
+    (data, tokens.clone(), created.clone())
 }
 
 /// Serves `data`, creates a key of each kind as `alice`, shows each to its own token, stops.
