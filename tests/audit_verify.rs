@@ -6,24 +6,19 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+use std::time::Duration;
 
 use keyledger::ledger::chain::{self, ChainHead, Replay};
 use keyledger::ledger::checkpoint::KEY_FILE;
 use keyledger::ledger::{Commit, SledStorage, Storage, StoredEvent};
 use common::ledger::{damage_event, truncate_log};
-use common::server::{DataDir, BIN};
+use common::server::{run_keyledger, DataDir};
 
 /// The variables that change what these commands do; none may leak in from the caller.
-const AUDIT_ENV: [&str; 3] = ["KEYLEDGER_AUDIT_KEY", "KEYLEDGER_CHECKPOINT", "KEYLEDGER_VERIFIER_KEY"];
-
+/// `keyledger <args>` with `envs` (and no inherited `KEYLEDGER_*`, such as an audit key).
 fn keyledger(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(BIN);
-    command.args(args).env_remove("RUST_LOG");
-    for name in AUDIT_ENV {
-        command.env_remove(name);
-    }
-    command.envs(envs.iter().copied()).output().expect("run keyledger")
+    run_keyledger(args, envs, Path::new("."), Duration::from_secs(120))
 }
 
 fn stdout(out: &Output) -> String {
