@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use common::fixtures::{GLOBEX_TEAM, PLATFORM_TEAM, SECURITY_TEAM};
 use common::http::{Resp, create, get, in_days, revoke, send};
 use common::jsonapi::{assert_bad_parameter, titles};
-use common::server::{DataDir, Server};
+use common::server::{Server, World};
 
 const LISTS: [&str; 3] = ["/v1/roles", "/v1/on_call_roles", "/v1/teams"];
 
@@ -46,9 +46,7 @@ fn by_slug<'a>(items: &'a [Value], slug: &str) -> &'a Value {
 
 #[tokio::test]
 async fn users_me_is_the_user_of_a_personal_key_and_the_service_account_of_a_team_or_organization_key() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let carol = &tokens["carol@acme.test"];
     let roles = walk(&server, carol, "/v1/roles", 100).await;
     let on_call_roles = walk(&server, carol, "/v1/on_call_roles", 100).await;
@@ -86,9 +84,7 @@ async fn users_me_is_the_user_of_a_personal_key_and_the_service_account_of_a_tea
 
 #[tokio::test]
 async fn roles_on_call_roles_and_teams_show_the_organizations_directory() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let frank = &tokens["frank@acme.test"];
 
     let roles = walk(&server, frank, "/v1/roles", 100).await;
@@ -116,9 +112,7 @@ async fn roles_on_call_roles_and_teams_show_the_organizations_directory() {
 
 #[tokio::test]
 async fn pagination_links_walk_every_entry_exactly_once() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let alice = &tokens["alice@acme.test"];
     for (path, everything) in [("/v1/roles", 6), ("/v1/on_call_roles", 5), ("/v1/teams", 2)] {
         let whole = walk(&server, alice, path, 100).await;
@@ -138,9 +132,7 @@ async fn pagination_links_walk_every_entry_exactly_once() {
 
 #[tokio::test]
 async fn malformed_or_unknown_parameters_are_400_naming_them() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let alice = &tokens["alice@acme.test"];
     for path in LISTS {
         for parameter in ["page[size]=101", "page[size]=0", "page[number]=0", "page[number]=two", "filter[name]=x", "sort=slug"] {
@@ -151,9 +143,7 @@ async fn malformed_or_unknown_parameters_are_400_naming_them() {
 
 #[tokio::test]
 async fn without_a_valid_token_every_endpoint_is_401() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let revoked = &tokens["dave@acme.test"];
     let Resp { json: listed, .. } = get(&server, revoked, "/v1/api_keys").await;
     let id = listed["data"][0]["id"].as_str().expect("dave's login").to_owned();
@@ -167,9 +157,7 @@ async fn without_a_valid_token_every_endpoint_is_401() {
 
 #[tokio::test]
 async fn globex_never_sees_acmes_directory() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let ids = |items: &[Value]| items.iter().filter_map(|i| i["id"].as_str().map(str::to_owned)).collect::<HashSet<_>>();
     for path in LISTS {
         let acme = ids(&walk(&server, &tokens["alice@acme.test"], path, 100).await);

@@ -39,7 +39,7 @@ async fn create_personal(server: &Server, token: &str, name: &str) -> (String, S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_use_sets_last_used_at_and_a_second_use_within_the_minute_leaves_it() {
-    let World { tokens, server, .. } = World::start();
+    let World { data: _data, tokens, server } = World::start();
     let alice = &tokens["alice@acme.test"];
     let (id, token) = create_personal(&server, alice, "ci bot").await;
     let path = format!("/v1/api_keys/{id}");
@@ -105,7 +105,7 @@ async fn a_rebuild_keeps_last_uses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_list_filters_and_sorts_by_last_use() {
-    let World { tokens, server, .. } = World::start();
+    let World { data: _data, tokens, server } = World::start();
     let alice = &tokens["alice@acme.test"];
     let (_, old) = create_personal(&server, alice, "lu old").await;
     let (_, new) = create_personal(&server, alice, "lu new").await;

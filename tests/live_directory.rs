@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 use common::fixtures::{PLATFORM_TEAM, SECURITY_TEAM, fixture};
 use common::http::{Resp, create, get, in_days};
-use common::server::{DataDir, Server, cli_ok};
+use common::server::{DataDir, Server, World, cli_ok};
 
 /// A directory file outside the data directory, starting as the Acme fixture.
 struct DirectoryFile {
@@ -201,9 +201,7 @@ async fn a_broken_or_inconsistent_file_changes_nothing_and_says_why() {
 
 #[tokio::test]
 async fn sighup_without_a_directory_file_is_ignored() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     server.signal("HUP");
     server.wait_for_stderr("SIGHUP ignored");
     assert_eq!(get(&server, &tokens["alice@acme.test"], "/v1/api_keys").await.status, 200, "still serving");

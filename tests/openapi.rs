@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use serde_json::{json, Value};
 use common::http::{Resp, create, create_doc, get, in_days, send};
 use common::jsonapi::JSON_API;
-use common::server::{DataDir, Server};
+use common::server::{DataDir, Server, World};
 
 /// Every (path, method) of the API: API.md's table and the read-only directory.
 const ROUTES: [(&str, &str); 10] = [
@@ -79,9 +79,7 @@ fn collect_refs(value: &Value, refs: &mut Vec<String>) {
 /// lacks, and the server has none the document lacks (the fallback would answer 404).
 #[tokio::test]
 async fn every_documented_operation_is_served_with_a_documented_status() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let alice = &tokens["alice@acme.test"];
     let document = openapi(&server).await;
     let Resp { status, json: created, .. } = create(&server, alice, json!({"name": "documented", "kind": "personal", "expires_at": in_days(30)})).await;
@@ -118,9 +116,7 @@ async fn every_documented_operation_is_served_with_a_documented_status() {
 /// A strict client requires every attribute the schema calls required: the responses have them.
 #[tokio::test]
 async fn responses_carry_every_required_attribute_of_their_schema() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let carol = &tokens["carol@acme.test"];
     let document = openapi(&server).await;
     let schemas = &document["components"]["schemas"];

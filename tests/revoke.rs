@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use common::fixtures::PLATFORM_TEAM;
 use common::http::{Resp, create, get, in_days, revoke, send};
 use common::jsonapi::titles;
-use common::server::{DataDir, Server};
+use common::server::{Server, World};
 
 fn created(body: &Value) -> (String, String) {
     let id = body["data"]["id"].as_str().expect("id").to_owned();
@@ -17,9 +17,7 @@ fn created(body: &Value) -> (String, String) {
 
 #[tokio::test]
 async fn a_revoked_token_fails_on_the_very_next_request_and_the_name_is_free() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let carol = &tokens["carol@acme.test"];
     let Resp { status, json: body, .. } = create(&server, carol, json!({"name": "Deploy", "kind": "personal", "expires_at": in_days(30)})).await;
     assert_eq!(status, 201, "{body}");
@@ -42,9 +40,7 @@ async fn a_revoked_token_fails_on_the_very_next_request_and_the_name_is_free() {
 
 #[tokio::test]
 async fn a_revocation_survives_a_restart() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data, tokens, server } = World::start();
     let carol = tokens["carol@acme.test"].clone();
     let Resp { json: body, .. } = create(&server, &carol, json!({"name": "k", "kind": "personal", "expires_at": in_days(30)})).await;
     let (id, token) = created(&body);
@@ -57,9 +53,7 @@ async fn a_revocation_survives_a_restart() {
 
 #[tokio::test]
 async fn a_team_keys_service_account_goes_with_it() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let carol = &tokens["carol@acme.test"];
     let Resp { status, json: body, .. } =
         create(&server, carol, json!({"name": "ci", "kind": "team", "group_id": PLATFORM_TEAM, "expires_at": in_days(30)})).await;
@@ -72,9 +66,7 @@ async fn a_team_keys_service_account_goes_with_it() {
 
 #[tokio::test]
 async fn nobody_else_can_revoke_and_nobody_learns_the_key_exists() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let carol = &tokens["carol@acme.test"];
     let Resp { json: body, .. } = create(&server, carol, json!({"name": "mine", "kind": "personal", "expires_at": in_days(30)})).await;
     let (id, token) = created(&body);

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use common::fixtures::fixture;
 use common::http::{Resp, client, create, get, in_days, revoke, rotate, update};
 use common::jsonapi::{pointers, titles};
-use common::server::{DataDir, Server, cli_ok};
+use common::server::{DataDir, Server, World, cli_ok};
 
 /// Acme and Globex served, and a personal key of carol's.
 struct CarolsKey {
@@ -22,9 +22,7 @@ struct CarolsKey {
 }
 
 async fn carols_key() -> CarolsKey {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data, tokens, server } = World::start();
     let carol = tokens["carol@acme.test"].clone();
     let Resp { status, json: body, .. } = create(&server, &carol, json!({"name": "deploy", "kind": "personal", "expires_at": in_days(30)})).await;
     assert_eq!(status, 201, "{body}");
@@ -157,9 +155,7 @@ async fn bad_rotation_attributes_are_422_naming_each() {
 
 #[tokio::test]
 async fn a_key_whose_expiry_passes_gets_401_but_stays_listed_as_expired() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let carol = &tokens["carol@acme.test"];
     let expires_at = Utc::now() + chrono::Duration::seconds(2);
     let Resp { status, json: body, .. } = create(

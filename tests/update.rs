@@ -6,13 +6,11 @@ mod common;
 use serde_json::json;
 use common::http::{Resp, create, get, in_days, update};
 use common::jsonapi::pointers;
-use common::server::{DataDir, Server};
+use common::server::World;
 
 #[tokio::test]
 async fn an_update_changes_name_description_and_expiry_and_moves_updated_at() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let carol = &tokens["carol@acme.test"];
     let Resp { json: body, .. } = create(&server, carol, json!({"name": "old", "kind": "personal", "expires_at": in_days(30)})).await;
     let id = body["data"]["id"].as_str().expect("id").to_owned();
@@ -37,9 +35,7 @@ async fn an_update_changes_name_description_and_expiry_and_moves_updated_at() {
 
 #[tokio::test]
 async fn immutable_attributes_and_bad_values_are_422_together() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let carol = &tokens["carol@acme.test"];
     let Resp { json: body, .. } = create(&server, carol, json!({"name": "k", "kind": "personal", "expires_at": in_days(30)})).await;
     let id = body["data"]["id"].as_str().expect("id").to_owned();
@@ -53,9 +49,7 @@ async fn immutable_attributes_and_bad_values_are_422_together() {
 
 #[tokio::test]
 async fn strangers_get_not_found() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let Resp { json: body, .. } = create(&server, &tokens["carol@acme.test"], json!({"name": "k", "kind": "personal", "expires_at": in_days(30)})).await;
     let id = body["data"]["id"].as_str().expect("id").to_owned();
     for email in ["dave@acme.test", "hank@globex.test"] {
