@@ -170,8 +170,13 @@ async fn a_server_with_another_prefix_refuses_default_prefix_tokens() {
 async fn an_expired_key_stops_authenticating_and_keeps_its_name() {
     let data = DataDir::new();
     let tokens = data.acme_and_globex();
-    // Expiry a few seconds ahead; the server is then polled (bounded) until it refuses.
-    let expires_at = (Utc::now() + chrono::Duration::seconds(8)).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    // Expiry a few seconds ahead: ten times what a start and stop of the server takes here
+    // (timed first), at least 2 s and at most 8 s, so that the key is accepted before it
+    // expires; the server is then polled (bounded) until it refuses.
+    let timed = std::time::Instant::now();
+    Server::start(&data).stop();
+    let ahead = (timed.elapsed() * 10).clamp(Duration::from_secs(2), Duration::from_secs(8));
+    let expires_at = (Utc::now() + ahead).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let expires: chrono::DateTime<Utc> = expires_at.parse().unwrap();
     let short = cli_ok(&[
         "keys",
