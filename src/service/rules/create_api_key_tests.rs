@@ -4,7 +4,7 @@ use chrono::Duration;
 use keyledger_projections::event::ServiceAccountCreated;
 use keyledger_projections::{Actor, ApiKeyKind, Event};
 
-use super::super::given::{acme_user, attributes, now, organization, Given, PLATFORM};
+use super::super::given::{acme_user, attributes, created, now, Given, PLATFORM};
 use super::super::Rejection;
 use super::*;
 
@@ -12,26 +12,6 @@ fn titles(rejection: Rejection) -> Vec<String> {
     match rejection {
         Rejection::Invalid(problems) => problems.into_iter().map(|p| p.title).collect(),
         other => panic!("expected a 422, got {other:?}"),
-    }
-}
-
-/// The key `cmd` creates in Acme, as a personal key named `name` expiring when [`attributes`]
-/// says, created by `user_id` (a personal key's owner; the creator, for team and organization
-/// keys); a test changes what its command changes.
-fn created(given: &Given, cmd: &CreateApiKey, name: &str, user_id: u64) -> ApiKeyCreated {
-    ApiKeyCreated {
-        api_key_id: cmd.api_key_id,
-        organization_id: organization(given, "Acme"),
-        kind: ApiKeyKind::Personal,
-        name: name.into(),
-        description: None,
-        user_id: Some(user_id),
-        group_id: None,
-        role_id: None,
-        on_call_role_id: None,
-        service_account_id: None,
-        token_digest: cmd.token_digest.to_hex().to_string(),
-        expires_at: now() + Duration::days(30),
     }
 }
 

@@ -186,6 +186,26 @@ impl Then {
     }
 }
 
+/// The key `cmd` creates in Acme, as a personal key named `name` expiring when [`attributes`]
+/// says, created by `user_id` (a personal key's owner; the creator, for team and organization
+/// keys); a test changes what its command changes.
+pub fn created(given: &Given, cmd: &CreateApiKey, name: &str, user_id: u64) -> ApiKeyCreated {
+    ApiKeyCreated {
+        api_key_id: cmd.api_key_id,
+        organization_id: organization(given, "Acme"),
+        kind: ApiKeyKind::Personal,
+        name: name.into(),
+        description: None,
+        user_id: Some(user_id),
+        group_id: None,
+        role_id: None,
+        on_call_role_id: None,
+        service_account_id: None,
+        token_digest: cmd.token_digest.to_hex().to_string(),
+        expires_at: now() + Duration::days(30),
+    }
+}
+
 /// The fixture's organization named `name` (Acme, Globex).
 pub fn organization(given: &Given, name: &str) -> Uuid {
     given.state.directory.organization_by_name(name).map(|o| o.id).unwrap_or_else(|| panic!("no organization {name}"))

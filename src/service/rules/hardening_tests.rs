@@ -2,14 +2,14 @@
 //! secret, a demoted user or a runaway script would use (SECURITY.md), each closed.
 
 use chrono::Duration;
-use keyledger_projections::event::{ApiKeyCreated, ApiKeyUpdated};
+use keyledger_projections::event::ApiKeyUpdated;
 use keyledger_projections::{Actor, ApiKeyKind, Event};
 use uuid::Uuid;
 
 use super::caller::Credential;
 use super::create_api_key::{self, CreateApiKey, NewApiKey};
 use super::directory::{plan, DirectoryFile};
-use super::given::{acme_user, attributes, now, organization, Given, PLATFORM};
+use super::given::{acme_user, attributes, created, now, organization, Given, PLATFORM};
 use super::revoke_api_key::{self, RevokeApiKey};
 use super::rotate_api_key::{self, RotateApiKey, Rotation};
 use super::update_api_key::{self, KeyChanges, UpdateApiKey};
@@ -226,19 +226,6 @@ fn a_scope_holds_at_most_its_limit_of_live_keys() {
     given.accept(revoke_api_key::decide(&revoke, &given.state, now()).unwrap_or_else(|e| panic!("{e:?}")));
     assert!(create_api_key::decide(&third, &given.state, now()).is_ok(), "a revoked key leaves room");
     let carol = CreateApiKey { max_keys_per_scope: 2, ..given.create_by("carol@acme.test", attributes("personal", "other scope")) };
-    let created = ApiKeyCreated {
-        api_key_id: carol.api_key_id,
-        organization_id: organization(&given, "Acme"),
-        kind: ApiKeyKind::Personal,
-        name: "other scope".into(),
-        description: None,
-        user_id: Some(3),
-        group_id: None,
-        role_id: None,
-        on_call_role_id: None,
-        service_account_id: None,
-        token_digest: carol.token_digest.to_hex().to_string(),
-        expires_at: now() + Duration::days(30),
-    };
+    let created = created(&given, &carol, "other scope", 3);
     given.when(&carol).then_expect(acme_user(&given, 3, Given::login("carol@acme.test")), vec![Event::ApiKeyCreated(created)]);
 }
