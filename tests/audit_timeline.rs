@@ -2,19 +2,28 @@
 //! Globex with a personal key for every user (by the operator), a team key and a personal key
 //! carol creates over HTTP, and a short-lived key for dave.
 
-mod support;
+mod common;
 
 use std::collections::BTreeSet;
 use std::process::Output;
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Duration, SecondsFormat, SubsecRound, Utc};
 use keyledger::ledger::{SledStorage, Storage};
 use serde_json::{json, Value};
-use support::{cli, cli_ok, create, in_days, DataDir, Server, PLATFORM_TEAM};
+use common::fixtures::PLATFORM_TEAM;
+use common::http::{Resp, create, in_days};
+use common::ledger::damage_event;
+use common::server::{copy_of, DataDir, Server, Template, cli, cli_ok};
 
-/// The data directory and everything the test knows about it.
+/// A copy of the ledger [`world`] builds, and everything the test knows about it.
 struct World {
     data: DataDir,
+    known: &'static Known,
+}
+
+/// What the test knows about the ledger [`world`] builds.
+struct Known {
     /// Every token minted in it that the test saw.
     tokens: Vec<String>,
     /// Created by carol over HTTP, as a team admin of Platform.
@@ -26,16 +35,31 @@ struct World {
     short_expires: DateTime<Utc>,
 }
 
+impl std::ops::Deref for World {
+    type Target = Known;
+
+    fn deref(&self) -> &Known {
+        self.known
+    }
+}
+
+/// Acme and Globex, two keys carol creates over HTTP and a short-lived one the operator
+/// issues for dave: built once (the audit commands only read it) and copied for each test.
 fn world() -> World {
-    let data = DataDir::new();
+    static TEMPLATE: OnceLock<Template<Known>> = OnceLock::new();
+    let (data, known) = copy_of(&TEMPLATE, "audit-timeline", build_world);
+    World { data, known }
+}
+
+fn build_world(data: &DataDir) -> Known {
     let logins = data.acme_and_globex();
     let mut tokens: Vec<String> = logins.values().cloned().collect();
     let carol = logins["carol@acme.test"].clone();
 
-    let server = Server::start(&data);
+    let server = Server::start(data);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let mut create_key = |attributes: Value| {
-        let (status, body) = runtime.block_on(create(&server, &carol, attributes));
+        let Resp { status, json: body, .. } = runtime.block_on(create(&server, &carol, attributes));
         assert_eq!(status, 201, "{body}");
         tokens.push(body["data"]["attributes"]["token"].as_str().expect("a token").to_owned());
         body["data"]["id"].as_str().expect("an id").to_owned()
@@ -50,16 +74,15 @@ fn world() -> World {
         "keys", "issue", "--data", data.arg(), "--org", "Acme", "--user", "dave@acme.test", "--name", "short lived", "--expires-at", &expires_at,
     ]);
     tokens.push(token);
-    let mut world = World { data, tokens, team_key, laptop_key, short_key: String::new(), short_expires };
-    world.short_key = world
-        .events()
-        .iter()
+    let log = cli_ok(&["audit", "log", "--format", "jsonl", "--data", data.arg()]);
+    let short_key = log
+        .lines()
         .rev()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}")))
         .find(|e| e["type"] == "ApiKeyCreated" && e["payload"]["name"] == "short lived")
-        .and_then(|e| e["payload"]["api_key_id"].as_str())
-        .expect("the short-lived key is in the log")
-        .to_owned();
-    world
+        .and_then(|e| e["payload"]["api_key_id"].as_str().map(str::to_owned))
+        .expect("the short-lived key is in the log");
+    Known { tokens, team_key, laptop_key, short_key, short_expires }
 }
 
 impl World {
@@ -402,7 +425,7 @@ fn a_broken_chain_stops_both_commands_at_its_position() {
     let world = world();
     let total = world.events().len();
     // A byte inside event 5 changes; its stored hash does not.
-    support::damage_event(world.data.path(), 5, |canonical| {
+    damage_event(world.data.path(), 5, |canonical| {
         let at = canonical.windows(7).position(|w| w == b"\"slug\":").expect("event 5 is a role") + 8;
         canonical[at] ^= 0x01;
     });

@@ -3,26 +3,22 @@
 //! events, and a rewritten, truncated or foreign history — or a tampered checkpoint — fails
 //! the check that says so.
 
-mod support;
+mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+use std::time::Duration;
 
 use keyledger::ledger::chain::{self, ChainHead, Replay};
 use keyledger::ledger::checkpoint::KEY_FILE;
 use keyledger::ledger::{Commit, SledStorage, Storage, StoredEvent};
-use support::{DataDir, BIN};
+use common::ledger::{damage_event, truncate_log};
+use common::server::{run_keyledger, DataDir};
 
 /// The variables that change what these commands do; none may leak in from the caller.
-const AUDIT_ENV: [&str; 3] = ["KEYLEDGER_AUDIT_KEY", "KEYLEDGER_CHECKPOINT", "KEYLEDGER_VERIFIER_KEY"];
-
+/// `keyledger <args>` with `envs` (and no inherited `KEYLEDGER_*`, such as an audit key).
 fn keyledger(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(BIN);
-    command.args(args).env_remove("RUST_LOG");
-    for name in AUDIT_ENV {
-        command.env_remove(name);
-    }
-    command.envs(envs.iter().copied()).output().expect("run keyledger")
+    run_keyledger(args, envs, Path::new("."), Duration::from_secs(120))
 }
 
 fn stdout(out: &Output) -> String {
@@ -85,7 +81,7 @@ fn stored_events(data: &DataDir) -> Vec<StoredEvent> {
 /// before `from` and the rewritten events are stored after the cut.
 fn rewrite_history(data: &DataDir, from: u64) {
     let stored = stored_events(data);
-    support::truncate_log(data.path(), from - 1);
+    truncate_log(data.path(), from - 1);
     let storage = SledStorage::open_existing(data.path()).expect("open the ledger");
     let recorded: Vec<_> = Replay::new(stored.iter().cloned().map(Ok), ChainHead::genesis()).collect::<Result<_, _>>().expect("intact");
     let mut head = ChainHead::genesis();
@@ -138,7 +134,7 @@ fn a_flipped_byte_is_found_at_its_position_with_its_stream() {
         let envelope: serde_json::Value = serde_json::from_slice(&events[position as usize - 1].canonical).expect("json");
         envelope["stream"].as_str().expect("stream").to_owned()
     };
-    support::damage_event(data.path(), position, |canonical| {
+    damage_event(data.path(), position, |canonical| {
         // A letter of the payload's name changes case: the envelope still decodes, only the
         // hash can tell.
         let name = canonical.windows(8).position(|w| w == b"\"name\":\"").expect("a name in the payload");
@@ -204,7 +200,7 @@ fn a_truncated_log_fails_the_size_check() {
     let keep = tempfile::tempdir().expect("tempdir");
     let note_path = checkpoint(&data, keep.path(), "checkpoint.txt");
     let size = stored_events(&data).len() as u64;
-    support::truncate_log(data.path(), size - 1);
+    truncate_log(data.path(), size - 1);
     assert_eq!(stored_events(&data).len() as u64, size - 1, "the last event is gone");
     ok(verify(&data, &[]), "a prefix of the log is a consistent chain");
     let err = fails(verify(&data, &["--checkpoint", path_arg(&note_path)]), "verify a truncated log");
@@ -220,7 +216,7 @@ fn another_ledgers_history_fails_the_origin_check() {
     let vkey = verifier_key(&ours);
 
     let other = DataDir::new();
-    other.acme_and_globex();
+    other.acme_and_globex_of_its_own();
     let err = fails(verify(&other, &["--checkpoint", path_arg(&note_path), "--verifier-key", &vkey]), "verify another ledger");
     assert!(err.contains("origin check failed"), "{err}");
     // With the other ledger's own key the signature does not even match.

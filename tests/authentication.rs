@@ -1,15 +1,16 @@
 //! API.md "Authentication": token shape, refusals, prefixes, expiry, and that a personal key
 //! acts with its user's current standing, through real HTTP against the real binary.
 
-mod ext;
-mod support;
+mod common;
 
 use std::time::Duration;
 
 use chrono::Utc;
-use ext::*;
 use serde_json::{json, Value};
-use support::*;
+use common::fixtures::{PLATFORM_TEAM, SECURITY_TEAM, acme_directory};
+use common::http::{create, create_doc, create_ok, get_with_authorization, in_days, show, try_send_with_authorization};
+use common::jsonapi::{JSON_API, assert_forbidden, assert_invalid, assert_key_doc_prefixed, assert_not_found, assert_unauthorized, checksum_ok, forged_token, is_token};
+use common::server::{DataDir, Server, World, apply_directory, cli_ok};
 
 /// A path that answers 404 to any authenticated caller and 401 to everyone else: a probe
 /// of whether a token authenticates that depends on nothing else.
@@ -103,20 +104,10 @@ async fn missing_malformed_forged_and_unknown_tokens_are_all_invalid_token() {
     for header in &headers {
         let resp = get_with_authorization(s, &path, header.as_deref()).await;
         assert_unauthorized(&resp);
-        let post = {
-            let mut request = client().post(s.url("/v1/api_keys")).header("content-type", JSON_API);
-            if let Some(value) = header {
-                request = request.header("authorization", value);
-            }
-            into_resp(
-                request
-                    .body(create_doc(json!({"name": "x", "kind": "personal", "expires_at": in_days(1)})).to_string())
-                    .send()
-                    .await
-                    .unwrap(),
-            )
+        let document = create_doc(json!({"name": "x", "kind": "personal", "expires_at": in_days(1)}));
+        let post = try_send_with_authorization(s, "POST", "/v1/api_keys", header.as_deref(), Some(JSON_API), Some(document.to_string().into_bytes()))
             .await
-        };
+            .expect("POST got no answer");
         assert_unauthorized(&post);
         assert!(!post.text.contains(&secret), "the refusal must not echo the token: {}", post.text);
     }
@@ -164,7 +155,7 @@ async fn a_server_with_another_prefix_refuses_default_prefix_tokens() {
     assert!(authenticates(&server, &acme_token).await, "its own prefix authenticates");
     assert!(!authenticates(&server, &forged_token("acme")).await);
 
-    let created = post_key(&server, &acme_token, json!({"name": "p", "kind": "personal", "expires_at": in_days(1)})).await;
+    let created = create(&server, &acme_token, json!({"name": "p", "kind": "personal", "expires_at": in_days(1)})).await;
     assert_eq!(created.status, 201, "{}", created.text);
     assert_key_doc_prefixed(&created, true, "acme");
     let new_token = created.token();
@@ -179,8 +170,13 @@ async fn a_server_with_another_prefix_refuses_default_prefix_tokens() {
 async fn an_expired_key_stops_authenticating_and_keeps_its_name() {
     let data = DataDir::new();
     let tokens = data.acme_and_globex();
-    // Expiry a few seconds ahead; the server is then polled (bounded) until it refuses.
-    let expires_at = (Utc::now() + chrono::Duration::seconds(8)).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    // Expiry a few seconds ahead: ten times what a start and stop of the server takes here
+    // (timed first), at least 2 s and at most 8 s, so that the key is accepted before it
+    // expires; the server is then polled (bounded) until it refuses.
+    let timed = std::time::Instant::now();
+    Server::start(&data).stop();
+    let ahead = (timed.elapsed() * 10).clamp(Duration::from_secs(2), Duration::from_secs(8));
+    let expires_at = (Utc::now() + ahead).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let expires: chrono::DateTime<Utc> = expires_at.parse().unwrap();
     let short = cli_ok(&[
         "keys",
@@ -217,11 +213,11 @@ async fn an_expired_key_stops_authenticating_and_keeps_its_name() {
     for _ in 0..3 {
         assert!(!authenticates(&server, &short).await);
     }
-    let resp = post_key(&server, &short, json!({"name": "x", "kind": "personal", "expires_at": in_days(1)})).await;
+    let resp = create(&server, &short, json!({"name": "x", "kind": "personal", "expires_at": in_days(1)})).await;
     assert_unauthorized(&resp);
     // An expired key does not free its name (a revoked one would).
     let dave = tokens["dave@acme.test"].clone();
-    let resp = post_key(&server, &dave, json!({"name": "short lived", "kind": "personal", "expires_at": in_days(1)})).await;
+    let resp = create(&server, &dave, json!({"name": "short lived", "kind": "personal", "expires_at": in_days(1)})).await;
     assert_invalid(&resp, "Name has already been taken", "/data/attributes/name");
 }
 
@@ -256,7 +252,7 @@ async fn a_removed_users_tokens_stop_working_but_their_team_and_organization_key
 
     for (who, token) in [("bob", &bob), ("dave", &dave), ("bob's API-created personal key", &personal.token())] {
         assert!(!authenticates(s, token).await, "{who}: a removed user's keys stop working");
-        let resp = post_key(s, token, json!({"name": "after", "kind": "personal", "expires_at": in_days(1)})).await;
+        let resp = create(s, token, json!({"name": "after", "kind": "personal", "expires_at": in_days(1)})).await;
         assert_unauthorized(&resp);
     }
     // Team and organization keys act as their service account and survive their creator.
@@ -290,12 +286,12 @@ async fn a_demoted_admin_loses_admin_rights_after_the_directory_changes() {
     let s = &world.server;
 
     assert!(authenticates(s, &bob).await, "a demoted user's token still authenticates");
-    let refused = post_key(s, &bob, json!({"name": "after", "kind": "organization", "expires_at": in_days(5)})).await;
+    let refused = create(s, &bob, json!({"name": "after", "kind": "organization", "expires_at": in_days(5)})).await;
     assert_forbidden(&refused);
     // Team keys only where bob administers the team.
     create_ok(s, &bob, json!({"name": "after", "kind": "team", "group_id": SECURITY_TEAM, "expires_at": in_days(5)})).await;
     assert_forbidden(
-        &post_key(s, &bob, json!({"name": "after", "kind": "team", "group_id": PLATFORM_TEAM, "expires_at": in_days(5)})).await,
+        &create(s, &bob, json!({"name": "after", "kind": "team", "group_id": PLATFORM_TEAM, "expires_at": in_days(5)})).await,
     );
     // And no longer sees other people's keys.
     assert_not_found(&show(s, &bob, &carol_key.id()).await);

@@ -1,16 +1,18 @@
 //! The command line: `init`, `directory apply`, `keys issue`, `serve`'s banner, flags given as
 //! environment variables, and offline commands against a directory a server holds.
 
-mod kit;
-mod support;
+mod common;
 
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use kit::*;
 use serde_json::json;
-use support::{fixture, in_days, DataDir, Server};
+use common::fixtures::fixture;
+use common::http::{Resp, authenticates, create, in_days, personal, show};
+use common::jsonapi::{assert_taken, is_token};
+use common::ledger::read_log;
+use common::server::{DataDir, Server, World, run_keyledger, stderr_of, stdout_of, terminate};
 
 const WITHIN: Duration = Duration::from_secs(30);
 
@@ -69,11 +71,11 @@ async fn init_prints_only_the_owner_token_and_a_later_server_takes_it() {
     assert!(!stderr_of(&out).contains(&token), "the token belongs on stdout only");
 
     let server = Server::start(&data);
-    assert!(server.owner_token.is_none(), "serve on an initialized directory must not initialize it again");
-    let api = Api::new(&server);
-    assert!(api.authenticates(&token).await, "the token init printed is refused");
+    assert!(server.owner_token().is_none(), "serve on an initialized directory must not initialize it again");
+    let api = server.base.clone();
+    assert!(authenticates(&api, &token).await, "the token init printed is refused");
     // It is the owner's: an organization key needs owner or admin.
-    let (status, body) = api.create(&token, json!({"name": "deploy", "kind": "organization", "expires_at": in_days(30)})).await;
+    let Resp { status, json: body, .. } = create(&api, &token, json!({"name": "deploy", "kind": "organization", "expires_at": in_days(30)})).await;
     assert_eq!(status, 201, "{body}");
 }
 
@@ -138,8 +140,8 @@ async fn keys_issue_mints_a_personal_key_whose_token_authenticates() {
     assert_eq!((key.kind, key.user_id), ("personal", Some(3)), "a personal key of carol (user 3): {key:?}");
 
     let server = Server::start(&data);
-    let api = Api::new(&server);
-    let (status, body) = api.show(&token, &key.id).await;
+    let api = server.base.clone();
+    let Resp { status, json: body, .. } = show(&api, &token, &key.id).await;
     assert_eq!(status, 200, "the issued token does not authenticate or does not see its own key: {body}");
     let attributes = &body["data"]["attributes"];
     assert_eq!(attributes["kind"], "personal", "{body}");
@@ -149,8 +151,8 @@ async fn keys_issue_mints_a_personal_key_whose_token_authenticates() {
     let off = (expires_at.with_timezone(&chrono::Utc) - (chrono::Utc::now() + chrono::Duration::days(7))).num_seconds().abs();
     assert!(off < 120, "--expires-in 7d gave expires_at {expires_at}");
     // The owner sees it too; the name is taken for carol.
-    assert_eq!(api.show(&alice, &key.id).await.0, 200);
-    let (status, body) = api.create(&token, personal("CLI key")).await;
+    assert_eq!(show(&api, &alice, &key.id).await.status, 200);
+    let Resp { status, json: body, .. } = create(&api, &token, personal("CLI key")).await;
     assert_taken(status, &body, "carol re-creating her CLI-issued name");
 }
 
@@ -237,20 +239,20 @@ async fn every_flag_can_be_given_as_an_environment_variable() {
         ("KEYLEDGER_BODY_LIMIT", "2048"),
         ("KEYLEDGER_DIRECTORY", path_arg(&globex)),
     ];
-    let server = Serve::spawn(&[], &env_serve, cwd.path());
+    let server = Server::spawn(&[], &env_serve, cwd.path());
     assert_eq!(server.base, format!("http://{listen}"), "KEYLEDGER_LISTEN was not used");
     assert_eq!(server.banner_token("acme"), None, "KEYLEDGER_DATA was not used: serve initialized a new ledger");
-    let api = Api::at(&server.base);
+    let api = server.base.clone();
     for (who, token) in [("owner", &owner), ("ivy", &ivy), ("hank", &hank)] {
-        assert!(api.authenticates(token).await, "{who}'s acme_ token is refused");
+        assert!(authenticates(&api, token).await, "{who}'s acme_ token is refused");
     }
-    let (status, body) = api.create(&owner, personal("from env")).await;
+    let Resp { status, json: body, .. } = create(&api, &owner, personal("from env")).await;
     assert_eq!(status, 201, "{body}");
     let minted = body["data"]["attributes"]["token"].as_str().expect("token");
     assert!(is_token(minted, "acme"), "KEYLEDGER_TOKEN_PREFIX was not used by serve: {minted}");
-    let (status, body) = api.create(&owner, json!({"name": "big", "kind": "personal", "expires_at": in_days(1), "description": "x".repeat(900)})).await;
+    let Resp { status, json: body, .. } = create(&api, &owner, json!({"name": "big", "kind": "personal", "expires_at": in_days(1), "description": "x".repeat(900)})).await;
     assert_eq!(status, 201, "a body under KEYLEDGER_BODY_LIMIT: {body}");
-    let (status, body) = api.create(&owner, json!({"name": "bigger", "kind": "personal", "expires_at": in_days(1), "description": "x".repeat(3000)})).await;
+    let Resp { status, json: body, .. } = create(&api, &owner, json!({"name": "bigger", "kind": "personal", "expires_at": in_days(1), "description": "x".repeat(3000)})).await;
     assert_eq!(status, 413, "a body over KEYLEDGER_BODY_LIMIT=2048: {body}");
     server.stop();
     assert!(!cwd.path().join("keyledger-data").exists(), "serve ignored KEYLEDGER_DATA");
@@ -259,18 +261,16 @@ async fn every_flag_can_be_given_as_an_environment_variable() {
     let empty = DataDir::new();
     let acme = fixture("directory.example.json");
     let env_fresh = [("KEYLEDGER_DATA", empty.arg()), ("KEYLEDGER_LISTEN", "127.0.0.1:0"), ("KEYLEDGER_DIRECTORY", path_arg(&acme))];
-    let server = Serve::spawn(&[], &env_fresh, cwd.path());
+    let server = Server::spawn(&[], &env_fresh, cwd.path());
     assert!(server.startup.iter().any(|l| l.contains("alice@acme.test")), "KEYLEDGER_DIRECTORY was not used: {:?}", server.startup);
     let alice = server.banner_token("rootly").expect("a banner token");
-    assert!(Api::at(&server.base).authenticates(&alice).await);
+    assert!(authenticates(&server.base, &alice).await);
     server.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_commands_on_a_directory_a_server_holds_fail_at_once_naming_the_holder() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data, tokens, server } = World::start();
     let holder = format!("pid {}", server.pid());
     let globex = fixture("directory.other-org.json");
     let acme = fixture("directory.example.json");
@@ -289,8 +289,8 @@ async fn offline_commands_on_a_directory_a_server_holds_fail_at_once_naming_the_
     }
 
     // The server did not notice.
-    let api = Api::new(&server);
-    let (status, body) = api.create(&tokens["alice@acme.test"], personal("while refused")).await;
+    let api = server.base.clone();
+    let Resp { status, json: body, .. } = create(&api, &tokens["alice@acme.test"], personal("while refused")).await;
     assert_eq!(status, 201, "{body}");
     terminate(server, Duration::from_secs(30)).await;
     let (_, logged) = read_log(data.path());
@@ -302,7 +302,7 @@ async fn serve_on_an_empty_directory_with_a_directory_file_prints_the_first_owne
     let data = DataDir::new();
     let cwd = tempfile::tempdir().expect("tempdir");
     let acme = fixture("directory.example.json");
-    let server = Serve::spawn(&["--data", data.arg(), "--listen", "127.0.0.1:0", "--directory", path_arg(&acme)], &[], cwd.path());
+    let server = Server::spawn(&["--data", data.arg(), "--listen", "127.0.0.1:0", "--directory", path_arg(&acme)], &[], cwd.path());
     let banner = server.startup.join("\n");
     assert!(banner.contains("alice@acme.test"), "the banner names the first owner, alice: {banner}");
     assert!(banner.contains("Acme"), "the banner names the organization: {banner}");
@@ -311,20 +311,20 @@ async fn serve_on_an_empty_directory_with_a_directory_file_prints_the_first_owne
     assert!(is_token(tokens[0], "rootly"), "{}", tokens[0]);
     let alice = tokens[0].to_owned();
 
-    let api = Api::at(&server.base);
-    assert!(api.authenticates(&alice).await, "the banner token is refused");
+    let api = server.base.clone();
+    assert!(authenticates(&api, &alice).await, "the banner token is refused");
     // It acts as alice: an owner (organization keys allowed), user 1 of Acme.
-    let (status, body) = api.create(&alice, json!({"name": "org", "kind": "organization", "expires_at": in_days(30)})).await;
+    let Resp { status, json: body, .. } = create(&api, &alice, json!({"name": "org", "kind": "organization", "expires_at": in_days(30)})).await;
     assert_eq!(status, 201, "{body}");
-    let (status, body) = api.create(&alice, personal("mine")).await;
+    let Resp { status, json: body, .. } = create(&api, &alice, personal("mine")).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["data"]["attributes"]["user_id"], 1, "the banner token is alice's (user 1): {body}");
     server.stop();
 
     // Started again: no banner, same token.
-    let server = Serve::spawn(&["--data", data.arg(), "--listen", "127.0.0.1:0", "--directory", path_arg(&acme)], &[], cwd.path());
+    let server = Server::spawn(&["--data", data.arg(), "--listen", "127.0.0.1:0", "--directory", path_arg(&acme)], &[], cwd.path());
     assert_eq!(server.banner_token("rootly"), None, "a second banner: {:?}", server.startup);
-    assert!(Api::at(&server.base).authenticates(&alice).await);
+    assert!(authenticates(&server.base, &alice).await);
     server.stop();
 }
 

@@ -1,31 +1,34 @@
 //! Concurrent creates against the real binary: name uniqueness under a race, and many
 //! distinct creates at once.
 
-mod kit;
-mod support;
+mod common;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kit::*;
 use serde_json::{json, Value};
-use support::{fixture, in_days, DataDir, Server, PLATFORM_TEAM};
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
+use common::fixtures::{PLATFORM_TEAM, fixture};
+use common::http::{Resp, create, in_days, personal, show};
+use common::jsonapi::assert_taken;
+use common::load::{Acked, assert_acked_keys_intact};
+use common::server::{DataDir, Server, terminate};
 
 const RACERS: usize = 48;
 
 /// Sends every create at once (released together by a barrier) and returns the answers in
 /// the order of `attributes`.
-async fn race(api: &Api, token: &str, attributes: Vec<Value>) -> Vec<(u16, Value)> {
+async fn race(api: &str, token: &str, attributes: Vec<Value>) -> Vec<(u16, Value)> {
     let barrier = Arc::new(Barrier::new(attributes.len()));
     let mut tasks = JoinSet::new();
     for (i, attrs) in attributes.into_iter().enumerate() {
-        let (api, token, barrier) = (api.clone(), token.to_owned(), Arc::clone(&barrier));
+        let (api, token, barrier) = (api.to_owned(), token.to_owned(), Arc::clone(&barrier));
         tasks.spawn(async move {
             barrier.wait().await;
-            (i, api.create(&token, attrs).await)
+            let answer = create(&api, &token, attrs).await;
+            (i, (answer.status, answer.json))
         });
     }
     let mut answers: Vec<Option<(u16, Value)>> = vec![None; tasks.len()];
@@ -74,8 +77,8 @@ fn spellings(base: &str) -> Vec<String> {
 async fn forty_eight_concurrent_creates_of_one_name_make_one_key_and_the_name_stays_taken_after_restart() {
     let data = DataDir::new();
     let server = Server::start(&data);
-    let owner = server.owner_token.clone().expect("banner token");
-    let api = Api::new(&server);
+    let owner = server.owner_token().expect("banner token");
+    let api = server.base.clone();
 
     let answers = race(&api, &owner, (0..RACERS).map(|_| personal("deploy bot")).collect()).await;
     let (_, winner) = single_winner(&answers, "48 identical personal creates");
@@ -83,17 +86,17 @@ async fn forty_eight_concurrent_creates_of_one_name_make_one_key_and_the_name_st
 
     terminate(server, Duration::from_secs(30)).await;
     let server = Server::start(&data);
-    assert!(server.owner_token.is_none(), "a restart must not initialize the ledger again");
-    let api = Api::new(&server);
-    let (status, body) = api.show(&owner, &created.id).await;
+    assert!(server.owner_token().is_none(), "a restart must not initialize the ledger again");
+    let api = server.base.clone();
+    let Resp { status, json: body, .. } = show(&api, &owner, &created.id).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["attributes"]["name"], "deploy bot");
     for name in ["deploy bot", "Deploy Bot", "  DEPLOY BOT "] {
-        let (status, body) = api.create(&owner, personal(name)).await;
+        let Resp { status, json: body, .. } = create(&api, &owner, personal(name)).await;
         assert_taken(status, &body, &format!("re-creating {name:?} after restart"));
     }
     // Another name is still free: the refusals above are about the name, not the server.
-    let (status, body) = api.create(&owner, personal("deploy bot 2")).await;
+    let Resp { status, json: body, .. } = create(&api, &owner, personal("deploy bot 2")).await;
     assert_eq!(status, 201, "{body}");
 }
 
@@ -102,8 +105,8 @@ async fn names_differing_only_in_case_and_surrounding_spaces_race_to_one_key_per
     let data = DataDir::new();
     let directory = fixture("directory.example.json");
     let server = Server::start_with(&data, &["--directory", directory.to_str().unwrap()]);
-    let alice = server.owner_token.clone().expect("banner token of alice, the first owner");
-    let api = Api::new(&server);
+    let alice = server.owner_token().expect("banner token of alice, the first owner");
+    let api = server.base.clone();
 
     let spelled = spellings("Deploy Bot");
     assert_eq!(spelled.iter().collect::<HashSet<_>>().len(), RACERS, "every racer spells the name differently");
@@ -131,13 +134,13 @@ async fn names_differing_only_in_case_and_surrounding_spaces_race_to_one_key_per
 
     terminate(server, Duration::from_secs(30)).await;
     let server = Server::start(&data);
-    let api = Api::new(&server);
+    let api = server.base.clone();
     for (kind, extra, key) in &winners {
-        let (status, body) = api.show(&alice, &key.id).await;
+        let Resp { status, json: body, .. } = show(&api, &alice, &key.id).await;
         assert_eq!(status, 200, "{kind} key after restart: {body}");
         assert_eq!(body["data"]["attributes"]["name"], key.name.as_str(), "{body}");
         for name in [&spelled[0], &spelled[RACERS - 1], &"DEPLOY BOT".to_owned()] {
-            let (status, body) = api.create(&alice, attributes(extra, name)).await;
+            let Resp { status, json: body, .. } = create(&api, &alice, attributes(extra, name)).await;
             assert_taken(status, &body, &format!("re-creating {kind} {name:?} after restart"));
         }
     }
@@ -149,8 +152,8 @@ async fn six_hundred_forty_concurrent_creates_of_distinct_names_all_succeed_and_
     const EACH: usize = 10;
     let data = DataDir::new();
     let server = Server::start(&data);
-    let owner = server.owner_token.clone().expect("banner token");
-    let api = Api::new(&server);
+    let owner = server.owner_token().expect("banner token");
+    let api = server.base.clone();
 
     let barrier = Arc::new(Barrier::new(TASKS));
     let mut tasks = JoinSet::new();
@@ -161,7 +164,7 @@ async fn six_hundred_forty_concurrent_creates_of_distinct_names_all_succeed_and_
             let mut created = Vec::new();
             for n in 0..EACH {
                 let name = format!("key {task}-{n}");
-                let (status, body) = api.create(&owner, personal(&name)).await;
+                let Resp { status, json: body, .. } = create(&api, &owner, personal(&name)).await;
                 assert_eq!(status, 201, "create {name:?}: {body}");
                 created.push(Acked::from_created(&name, &body));
             }

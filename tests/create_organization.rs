@@ -1,11 +1,12 @@
 //! API.md "Create": organization keys, through real HTTP against the real binary.
 
-mod ext;
-mod support;
+mod common;
 
-use ext::*;
 use serde_json::{json, Value};
-use support::*;
+use common::fixtures::{PLATFORM_TEAM, SECURITY_TEAM};
+use common::http::{Resp, create, create_ok, in_days, show};
+use common::jsonapi::{assert_error_doc, assert_forbidden, assert_invalid, assert_invalid_at, assert_key_doc, pointers};
+use common::server::World;
 
 fn org_key(name: &str) -> Value {
     json!({"name": name, "kind": "organization", "expires_at": in_days(30)})
@@ -88,27 +89,27 @@ async fn roles_that_are_not_of_the_organization_are_422() {
     assert_ne!(globex_admin, acme_admin, "roles are per organization");
 
     for role in ["superhero".to_owned(), uuid::Uuid::new_v4().to_string(), globex_admin.clone(), String::new()] {
-        let refused = post_key(s, &alice, org_key_with("bad role", json!({"role_id": role}))).await;
+        let refused = create(s, &alice, org_key_with("bad role", json!({"role_id": role}))).await;
         assert_invalid(&refused, "Role must exist", "/data/attributes/role_id");
     }
     // Acme's role in Globex, the other way round.
-    let refused = post_key(s, &hank, org_key_with("bad role", json!({"role_id": acme_admin}))).await;
+    let refused = create(s, &hank, org_key_with("bad role", json!({"role_id": acme_admin}))).await;
     assert_invalid(&refused, "Role must exist", "/data/attributes/role_id");
     // Another organization's role looks exactly like no role at all.
-    let cross = post_key(s, &alice, org_key_with("bad role", json!({"role_id": globex_admin}))).await;
-    let nowhere = post_key(s, &alice, org_key_with("bad role", json!({"role_id": uuid::Uuid::new_v4().to_string()}))).await;
+    let cross = create(s, &alice, org_key_with("bad role", json!({"role_id": globex_admin}))).await;
+    let nowhere = create(s, &alice, org_key_with("bad role", json!({"role_id": uuid::Uuid::new_v4().to_string()}))).await;
     assert_eq!(cross.json, nowhere.json);
 
     // `auditor` is an Acme role; Globex has none of that name.
-    let refused = post_key(s, &hank, org_key_with("bad role", json!({"role_id": "auditor"}))).await;
+    let refused = create(s, &hank, org_key_with("bad role", json!({"role_id": "auditor"}))).await;
     assert_invalid(&refused, "Role must exist", "/data/attributes/role_id");
 
     for on_call in ["nobody".to_owned(), uuid::Uuid::new_v4().to_string(), globex_responder] {
-        let refused = post_key(s, &alice, org_key_with("bad on-call role", json!({"on_call_role_id": on_call}))).await;
+        let refused = create(s, &alice, org_key_with("bad on-call role", json!({"on_call_role_id": on_call}))).await;
         assert_invalid_at(&refused, "/data/attributes/on_call_role_id");
     }
     // Both wrong: both reported.
-    let both = post_key(s, &alice, org_key_with("bad both", json!({"role_id": "nope", "on_call_role_id": "nope"}))).await;
+    let both = create(s, &alice, org_key_with("bad both", json!({"role_id": "nope", "on_call_role_id": "nope"}))).await;
     assert_error_doc(&both, 422);
     let mut found = pointers(&both.json);
     found.sort();
@@ -128,7 +129,7 @@ async fn only_owners_and_admins_may_create_organization_keys() {
     }
     // carol administers a team but is a `user` of the organization.
     for who in ["carol", "dave", "erin", "frank", "grace", "ivy"] {
-        let refused = post_key(s, &world.token(who), org_key(&format!("{who}'s org key"))).await;
+        let refused = create(s, &world.token(who), org_key(&format!("{who}'s org key"))).await;
         assert_forbidden(&refused);
     }
 }
@@ -138,11 +139,11 @@ async fn a_non_admin_learns_nothing_about_taken_organization_key_names() {
     let world = World::start();
     let s = &world.server;
     create_ok(s, &world.token("alice"), org_key("taken")).await;
-    let refused = post_key(s, &world.token("carol"), org_key("taken")).await;
+    let refused = create(s, &world.token("carol"), org_key("taken")).await;
     assert_forbidden(&refused);
     assert!(!refused.text.contains("taken"), "the refusal must not reveal the name is taken: {}", refused.text);
     // And a bad role is not reported to someone who may not create the key at all.
-    let refused = post_key(s, &world.token("carol"), org_key_with("x", json!({"role_id": "nope"}))).await;
+    let refused = create(s, &world.token("carol"), org_key_with("x", json!({"role_id": "nope"}))).await;
     assert_forbidden(&refused);
 }
 
@@ -166,16 +167,16 @@ async fn organization_service_accounts_act_with_their_role() {
         )
         .await;
         // A service account has no person to own a personal key.
-        assert_forbidden(&post_key(s, bot, json!({"name": "me", "kind": "personal", "expires_at": in_days(30)})).await);
+        assert_forbidden(&create(s, bot, json!({"name": "me", "kind": "personal", "expires_at": in_days(30)})).await);
     }
     // With the default `user` role: no organization keys, no team keys (it administers no team).
-    assert_forbidden(&post_key(s, &as_user, org_key("made by the user bot")).await);
+    assert_forbidden(&create(s, &as_user, org_key("made by the user bot")).await);
     assert_forbidden(
-        &post_key(s, &as_user, json!({"name": "t", "kind": "team", "group_id": PLATFORM_TEAM, "expires_at": in_days(30)})).await,
+        &create(s, &as_user, json!({"name": "t", "kind": "team", "group_id": PLATFORM_TEAM, "expires_at": in_days(30)})).await,
     );
     // Cross-organization role ids stay unknown to a service account too.
     let hank_role = create_ok(s, &world.token("hank"), org_key_with("g", json!({"role_id": "admin"}))).await;
-    let refused = post_key(s, &as_admin, org_key_with("cross", json!({"role_id": hank_role.attr_str("role_id").unwrap()}))).await;
+    let refused = create(s, &as_admin, org_key_with("cross", json!({"role_id": hank_role.attr_str("role_id").unwrap()}))).await;
     assert_invalid(&refused, "Role must exist", "/data/attributes/role_id");
 }
 
@@ -185,7 +186,7 @@ async fn organization_keys_refuse_group_id() {
     let s = &world.server;
     let alice = world.token("alice");
     for group in [PLATFORM_TEAM, "platform"] {
-        let refused = post_key(s, &alice, org_key_with("with group", json!({"group_id": group}))).await;
+        let refused = create(s, &alice, org_key_with("with group", json!({"group_id": group}))).await;
         assert_invalid_at(&refused, "/data/attributes/group_id");
     }
     create_ok(s, &alice, org_key("with group")).await;

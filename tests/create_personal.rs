@@ -1,11 +1,12 @@
 //! API.md "Create": personal keys, through real HTTP against the real binary.
 
-mod ext;
-mod support;
+mod common;
 
-use ext::*;
 use serde_json::{json, Value};
-use support::*;
+use common::fixtures::PLATFORM_TEAM;
+use common::http::{create, create_ok, in_days, show};
+use common::jsonapi::{assert_forbidden, assert_invalid_at, assert_key_doc, assert_timestamp};
+use common::server::World;
 
 /// The attributes a show must repeat unchanged from the create (token and last use aside).
 const STABLE: [&str; 8] = ["name", "kind", "created_at", "updated_at", "description", "role_id", "on_call_role_id", "expires_at"];
@@ -64,7 +65,7 @@ async fn every_role_holding_create_may_create_personal_keys_and_the_others_get_4
     }
     // observer (read only), no_access (nothing), and a custom role with only `read`.
     for who in ["erin", "frank", "grace"] {
-        let refused = post_key(s, &world.token(who), json!({"name": "mine", "kind": "personal", "expires_at": in_days(10)})).await;
+        let refused = create(s, &world.token(who), json!({"name": "mine", "kind": "personal", "expires_at": in_days(10)})).await;
         assert_forbidden(&refused);
         assert!(!refused.text.contains("rootly_"), "a refusal carries no token: {}", refused.text);
     }
@@ -75,7 +76,7 @@ async fn forbidden_is_decided_before_validation() {
     let world = World::start();
     let s = &world.server;
     // An observer learns nothing about the request's problems: 403, not 422.
-    let refused = post_key(s, &world.token("erin"), json!({"name": " ", "kind": "personal", "expires_at": "yesterday", "bogus": 1})).await;
+    let refused = create(s, &world.token("erin"), json!({"name": " ", "kind": "personal", "expires_at": "yesterday", "bogus": 1})).await;
     assert_forbidden(&refused);
 }
 
@@ -95,7 +96,7 @@ async fn a_service_account_token_cannot_create_a_personal_key() {
         [("team", &team), ("organization/user", &org_user), ("organization/admin", &org_admin), ("organization/owner", &owner_role)]
     {
         let token = key.token();
-        let refused = post_key(s, &token, json!({"name": "personal", "kind": "personal", "expires_at": in_days(10)})).await;
+        let refused = create(s, &token, json!({"name": "personal", "kind": "personal", "expires_at": in_days(10)})).await;
         assert_forbidden(&refused);
         assert!(!refused.text.contains(&token), "{label}: the refusal must not echo the token");
         // The token itself is fine: it authenticates a show of its own key.
@@ -112,7 +113,7 @@ async fn personal_keys_refuse_team_and_organization_attributes() {
     for (attribute, value) in cases {
         let mut attributes = json!({"name": format!("with {attribute}"), "kind": "personal", "expires_at": in_days(10)});
         attributes[attribute] = value;
-        let refused = post_key(s, &alice, attributes).await;
+        let refused = create(s, &alice, attributes).await;
         assert_invalid_at(&refused, &format!("/data/attributes/{attribute}"));
     }
     // Nothing was created by those: the names are still free.

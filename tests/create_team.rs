@@ -1,11 +1,12 @@
 //! API.md "Create": team keys, through real HTTP against the real binary.
 
-mod ext;
-mod support;
+mod common;
 
-use ext::*;
 use serde_json::{json, Value};
-use support::*;
+use common::fixtures::{GLOBEX_TEAM, PLATFORM_TEAM, SECURITY_TEAM};
+use common::http::{Resp, create, create_ok, in_days, show};
+use common::jsonapi::{assert_forbidden, assert_invalid, assert_invalid_at, assert_key_doc};
+use common::server::World;
 
 fn team_key(name: &str, group_id: &str) -> Value {
     json!({"name": name, "kind": "team", "group_id": group_id, "expires_at": in_days(30)})
@@ -39,10 +40,10 @@ async fn a_team_key_is_created_by_team_id_or_slug_and_its_token_authenticates() 
 
     // The slug names the same scope as the id: a name taken through one is taken through the other.
     create_ok(s, &alice, team_key("shared name", "platform")).await;
-    let again = post_key(s, &alice, team_key("Shared Name", PLATFORM_TEAM)).await;
+    let again = create(s, &alice, team_key("Shared Name", PLATFORM_TEAM)).await;
     assert_invalid(&again, "Name has already been taken", "/data/attributes/name");
     create_ok(s, &alice, team_key("shared name", SECURITY_TEAM)).await;
-    let again = post_key(s, &alice, team_key("shared name", "security")).await;
+    let again = create(s, &alice, team_key("shared name", "security")).await;
     assert_invalid(&again, "Name has already been taken", "/data/attributes/name");
 }
 
@@ -77,7 +78,7 @@ async fn owners_admins_and_admins_of_the_team_may_create_team_keys_and_no_one_el
         ("frank", PLATFORM_TEAM),
         ("grace", SECURITY_TEAM),
     ] {
-        let refused = post_key(s, &world.token(who), team_key(&format!("{who} on {team}"), team)).await;
+        let refused = create(s, &world.token(who), team_key(&format!("{who} on {team}"), team)).await;
         assert_forbidden(&refused);
     }
 }
@@ -90,19 +91,19 @@ async fn a_team_that_is_not_of_the_callers_organization_is_group_must_exist() {
     let hank = world.token("hank");
 
     // Another organization's team, by id, from either side.
-    let cross = post_key(s, &alice, team_key("cross", GLOBEX_TEAM)).await;
+    let cross = create(s, &alice, team_key("cross", GLOBEX_TEAM)).await;
     assert_invalid(&cross, "Group must exist", "/data/attributes/group_id");
-    let cross_back = post_key(s, &hank, team_key("cross", PLATFORM_TEAM)).await;
+    let cross_back = create(s, &hank, team_key("cross", PLATFORM_TEAM)).await;
     assert_invalid(&cross_back, "Group must exist", "/data/attributes/group_id");
     // Even a team admin elsewhere (ivy administers Globex's platform) cannot reach Acme's.
-    let ivy = post_key(s, &world.token("ivy"), team_key("cross", PLATFORM_TEAM)).await;
+    let ivy = create(s, &world.token("ivy"), team_key("cross", PLATFORM_TEAM)).await;
     assert_invalid(&ivy, "Group must exist", "/data/attributes/group_id");
 
     // Indistinguishable from a team that exists nowhere: nothing leaks across organizations.
-    let nowhere = post_key(s, &alice, team_key("cross", &uuid::Uuid::new_v4().to_string())).await;
+    let nowhere = create(s, &alice, team_key("cross", &uuid::Uuid::new_v4().to_string())).await;
     assert_invalid(&nowhere, "Group must exist", "/data/attributes/group_id");
     assert_eq!(cross.json, nowhere.json, "another organization's team must look exactly like no team");
-    let unknown_slug = post_key(s, &alice, team_key("cross", "no-such-team")).await;
+    let unknown_slug = create(s, &alice, team_key("cross", "no-such-team")).await;
     assert_invalid(&unknown_slug, "Group must exist", "/data/attributes/group_id");
 
     // The same slug resolves within the caller's own organization only.
@@ -115,11 +116,11 @@ async fn a_team_key_without_group_id_is_422() {
     let world = World::start();
     let s = &world.server;
     let alice = world.token("alice");
-    let missing = post_key(s, &alice, json!({"name": "no team", "kind": "team", "expires_at": in_days(30)})).await;
+    let missing = create(s, &alice, json!({"name": "no team", "kind": "team", "expires_at": in_days(30)})).await;
     assert_invalid_at(&missing, "/data/attributes/group_id");
-    let null = post_key(s, &alice, json!({"name": "no team", "kind": "team", "group_id": null, "expires_at": in_days(30)})).await;
+    let null = create(s, &alice, json!({"name": "no team", "kind": "team", "group_id": null, "expires_at": in_days(30)})).await;
     assert_invalid_at(&null, "/data/attributes/group_id");
-    let empty = post_key(s, &alice, json!({"name": "no team", "kind": "team", "group_id": "", "expires_at": in_days(30)})).await;
+    let empty = create(s, &alice, json!({"name": "no team", "kind": "team", "group_id": "", "expires_at": in_days(30)})).await;
     assert_invalid_at(&empty, "/data/attributes/group_id");
 }
 
@@ -131,7 +132,7 @@ async fn team_keys_refuse_role_attributes() {
     for attribute in ["role_id", "on_call_role_id"] {
         let mut attributes = team_key(&format!("with {attribute}"), PLATFORM_TEAM);
         attributes[attribute] = json!(if attribute == "role_id" { "admin" } else { "responder" });
-        let refused = post_key(s, &alice, attributes).await;
+        let refused = create(s, &alice, attributes).await;
         assert_invalid_at(&refused, &format!("/data/attributes/{attribute}"));
     }
 }
@@ -148,11 +149,11 @@ async fn a_team_keys_service_account_acts_as_an_admin_of_its_team_only() {
     assert_group(&child, PLATFORM_TEAM);
     assert_eq!(show(s, &child.token(), &child.id()).await.status, 200);
     // Nothing beyond it.
-    assert_forbidden(&post_key(s, &bot, team_key("elsewhere", SECURITY_TEAM)).await);
-    assert_forbidden(&post_key(s, &bot, json!({"name": "org", "kind": "organization", "expires_at": in_days(30)})).await);
-    assert_forbidden(&post_key(s, &bot, json!({"name": "me", "kind": "personal", "expires_at": in_days(30)})).await);
+    assert_forbidden(&create(s, &bot, team_key("elsewhere", SECURITY_TEAM)).await);
+    assert_forbidden(&create(s, &bot, json!({"name": "org", "kind": "organization", "expires_at": in_days(30)})).await);
+    assert_forbidden(&create(s, &bot, json!({"name": "me", "kind": "personal", "expires_at": in_days(30)})).await);
     // Another organization's team is not a team at all for it.
-    let cross = post_key(s, &bot, team_key("cross", GLOBEX_TEAM)).await;
+    let cross = create(s, &bot, team_key("cross", GLOBEX_TEAM)).await;
     assert_invalid(&cross, "Group must exist", "/data/attributes/group_id");
 }
 
@@ -163,6 +164,6 @@ async fn a_team_key_acts_as_its_service_account_not_as_any_user() {
     let world = World::start();
     let s = &world.server;
     let key = create_ok(s, &world.token("carol"), team_key("ci", "platform")).await;
-    assert_forbidden(&post_key(s, &world.token("dave"), team_key("dave's", PLATFORM_TEAM)).await);
+    assert_forbidden(&create(s, &world.token("dave"), team_key("dave's", PLATFORM_TEAM)).await);
     create_ok(s, &key.token(), team_key("dave's", PLATFORM_TEAM)).await;
 }

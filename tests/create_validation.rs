@@ -1,13 +1,14 @@
 //! API.md "Create": validation of name, expires_at, description, the document's shape, and
 //! that every problem of a request is reported together.
 
-mod ext;
-mod support;
+mod common;
 
 use chrono::{Duration, FixedOffset, SubsecRound, Utc};
-use ext::*;
 use serde_json::{json, Value};
-use support::*;
+use common::fixtures::{GLOBEX_TEAM, PLATFORM_TEAM, SECURITY_TEAM};
+use common::http::{Resp, create, create_ok, five_years_from_now, in_days, post_raw, rfc3339, show};
+use common::jsonapi::{assert_error_doc, assert_invalid, assert_invalid_at, assert_timestamp, pointers, problems, titles};
+use common::server::World;
 
 fn personal(name: Value) -> Value {
     json!({"name": name, "kind": "personal", "expires_at": in_days(30)})
@@ -23,10 +24,10 @@ async fn a_blank_name_is_422() {
     let s = &world.server;
     let alice = world.token("alice");
     for name in [json!(""), json!("   "), json!("\t \n"), Value::Null] {
-        let refused = post_key(s, &alice, personal(name.clone())).await;
+        let refused = create(s, &alice, personal(name.clone())).await;
         assert_invalid(&refused, "Name can't be blank", "/data/attributes/name");
     }
-    let missing = post_key(s, &alice, json!({"kind": "personal", "expires_at": in_days(30)})).await;
+    let missing = create(s, &alice, json!({"kind": "personal", "expires_at": in_days(30)})).await;
     assert_invalid(&missing, "Name can't be blank", "/data/attributes/name");
 }
 
@@ -49,7 +50,7 @@ async fn a_value_of_the_wrong_json_type_is_one_problem_reported_once() {
     ] {
         let mut attributes = base.clone();
         attributes[attribute] = value.clone();
-        let refused = post_key(s, &alice, attributes).await;
+        let refused = create(s, &alice, attributes).await;
         assert_error_doc(&refused, 422);
         if pointers(&refused.json) != vec![format!("/data/attributes/{attribute}")] {
             failures.push(format!("{attribute} = {value}: expected exactly one problem, got {}", refused.text));
@@ -67,14 +68,14 @@ async fn a_name_is_trimmed_and_at_most_255_characters() {
     let created = create_ok(s, &alice, personal(json!(format!("   {max}  \t")))).await;
     assert_eq!(created.attrs()["name"], Value::String(max.clone()), "surrounding whitespace is trimmed");
 
-    let too_long = post_key(s, &alice, personal(json!(format!("  {}  ", "m".repeat(256))))).await;
+    let too_long = create(s, &alice, personal(json!(format!("  {}  ", "m".repeat(256))))).await;
     assert_invalid(&too_long, "Name is too long (maximum is 255 characters)", "/data/attributes/name");
 
     // Characters, not bytes: 255 two-byte characters are fine, 256 are not.
     let accented = "é".repeat(255);
     let created = create_ok(s, &alice, personal(json!(accented))).await;
     assert_eq!(created.attrs()["name"], Value::String(accented));
-    let too_long = post_key(s, &alice, personal(json!("é".repeat(256)))).await;
+    let too_long = create(s, &alice, personal(json!("é".repeat(256)))).await;
     assert_invalid(&too_long, "Name is too long (maximum is 255 characters)", "/data/attributes/name");
 
     let created = create_ok(s, &alice, personal(json!("  spaced out  "))).await;
@@ -92,7 +93,7 @@ async fn names_are_unique_per_kind_and_scope_ignoring_case_and_surrounding_space
     // Personal: scope is the user.
     create_ok(s, &alice, personal(json!("Deploy Bot"))).await;
     for variant in ["Deploy Bot", "deploy bot", "DEPLOY BOT", "  deploy bot  ", "\tDeploy Bot\n"] {
-        taken(&post_key(s, &alice, personal(json!(variant))).await);
+        taken(&create(s, &alice, personal(json!(variant))).await);
     }
     create_ok(s, &dave, personal(json!("deploy bot"))).await; // another user
     create_ok(s, &hank, personal(json!("Deploy Bot"))).await; // another organization
@@ -101,18 +102,18 @@ async fn names_are_unique_per_kind_and_scope_ignoring_case_and_surrounding_space
     // Team: scope is the team, whoever creates.
     let team = |name: &str, group: &str| json!({"name": name, "kind": "team", "group_id": group, "expires_at": in_days(30)});
     create_ok(s, &carol, team("Deploy Bot", PLATFORM_TEAM)).await; // another kind than alice's personal one
-    taken(&post_key(s, &alice, team(" DEPLOY BOT ", PLATFORM_TEAM)).await);
-    taken(&post_key(s, &carol, team("deploy bot", "platform")).await);
+    taken(&create(s, &alice, team(" DEPLOY BOT ", PLATFORM_TEAM)).await);
+    taken(&create(s, &carol, team("deploy bot", "platform")).await);
     create_ok(s, &bob, team("deploy bot", SECURITY_TEAM)).await; // another team
     create_ok(s, &hank, team("Deploy Bot", GLOBEX_TEAM)).await; // another organization
 
     // Organization: scope is the organization, whoever creates.
     let org = |name: &str| json!({"name": name, "kind": "organization", "expires_at": in_days(30)});
     create_ok(s, &alice, org("Deploy Bot")).await;
-    taken(&post_key(s, &bob, org("deploy BOT ")).await);
-    taken(&post_key(s, &alice, org("Deploy Bot")).await);
+    taken(&create(s, &bob, org("deploy BOT ")).await);
+    taken(&create(s, &alice, org("Deploy Bot")).await);
     create_ok(s, &hank, org("deploy bot")).await; // another organization
-    taken(&post_key(s, &hank, org("DEPLOY BOT")).await);
+    taken(&create(s, &hank, org("DEPLOY BOT")).await);
 }
 
 #[tokio::test]
@@ -122,7 +123,7 @@ async fn concurrent_creates_of_one_name_yield_exactly_one_key() {
     let alice = world.token("alice");
     let attempts = (0..16).map(|i| {
         let name = if i % 2 == 0 { "Race" } else { " race " };
-        post_key(s, &alice, personal(json!(name)))
+        create(s, &alice, personal(json!(name)))
     });
     let answers = futures_join_all(attempts).await;
     let created = answers.iter().filter(|r| r.status == 201).count();
@@ -165,9 +166,9 @@ async fn expires_at_is_required_and_must_be_a_date_time() {
     let world = World::start();
     let s = &world.server;
     let alice = world.token("alice");
-    let missing = post_key(s, &alice, json!({"name": "k", "kind": "personal"})).await;
+    let missing = create(s, &alice, json!({"name": "k", "kind": "personal"})).await;
     assert_invalid(&missing, "Expires at can't be blank", "/data/attributes/expires_at");
-    let null = post_key(s, &alice, with_expiry("k", Value::Null)).await;
+    let null = create(s, &alice, with_expiry("k", Value::Null)).await;
     assert_invalid(&null, "Expires at can't be blank", "/data/attributes/expires_at");
     for bad in [
         "",
@@ -179,7 +180,7 @@ async fn expires_at_is_required_and_must_be_a_date_time() {
         "2030-01-01 00:00:00",
         "1893456000",
     ] {
-        let refused = post_key(s, &alice, with_expiry("k", json!(bad))).await;
+        let refused = create(s, &alice, with_expiry("k", json!(bad))).await;
         assert_invalid(&refused, "Expires at is not a valid date-time", "/data/attributes/expires_at");
     }
 }
@@ -192,17 +193,17 @@ async fn expires_at_must_be_in_the_future_and_within_five_calendar_years() {
     let past = |resp: &Resp| assert_invalid(resp, "Expires at must be in the future", "/data/attributes/expires_at");
     let far = |resp: &Resp| assert_invalid(resp, "Expires at must be within 5 years", "/data/attributes/expires_at");
 
-    past(&post_key(s, &alice, with_expiry("k", json!("2020-01-01T00:00:00Z"))).await);
-    past(&post_key(s, &alice, with_expiry("k", json!(rfc3339(Utc::now() - Duration::seconds(2))))).await);
-    past(&post_key(s, &alice, with_expiry("k", json!(rfc3339(Utc::now() - Duration::days(1))))).await);
+    past(&create(s, &alice, with_expiry("k", json!("2020-01-01T00:00:00Z"))).await);
+    past(&create(s, &alice, with_expiry("k", json!(rfc3339(Utc::now() - Duration::seconds(2))))).await);
+    past(&create(s, &alice, with_expiry("k", json!(rfc3339(Utc::now() - Duration::days(1))))).await);
 
     let almost = five_years_from_now() - Duration::minutes(1);
     let created = create_ok(s, &alice, with_expiry("five years", json!(rfc3339(almost)))).await;
     assert_eq!(created.attrs()["expires_at"], Value::String(rfc3339(almost)));
 
-    far(&post_key(s, &alice, with_expiry("k", json!(rfc3339(five_years_from_now() + Duration::days(1))))).await);
-    far(&post_key(s, &alice, with_expiry("k", json!(rfc3339(five_years_from_now() + Duration::minutes(5))))).await);
-    far(&post_key(s, &alice, with_expiry("k", json!("9999-12-31T23:59:59Z"))).await);
+    far(&create(s, &alice, with_expiry("k", json!(rfc3339(five_years_from_now() + Duration::days(1))))).await);
+    far(&create(s, &alice, with_expiry("k", json!(rfc3339(five_years_from_now() + Duration::minutes(5))))).await);
+    far(&create(s, &alice, with_expiry("k", json!("9999-12-31T23:59:59Z"))).await);
 
     // A minute from now is in the future.
     create_ok(s, &alice, with_expiry("soon", json!(rfc3339(Utc::now() + Duration::minutes(1))))).await;
@@ -270,9 +271,9 @@ async fn description_is_optional_nullable_and_at_most_1000_characters() {
     let created = create_ok(s, &alice, with_description("empty", json!(""))).await;
     assert!(created.attrs()["description"].is_null() || created.attrs()["description"] == "");
 
-    let refused = post_key(s, &alice, with_description("long", json!("d".repeat(1001)))).await;
+    let refused = create(s, &alice, with_description("long", json!("d".repeat(1001)))).await;
     assert_invalid(&refused, "Description is too long (maximum is 1000 characters)", "/data/attributes/description");
-    let refused = post_key(s, &alice, with_description("long wide", json!("ü".repeat(1001)))).await;
+    let refused = create(s, &alice, with_description("long wide", json!("ü".repeat(1001)))).await;
     assert_invalid(&refused, "Description is too long (maximum is 1000 characters)", "/data/attributes/description");
 }
 
@@ -282,10 +283,10 @@ async fn kind_must_be_one_of_the_three() {
     let s = &world.server;
     let alice = world.token("alice");
     for kind in [json!("superuser"), json!("Personal"), json!(""), Value::Null] {
-        let refused = post_key(s, &alice, json!({"name": "k", "kind": kind, "expires_at": in_days(30)})).await;
+        let refused = create(s, &alice, json!({"name": "k", "kind": kind, "expires_at": in_days(30)})).await;
         assert_invalid_at(&refused, "/data/attributes/kind");
     }
-    let refused = post_key(s, &alice, json!({"name": "k", "expires_at": in_days(30)})).await;
+    let refused = create(s, &alice, json!({"name": "k", "expires_at": in_days(30)})).await;
     assert_invalid_at(&refused, "/data/attributes/kind");
 }
 
@@ -297,19 +298,19 @@ async fn unknown_attributes_are_422_each_pointing_at_itself() {
     for attribute in ["foo", "token", "user_id", "created_at", "last_used_at", "Name"] {
         let mut attributes = personal(json!("k"));
         attributes[attribute] = json!("x");
-        let refused = post_key(s, &alice, attributes).await;
+        let refused = create(s, &alice, attributes).await;
         assert_invalid_at(&refused, &format!("/data/attributes/{attribute}"));
     }
     // JSON pointer escaping (RFC 6901): `/` is `~1`, `~` is `~0`.
     let mut attributes = personal(json!("k"));
     attributes["a/b~c"] = json!(1);
-    let refused = post_key(s, &alice, attributes).await;
+    let refused = create(s, &alice, attributes).await;
     assert_invalid_at(&refused, "/data/attributes/a~1b~0c");
     // Two unknown attributes: two problems.
     let mut attributes = personal(json!("k"));
     attributes["foo"] = json!(1);
     attributes["bar"] = json!(2);
-    let refused = post_key(s, &alice, attributes).await;
+    let refused = create(s, &alice, attributes).await;
     assert_error_doc(&refused, 422);
     let mut found = pointers(&refused.json);
     found.sort();
@@ -360,7 +361,7 @@ async fn every_problem_of_a_request_is_reported_together() {
     let s = &world.server;
     let alice = world.token("alice");
 
-    let refused = post_key(s, &alice, json!({"name": "  ", "kind": "personal", "expires_at": "not a date", "foo": "bar"})).await;
+    let refused = create(s, &alice, json!({"name": "  ", "kind": "personal", "expires_at": "not a date", "foo": "bar"})).await;
     assert_error_doc(&refused, 422);
     let mut found = problems(&refused);
     found.sort();
@@ -404,7 +405,7 @@ async fn every_problem_of_a_request_is_reported_together() {
 
     // A taken name is reported alongside the other problems.
     create_ok(s, &alice, personal(json!("taken"))).await;
-    let refused = post_key(s, &alice, json!({"name": "TAKEN", "kind": "personal", "expires_at": "2001-01-01T00:00:00Z"})).await;
+    let refused = create(s, &alice, json!({"name": "TAKEN", "kind": "personal", "expires_at": "2001-01-01T00:00:00Z"})).await;
     assert_error_doc(&refused, 422);
     let mut found = problems(&refused);
     found.sort();
@@ -422,7 +423,7 @@ async fn a_refused_create_claims_nothing() {
     let world = World::start();
     let s = &world.server;
     let alice = world.token("alice");
-    let refused = post_key(s, &alice, with_expiry("claimed?", json!("2001-01-01T00:00:00Z"))).await;
+    let refused = create(s, &alice, with_expiry("claimed?", json!("2001-01-01T00:00:00Z"))).await;
     assert_error_doc(&refused, 422);
     create_ok(s, &alice, personal(json!("claimed?"))).await;
 }

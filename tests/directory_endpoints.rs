@@ -2,12 +2,15 @@
 //! `/v1/teams` — contents, pagination like the keys list, 400s naming the parameter, 401s
 //! and tenant isolation — through the real binary.
 
-mod support;
+mod common;
 
 use std::collections::HashSet;
 
 use serde_json::{json, Value};
-use support::*;
+use common::fixtures::{GLOBEX_TEAM, PLATFORM_TEAM, SECURITY_TEAM};
+use common::http::{Resp, create, get, in_days, revoke, send};
+use common::jsonapi::{assert_bad_parameter, titles};
+use common::server::{Server, World};
 
 const LISTS: [&str; 3] = ["/v1/roles", "/v1/on_call_roles", "/v1/teams"];
 
@@ -19,7 +22,7 @@ async fn walk(server: &Server, token: &str, path: &str, size: usize) -> Vec<Valu
     let mut pages = 0;
     let mut total = None;
     while let Some(link) = next {
-        let (status, page) = get(server, token, &link).await;
+        let Resp { status, json: page, .. } = get(server, token, &link).await;
         assert_eq!(status, 200, "{link}: {page}");
         pages += 1;
         assert_eq!(page["meta"]["current_page"], pages, "{page}");
@@ -43,14 +46,12 @@ fn by_slug<'a>(items: &'a [Value], slug: &str) -> &'a Value {
 
 #[tokio::test]
 async fn users_me_is_the_user_of_a_personal_key_and_the_service_account_of_a_team_or_organization_key() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let carol = &tokens["carol@acme.test"];
     let roles = walk(&server, carol, "/v1/roles", 100).await;
     let on_call_roles = walk(&server, carol, "/v1/on_call_roles", 100).await;
 
-    let (status, me) = get(&server, carol, "/v1/users/me").await;
+    let Resp { status, json: me, .. } = get(&server, carol, "/v1/users/me").await;
     assert_eq!(status, 200, "{me}");
     assert_eq!((&me["data"]["id"], &me["data"]["type"]), (&json!("3"), &json!("users")), "{me}");
     let attributes = &me["data"]["attributes"];
@@ -59,10 +60,10 @@ async fn users_me_is_the_user_of_a_personal_key_and_the_service_account_of_a_tea
     assert_eq!(attributes["role_id"], by_slug(&roles, "user")["id"], "{me}");
     assert_eq!(attributes["on_call_role_id"], by_slug(&on_call_roles, "responder")["id"], "{me}");
 
-    let (status, team_key) =
+    let Resp { status, json: team_key, .. } =
         create(&server, carol, json!({"name": "ci", "kind": "team", "group_id": PLATFORM_TEAM, "expires_at": in_days(30)})).await;
     assert_eq!(status, 201, "{team_key}");
-    let (_, me) = get(&server, team_key["data"]["attributes"]["token"].as_str().expect("token"), "/v1/users/me").await;
+    let Resp { json: me, .. } = get(&server, team_key["data"]["attributes"]["token"].as_str().expect("token"), "/v1/users/me").await;
     assert_eq!(me["data"]["type"], "users", "{me}");
     assert_ne!(me["data"]["id"], "3", "the key's service account, not its creator: {me}");
     assert_eq!(me["data"]["attributes"]["kind"], "service_account", "{me}");
@@ -70,22 +71,20 @@ async fn users_me_is_the_user_of_a_personal_key_and_the_service_account_of_a_tea
     assert_eq!(me["data"]["attributes"]["group_id"], PLATFORM_TEAM);
     assert_eq!(me["data"]["attributes"]["api_key_id"], team_key["data"]["id"]);
 
-    let (status, org_key) = create(
+    let Resp { status, json: org_key, .. } = create(
         &server,
         &tokens["alice@acme.test"],
         json!({"name": "audit", "kind": "organization", "role_id": "observer", "expires_at": in_days(30)}),
     )
     .await;
     assert_eq!(status, 201, "{org_key}");
-    let (_, me) = get(&server, org_key["data"]["attributes"]["token"].as_str().expect("token"), "/v1/users/me").await;
+    let Resp { json: me, .. } = get(&server, org_key["data"]["attributes"]["token"].as_str().expect("token"), "/v1/users/me").await;
     assert_eq!(me["data"]["attributes"]["role_id"], by_slug(&roles, "observer")["id"], "{me}");
 }
 
 #[tokio::test]
 async fn roles_on_call_roles_and_teams_show_the_organizations_directory() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let frank = &tokens["frank@acme.test"];
 
     let roles = walk(&server, frank, "/v1/roles", 100).await;
@@ -113,9 +112,7 @@ async fn roles_on_call_roles_and_teams_show_the_organizations_directory() {
 
 #[tokio::test]
 async fn pagination_links_walk_every_entry_exactly_once() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let alice = &tokens["alice@acme.test"];
     for (path, everything) in [("/v1/roles", 6), ("/v1/on_call_roles", 5), ("/v1/teams", 2)] {
         let whole = walk(&server, alice, path, 100).await;
@@ -125,7 +122,7 @@ async fn pagination_links_walk_every_entry_exactly_once() {
             assert_eq!(paged, whole, "{path} in pages of {size}: the same entries in the same order");
         }
     }
-    let (_, page) = get(&server, alice, "/v1/roles?page[size]=4&page[number]=2").await;
+    let Resp { json: page, .. } = get(&server, alice, "/v1/roles?page[size]=4&page[number]=2").await;
     assert_eq!(page["meta"], json!({"current_page": 2, "next_page": null, "prev_page": 1, "total_count": 6, "total_pages": 2}));
     assert_eq!(page["links"]["self"], "/v1/roles?page%5Bsize%5D=4&page%5Bnumber%5D=2");
     assert_eq!(page["links"]["first"], "/v1/roles?page%5Bsize%5D=4&page%5Bnumber%5D=1");
@@ -135,9 +132,7 @@ async fn pagination_links_walk_every_entry_exactly_once() {
 
 #[tokio::test]
 async fn malformed_or_unknown_parameters_are_400_naming_them() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let alice = &tokens["alice@acme.test"];
     for path in LISTS {
         for parameter in ["page[size]=101", "page[size]=0", "page[number]=0", "page[number]=two", "filter[name]=x", "sort=slug"] {
@@ -148,26 +143,21 @@ async fn malformed_or_unknown_parameters_are_400_naming_them() {
 
 #[tokio::test]
 async fn without_a_valid_token_every_endpoint_is_401() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let revoked = &tokens["dave@acme.test"];
-    let (_, listed) = get(&server, revoked, "/v1/api_keys").await;
+    let Resp { json: listed, .. } = get(&server, revoked, "/v1/api_keys").await;
     let id = listed["data"][0]["id"].as_str().expect("dave's login").to_owned();
-    let response = client().delete(server.url(&format!("/v1/api_keys/{id}"))).bearer_auth(revoked).send().await.expect("DELETE");
-    assert_eq!(response.status(), 200);
+    assert_eq!(revoke(&server, revoked, &id).await.status, 200);
     for path in LISTS.into_iter().chain(["/v1/users/me"]) {
-        assert_eq!(client().get(server.url(path)).send().await.expect("GET").status(), 401, "{path} without a token");
-        let (status, body) = get(&server, revoked, path).await;
+        assert_eq!(send(&server, "GET", path, None, None, None).await.status, 401, "{path} without a token");
+        let Resp { status, json: body, .. } = get(&server, revoked, path).await;
         assert_eq!((status, titles(&body)), (401, vec!["Invalid token".to_owned()]), "{path} with a revoked token");
     }
 }
 
 #[tokio::test]
 async fn globex_never_sees_acmes_directory() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let ids = |items: &[Value]| items.iter().filter_map(|i| i["id"].as_str().map(str::to_owned)).collect::<HashSet<_>>();
     for path in LISTS {
         let acme = ids(&walk(&server, &tokens["alice@acme.test"], path, 100).await);
@@ -179,6 +169,6 @@ async fn globex_never_sees_acmes_directory() {
     assert_eq!(ids(&teams), HashSet::from([GLOBEX_TEAM.to_owned()]));
     let roles = walk(&server, &tokens["ivy@globex.test"], "/v1/roles", 100).await;
     assert!(roles.iter().all(|r| r["attributes"]["slug"] != "auditor"), "Acme's custom role stays Acme's");
-    let (_, me) = get(&server, &tokens["hank@globex.test"], "/v1/users/me").await;
+    let Resp { json: me, .. } = get(&server, &tokens["hank@globex.test"], "/v1/users/me").await;
     assert_eq!((&me["data"]["id"], &me["data"]["attributes"]["email"]), (&json!("1"), &json!("hank@globex.test")));
 }

@@ -1,12 +1,12 @@
 //! API.md "Errors": the status codes outside validation, and the shape of every error
 //! document, through real HTTP against the real binary.
 
-mod ext;
-mod support;
+mod common;
 
-use ext::*;
 use serde_json::json;
-use support::*;
+use common::http::{create_doc, in_days, post_raw, raw_http, send};
+use common::jsonapi::{JSON_API, assert_error_doc, assert_invalid_at, assert_key_doc, assert_not_found, assert_unauthorized, forged_token};
+use common::server::World;
 
 fn valid_body(name: &str) -> Vec<u8> {
     create_doc(json!({"name": name, "kind": "personal", "expires_at": in_days(30)})).to_string().into_bytes()

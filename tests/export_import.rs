@@ -4,12 +4,14 @@
 //! naming the line, and leaves no ledger behind; only an empty or new directory is imported
 //! into.
 
-mod support;
+mod common;
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use support::{cli, cli_ok, create, durable_attributes, get, in_days, ledger_with_a_key_of_each_kind, DataDir, Server};
+use common::http::{Resp, create, get, in_days};
+use common::jsonapi::durable_attributes;
+use common::server::{DataDir, Server, cli, cli_ok, ledger_with_a_key_of_each_kind};
 
 fn arg(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
@@ -52,7 +54,7 @@ fn assert_no_ledger(target: &Path, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_then_import_then_export_is_byte_identical_and_holds_no_token() {
-    let (data, tokens, created) = ledger_with_a_key_of_each_kind().await;
+    let (data, tokens, created) = ledger_with_a_key_of_each_kind();
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("ledger.jsonl");
     let exported = export_file(data.path(), &file);
@@ -89,7 +91,7 @@ async fn export_then_import_then_export_is_byte_identical_and_holds_no_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_imported_ledger_serves_the_same_keys_and_takes_the_same_tokens() {
-    let (data, tokens, created) = ledger_with_a_key_of_each_kind().await;
+    let (data, tokens, created) = ledger_with_a_key_of_each_kind();
     let exported = export_stdout(data.path());
     // Into an existing, empty directory.
     let target = DataDir::new();
@@ -101,22 +103,22 @@ async fn the_imported_ledger_serves_the_same_keys_and_takes_the_same_tokens() {
     assert!(out.status.success(), "the imported projections differ from its log: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 
     let server = Server::start(&target);
-    assert!(server.owner_token.is_none(), "serve must not initialize an imported ledger again");
+    assert!(server.owner_token().is_none(), "serve must not initialize an imported ledger again");
     for key in &created {
-        let (status, shown) = get(&server, &key.token, &format!("/v1/api_keys/{}", key.id)).await;
+        let Resp { status, json: shown, .. } = get(&server, &key.token, &format!("/v1/api_keys/{}", key.id)).await;
         assert_eq!(status, 200, "a token issued before the export no longer authenticates: {shown}");
         assert_eq!(durable_attributes(&shown), durable_attributes(&key.shown), "the imported ledger shows the key differently");
     }
     // Tokens minted offline before the export, too (digests are keyless).
     for (user, token) in &tokens {
-        let (status, body) = get(&server, token, "/v1/api_keys/00000000-0000-0000-0000-000000000000").await;
+        let Resp { status, json: body, .. } = get(&server, token, "/v1/api_keys/00000000-0000-0000-0000-000000000000").await;
         assert_eq!(status, 404, "{user}'s token from before the export is refused: {body}");
     }
     // And it records on top of the imported log, with the imported name index.
     let alice = &tokens["alice@acme.test"];
-    let (status, body) = create(&server, alice, json!({"name": "Laptop", "kind": "personal", "expires_at": in_days(30)})).await;
+    let Resp { status, json: body, .. } = create(&server, alice, json!({"name": "Laptop", "kind": "personal", "expires_at": in_days(30)})).await;
     assert_eq!(status, 422, "a name taken before the export must still be taken: {body}");
-    let (status, body) = create(&server, alice, json!({"name": "after import", "kind": "personal", "expires_at": in_days(30)})).await;
+    let Resp { status, json: body, .. } = create(&server, alice, json!({"name": "after import", "kind": "personal", "expires_at": in_days(30)})).await;
     assert_eq!(status, 201, "{body}");
     server.stop();
 }

@@ -9,7 +9,7 @@
 //!   `KEYLEDGER_WRITE_GOLDEN=1 cargo test --test golden_log`. Once a release has shipped
 //!   it, freeze it like the first and start another.
 
-mod support;
+mod common;
 
 use std::sync::Arc;
 
@@ -29,6 +29,7 @@ use keyledger::service::rules::rotate_api_key::{RotateApiKey, Rotation};
 use keyledger_projections::event::RevocationReason;
 use keyledger_projections::{ApiKeyKind, Event, State};
 use uuid::Uuid;
+use common::fixtures::{PLATFORM_TEAM, fixture};
 
 const FIRST: &str = "fixtures/golden-log.jsonl";
 const LIFECYCLE: &str = "fixtures/golden-log-lifecycle.jsonl";
@@ -37,13 +38,13 @@ fn write_lifecycle_golden() {
     let dir = tempfile::tempdir().unwrap();
     let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(dir.path()).unwrap());
     let mut writer = Writer::new(Arc::clone(&storage), load_state(&*storage).unwrap()).unwrap();
-    let acme: DirectoryFile = serde_json::from_str(&std::fs::read_to_string(support::fixture("directory.example.json")).unwrap()).unwrap();
+    let acme: DirectoryFile = serde_json::from_str(&std::fs::read_to_string(fixture("directory.example.json")).unwrap()).unwrap();
     let tokens = TokenFormat::new("rootly").unwrap();
     operator::initialize(&mut writer, &[acme], &tokens).unwrap();
     let owner_key = writer.state().keys.iter().next().map(|k| k.id).unwrap();
     let expires = (Utc::now() + Duration::days(365 * 4)).to_rfc3339();
     let mut created = Vec::new();
-    for (kind, name, group) in [("team", "platform deploys", Some(support::PLATFORM_TEAM)), ("organization", "audit export", None)] {
+    for (kind, name, group) in [("team", "platform deploys", Some(PLATFORM_TEAM)), ("organization", "audit export", None)] {
         let command = Command::CreateApiKey(CreateApiKey {
             requester: Requester::Key(Credential::current(writer.state(), owner_key).unwrap()),
             api_key_id: Uuid::new_v4(),
@@ -84,7 +85,7 @@ fn write_lifecycle_golden() {
     // dave leaves and the platform team is deleted: dave's key and the team's key go with them.
     let dave = operator::issue_personal_key(&mut writer, Some("Acme"), "dave@acme.test", "dave's laptop", Utc::now() + Duration::days(30), &tokens);
     dave.unwrap();
-    let mut smaller: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(support::fixture("directory.example.json")).unwrap()).unwrap();
+    let mut smaller: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixture("directory.example.json")).unwrap()).unwrap();
     smaller["users"].as_array_mut().unwrap().retain(|u| u["email"] != "dave@acme.test");
     smaller["teams"].as_array_mut().unwrap().retain(|t| t["slug"] != "platform");
     operator::apply_directory(&mut writer, &[serde_json::from_value(smaller).unwrap()]).unwrap();

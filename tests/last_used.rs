@@ -1,11 +1,12 @@
 //! `last_used_at` through the real binary: set by a key's own use, moved at most once a
 //! minute, kept outside the log across restarts and rebuilds, filtered and sorted on.
 
-mod support;
+mod common;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::{json, Value};
-use support::{cli_ok, create, get, in_days, ledger_with_a_key_of_each_kind, serving_acme_and_globex, DataDir, Server};
+use common::http::{Resp, create, get, in_days};
+use common::server::{DataDir, Server, World, cli_ok, ledger_with_a_key_of_each_kind};
 
 /// The `last_used_at` of a shown key, parsed; `None` for null.
 fn last_used(body: &Value) -> Option<DateTime<Utc>> {
@@ -29,7 +30,7 @@ fn names(body: &Value) -> Vec<String> {
 
 /// Creates a personal key for the owner of `token`; returns its id and token.
 async fn create_personal(server: &Server, token: &str, name: &str) -> (String, String) {
-    let (status, body) = create(server, token, json!({"name": name, "kind": "personal", "expires_at": in_days(30)})).await;
+    let Resp { status, json: body, .. } = create(server, token, json!({"name": name, "kind": "personal", "expires_at": in_days(30)})).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["data"]["attributes"]["last_used_at"], Value::Null, "a new key was never used: {body}");
     let id = body["data"]["id"].as_str().expect("data.id").to_owned();
@@ -38,26 +39,26 @@ async fn create_personal(server: &Server, token: &str, name: &str) -> (String, S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_use_sets_last_used_at_and_a_second_use_within_the_minute_leaves_it() {
-    let (_data, tokens, server) = serving_acme_and_globex();
+    let World { data: _data, tokens, server } = World::start();
     let alice = &tokens["alice@acme.test"];
     let (id, token) = create_personal(&server, alice, "ci bot").await;
     let path = format!("/v1/api_keys/{id}");
-    let (status, body) = get(&server, alice, &path).await;
+    let Resp { status, json: body, .. } = get(&server, alice, &path).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(last_used(&body), None, "another key's use is not this key's: {body}");
 
     let before = Utc::now().trunc_subsecs(6);
-    let (status, body) = get(&server, &token, "/v1/api_keys").await;
+    let Resp { status, json: body, .. } = get(&server, &token, "/v1/api_keys").await;
     let after = Utc::now();
     assert_eq!(status, 200, "{body}");
-    let (_, body) = get(&server, alice, &path).await;
+    let Resp { json: body, .. } = get(&server, alice, &path).await;
     let first = last_used(&body).unwrap_or_else(|| panic!("a used key shows no last use: {body}"));
     assert!(before <= first && first <= after, "{first} is not the moment of the use ({before} to {after})");
 
-    let (status, own) = get(&server, &token, &path).await;
+    let Resp { status, json: own, .. } = get(&server, &token, &path).await;
     assert_eq!(status, 200, "{own}");
     assert_eq!(last_used(&own), Some(first), "a second use within the minute moved last_used_at: {own}");
-    let (_, body) = get(&server, alice, &path).await;
+    let Resp { json: body, .. } = get(&server, alice, &path).await;
     assert_eq!(last_used(&body), Some(first), "{body}");
     server.stop();
 }
@@ -65,25 +66,25 @@ async fn a_use_sets_last_used_at_and_a_second_use_within_the_minute_leaves_it() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn last_uses_survive_a_graceful_restart_and_record_no_event() {
     // Each key was shown to its own token, its first use, before a graceful stop.
-    let (data, tokens, created) = ledger_with_a_key_of_each_kind().await;
+    let (data, tokens, created) = ledger_with_a_key_of_each_kind();
     let events = events_in(&data);
     let server = Server::start(&data);
     let alice = &tokens["alice@acme.test"];
     for key in &created {
         let stored = last_used(&key.shown).unwrap_or_else(|| panic!("the use that showed the key is not on it: {}", key.shown));
-        let (_, body) = get(&server, alice, &format!("/v1/api_keys/{}", key.id)).await;
+        let Resp { json: body, .. } = get(&server, alice, &format!("/v1/api_keys/{}", key.id)).await;
         assert_eq!(last_used(&body), Some(stored), "the last use did not survive the restart: {body}");
     }
     // Bob's first use, in this run: stored, and no event.
     let bob_used = Utc::now().trunc_subsecs(6);
-    let (status, body) = get(&server, &tokens["bob@acme.test"], "/v1/api_keys").await;
+    let Resp { status, json: body, .. } = get(&server, &tokens["bob@acme.test"], "/v1/api_keys").await;
     assert_eq!(status, 200, "{body}");
     server.stop();
     assert_eq!(events_in(&data), events, "using keys recorded events");
 
     let server = Server::start(&data);
     let query = format!("/v1/api_keys?filter[name]=test%20login&filter[last_used_at][gte]={}&filter[user_id]=2", bob_used.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
-    let (status, body) = get(&server, alice, &query).await;
+    let Resp { status, json: body, .. } = get(&server, alice, &query).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["meta"]["total_count"], 1, "bob's login (user 2) lost its last use across the restart: {body}");
     server.stop();
@@ -91,11 +92,11 @@ async fn last_uses_survive_a_graceful_restart_and_record_no_event() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_keeps_last_uses() {
-    let (data, tokens, created) = ledger_with_a_key_of_each_kind().await;
+    let (data, tokens, created) = ledger_with_a_key_of_each_kind();
     cli_ok(&["rebuild", "--data", data.arg()]);
     let server = Server::start(&data);
     for key in &created {
-        let (_, body) = get(&server, &tokens["alice@acme.test"], &format!("/v1/api_keys/{}", key.id)).await;
+        let Resp { json: body, .. } = get(&server, &tokens["alice@acme.test"], &format!("/v1/api_keys/{}", key.id)).await;
         assert!(last_used(&body).is_some(), "the rebuild dropped a last use: {body}");
         assert_eq!(last_used(&body), last_used(&key.shown), "{body}");
     }
@@ -104,14 +105,14 @@ async fn a_rebuild_keeps_last_uses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_list_filters_and_sorts_by_last_use() {
-    let (_data, tokens, server) = serving_acme_and_globex();
+    let World { data: _data, tokens, server } = World::start();
     let alice = &tokens["alice@acme.test"];
     let (_, old) = create_personal(&server, alice, "lu old").await;
     let (_, new) = create_personal(&server, alice, "lu new").await;
     create_personal(&server, alice, "lu never").await;
-    assert_eq!(get(&server, &old, "/v1/api_keys?page[size]=1").await.0, 200);
+    assert_eq!(get(&server, &old, "/v1/api_keys?page[size]=1").await.status, 200);
     let between = Utc::now().trunc_subsecs(6).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    assert_eq!(get(&server, &new, "/v1/api_keys?page[size]=1").await.0, 200);
+    assert_eq!(get(&server, &new, "/v1/api_keys?page[size]=1").await.status, 200);
 
     for (query, expected) in [
         (format!("filter[last_used_at][gt]={between}"), vec!["lu new"]),
@@ -120,7 +121,7 @@ async fn the_list_filters_and_sorts_by_last_use() {
         ("sort=last_used_at".to_owned(), vec!["lu old", "lu new", "lu never"]),
         ("sort=-last_used_at".to_owned(), vec!["lu never", "lu new", "lu old"]),
     ] {
-        let (status, body) = get(&server, alice, &format!("/v1/api_keys?filter[search]=lu%20&{query}")).await;
+        let Resp { status, json: body, .. } = get(&server, alice, &format!("/v1/api_keys?filter[search]=lu%20&{query}")).await;
         assert_eq!(status, 200, "{query}: {body}");
         assert_eq!(names(&body), expected, "{query}: {body}");
     }

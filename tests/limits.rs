@@ -2,22 +2,23 @@
 //! request timeouts, the connection cap, rate limits per key and per address, and the
 //! headers every `/v1` response carries.
 
-mod support;
+mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::*;
+use common::http::{Resp, client, create, create_doc, get, in_days};
+use common::jsonapi::assert_bad_parameter;
+use common::server::{DataDir, Server};
 
 /// A server over a fresh data dir, started with `flags`, and its owner's token.
 fn serving(flags: &[&str]) -> (DataDir, Server, String) {
     let data = DataDir::new();
     let server = Server::start_with(&data, flags);
     let owner = server
-        .owner_token
-        .clone()
+        .owner_token()
         .expect("the first start prints the owner's token");
     (data, server, owner)
 }
@@ -229,7 +230,7 @@ async fn a_key_beyond_its_rate_limit_gets_429_with_retry_after_and_its_standing(
 #[tokio::test]
 async fn each_key_has_its_own_rate_limit() {
     let (_data, server, owner) = serving(&["--rate-limit", "3"]);
-    let (status, created) = create(
+    let Resp { status, json: created, .. } = create(
         &server,
         &owner,
         json!({"name": "second", "kind": "personal", "expires_at": in_days(30)}),
@@ -259,7 +260,7 @@ async fn an_ordinary_authenticated_answer_carries_the_keys_standing() {
     assert!((1..=60).contains(&header(&response, "ratelimit-reset")));
     assert_hygienic(&response);
 
-    let (status, _) = get(&server, &owner, "/v1/api_keys").await;
+    let Resp { status, .. } = get(&server, &owner, "/v1/api_keys").await;
     assert_eq!(status, 200);
     let response = client()
         .get(server.url("/v1/api_keys/not-a-key"))
@@ -352,7 +353,7 @@ async fn created_unauthorized_and_not_found_answers_are_not_stored_or_sniffed() 
 #[tokio::test]
 async fn a_search_longer_than_255_characters_is_400_naming_it() {
     let (_data, server, owner) = serving(&[]);
-    let (status, body) = get(
+    let Resp { status, json: body, .. } = get(
         &server,
         &owner,
         &format!("/v1/api_keys?filter[search]={}", "a".repeat(255)),

@@ -1,28 +1,25 @@
 //! `GET /v1/api_keys`: visibility, filters, sort, pagination links and meta, 400s naming the
 //! parameter — through the real binary.
 
-mod support;
+mod common;
 
 use std::collections::HashSet;
 
 use serde_json::{json, Value};
-use support::*;
-
-async fn list(server: &Server, token: &str, path: &str) -> (u16, Value) {
-    get(server, token, path).await
-}
+use common::fixtures::PLATFORM_TEAM;
+use common::http::{Resp, create, get, in_days, send};
+use common::jsonapi::assert_bad_parameter;
+use common::server::World;
 
 #[tokio::test]
 async fn pagination_links_walk_every_visible_key_exactly_once() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let carol = &tokens["carol@acme.test"];
     for i in 0..7 {
-        let (status, _) = create(&server, carol, json!({"name": format!("key {i}"), "kind": "personal", "expires_at": in_days(30)})).await;
+        let Resp { status, .. } = create(&server, carol, json!({"name": format!("key {i}"), "kind": "personal", "expires_at": in_days(30)})).await;
         assert_eq!(status, 201);
     }
-    let (status, first) = list(&server, carol, "/v1/api_keys?page[size]=3&sort=-name").await;
+    let Resp { status, json: first, .. } = get(&server, carol, "/v1/api_keys?page[size]=3&sort=-name").await;
     assert_eq!(status, 200, "{first}");
     assert_eq!(first["meta"]["total_count"], 8, "7 keys and carol's login: {first}");
     assert_eq!(first["meta"]["total_pages"], 3);
@@ -31,7 +28,7 @@ async fn pagination_links_walk_every_visible_key_exactly_once() {
     let mut seen = Vec::new();
     let mut next = Some("/v1/api_keys?page[size]=3&sort=-name".to_owned());
     while let Some(path) = next {
-        let (status, page) = list(&server, carol, &path).await;
+        let Resp { status, json: page, .. } = get(&server, carol, &path).await;
         assert_eq!(status, 200, "{page}");
         for key in page["data"].as_array().expect("data") {
             assert!(key["attributes"].get("token").is_none(), "tokens are never listed");
@@ -46,9 +43,7 @@ async fn pagination_links_walk_every_visible_key_exactly_once() {
 
 #[tokio::test]
 async fn filters_narrow_and_other_users_keys_stay_invisible() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let carol = &tokens["carol@acme.test"];
     create(&server, carol, json!({"name": "Deploy Bot", "kind": "personal", "expires_at": in_days(30)})).await;
     create(&server, carol, json!({"name": "ci", "kind": "team", "group_id": PLATFORM_TEAM, "expires_at": in_days(30)})).await;
@@ -57,24 +52,22 @@ async fn filters_narrow_and_other_users_keys_stay_invisible() {
     let names = |body: &Value| -> Vec<String> {
         body["data"].as_array().map(|d| d.iter().map(|k| k["attributes"]["name"].as_str().unwrap_or("").to_owned()).collect()).unwrap_or_default()
     };
-    let (_, body) = list(&server, &tokens["alice@acme.test"], "/v1/api_keys?filter[search]=DEPLOY").await;
+    let Resp { json: body, .. } = get(&server, &tokens["alice@acme.test"], "/v1/api_keys?filter[search]=DEPLOY").await;
     assert_eq!(names(&body), ["Deploy Bot"], "case-insensitive, and never Globex's");
-    let (_, body) = list(&server, &tokens["alice@acme.test"], &format!("/v1/api_keys?filter[kind]=team&filter[group_ids]={PLATFORM_TEAM}")).await;
+    let Resp { json: body, .. } = get(&server, &tokens["alice@acme.test"], &format!("/v1/api_keys?filter[kind]=team&filter[group_ids]={PLATFORM_TEAM}")).await;
     assert_eq!(names(&body), ["ci"]);
-    let (_, body) = list(&server, &tokens["dave@acme.test"], "/v1/api_keys").await;
+    let Resp { json: body, .. } = get(&server, &tokens["dave@acme.test"], "/v1/api_keys").await;
     assert_eq!(names(&body), ["test login"], "dave sees only his own");
-    let (_, body) = list(&server, &tokens["alice@acme.test"], "/v1/api_keys?filter[expired]=true").await;
+    let Resp { json: body, .. } = get(&server, &tokens["alice@acme.test"], "/v1/api_keys?filter[expired]=true").await;
     assert_eq!(body["meta"]["total_count"], 0);
 }
 
 #[tokio::test]
 async fn malformed_or_unknown_parameters_are_400_naming_them() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let alice = &tokens["alice@acme.test"];
     for parameter in ["page[size]=101", "page[number]=0", "sort=colour", "filter[kind]=global", "filter[colour]=red", "filter[created_at][gt]=yesterday"] {
         assert_bad_parameter(&server, alice, "/v1/api_keys", parameter).await;
     }
-    assert_eq!(client().get(server.url("/v1/api_keys")).send().await.expect("GET").status(), 401);
+    assert_eq!(send(&server, "GET", "/v1/api_keys", None, None, None).await.status, 401);
 }

@@ -2,13 +2,15 @@
 //! and deleted teams take effect for the very next request — through the real binary and a
 //! real signal. Each test waits for the reload's log line, never for a fixed time.
 
-mod support;
+mod common;
 
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
-use support::*;
 use tempfile::TempDir;
+use common::fixtures::{PLATFORM_TEAM, SECURITY_TEAM, fixture};
+use common::http::{Resp, create, get, in_days};
+use common::server::{DataDir, Server, World, cli_ok};
 
 /// A directory file outside the data directory, starting as the Acme fixture.
 struct DirectoryFile {
@@ -68,7 +70,7 @@ fn without_users(directory: &Value, ids: &[u64]) -> Value {
 }
 
 async fn created(server: &Server, token: &str, attributes: Value) -> (String, String) {
-    let (status, body) = create(server, token, attributes).await;
+    let Resp { status, json: body, .. } = create(server, token, attributes).await;
     assert_eq!(status, 201, "{body}");
     let id = body["data"]["id"].as_str().expect("id").to_owned();
     (id, body["data"]["attributes"]["token"].as_str().expect("token").to_owned())
@@ -76,7 +78,7 @@ async fn created(server: &Server, token: &str, attributes: Value) -> (String, St
 
 /// Whether `token` authenticates: `GET` of its own key answers 200 rather than 401.
 async fn status_of(server: &Server, token: &str, id: &str) -> u16 {
-    get(server, token, &format!("/v1/api_keys/{id}")).await.0
+    get(server, token, &format!("/v1/api_keys/{id}")).await.status
 }
 
 #[tokio::test]
@@ -92,10 +94,10 @@ async fn a_removed_users_keys_stop_at_once_and_the_keys_they_created_for_others_
     assert!(line.contains("recorded"), "the reload says what it recorded: {line}");
 
     assert_eq!(status_of(&server, &personal_token, &personal).await, 401, "a removed user's key stops at once");
-    assert_eq!(get(&server, carol, "/v1/api_keys").await.0, 401, "and so does their login");
+    assert_eq!(get(&server, carol, "/v1/api_keys").await.status, 401, "and so does their login");
     assert_eq!(status_of(&server, &team_token, &team).await, 200, "a team key survives its creator");
     assert_eq!(status_of(&server, &org_token, &org).await, 200, "an organization key survives its creator");
-    let (_, listed) = get(&server, &tokens["alice@acme.test"], "/v1/api_keys?filter[kind]=personal&filter[user_id]=3").await;
+    let Resp { json: listed, .. } = get(&server, &tokens["alice@acme.test"], "/v1/api_keys?filter[kind]=personal&filter[user_id]=3").await;
     assert_eq!(listed["meta"]["total_count"], 0, "carol's personal keys are revoked, not only refused: {listed}");
     server.stop();
 
@@ -109,7 +111,7 @@ async fn a_demoted_admins_keys_lose_the_rights_at_once() {
     let bob = &tokens["bob@acme.test"];
     let org_key = json!({"name": "billing", "kind": "organization", "expires_at": in_days(30)});
     created(&server, bob, org_key.clone()).await;
-    let (_, before) = get(&server, bob, "/v1/api_keys").await;
+    let Resp { json: before, .. } = get(&server, bob, "/v1/api_keys").await;
     let others = |list: &Value| list["data"].as_array().into_iter().flatten().filter(|k| k["attributes"]["user_id"] != 2).count();
     assert!(others(&before) > 0, "as an admin bob sees everyone's keys: {before}");
 
@@ -121,9 +123,9 @@ async fn a_demoted_admins_keys_lose_the_rights_at_once() {
     }
     reload(&server, &file, &demoted);
 
-    let (status, body) = create(&server, bob, json!({"name": "another", "kind": "organization", "expires_at": in_days(30)})).await;
+    let Resp { status, json: body, .. } = create(&server, bob, json!({"name": "another", "kind": "organization", "expires_at": in_days(30)})).await;
     assert_eq!(status, 403, "{body}");
-    let (status, after) = get(&server, bob, "/v1/api_keys").await;
+    let Resp { status, json: after, .. } = get(&server, bob, "/v1/api_keys").await;
     assert_eq!(status, 200, "{after}");
     assert_eq!(others(&after), 0, "bob now lists only his own keys: {after}");
     assert_eq!(after["meta"]["total_count"], 1, "his login: {after}");
@@ -153,7 +155,7 @@ async fn a_deleted_teams_keys_are_revoked_and_the_log_says_why() {
 
     assert_eq!(status_of(&server, &platform_token, &platform_key).await, 401, "the deleted team's key stops at once");
     assert_eq!(status_of(&server, &security_token, &security_key).await, 200, "another team's key is untouched");
-    assert_eq!(get(&server, &tokens["alice@acme.test"], &format!("/v1/api_keys/{platform_key}")).await.0, 404);
+    assert_eq!(get(&server, &tokens["alice@acme.test"], &format!("/v1/api_keys/{platform_key}")).await.status, 404);
     server.stop();
 
     let log = cli_ok(&["audit", "log", "--data", data.arg(), "--key", &platform_key, "--format", "jsonl"]);
@@ -188,21 +190,19 @@ async fn a_broken_or_inconsistent_file_changes_nothing_and_says_why() {
     let line = server.wait_for_stderr("directory not reloaded");
     assert!(line.contains("wizard"), "the error names the problem: {line}");
 
-    assert_eq!(get(&server, &tokens["carol@acme.test"], "/v1/api_keys").await.0, 200, "carol's removal was not applied either");
-    let (status, body) = create(&server, bob, json!({"name": "billing", "kind": "organization", "expires_at": in_days(30)})).await;
+    assert_eq!(get(&server, &tokens["carol@acme.test"], "/v1/api_keys").await.status, 200, "carol's removal was not applied either");
+    let Resp { status, json: body, .. } = create(&server, bob, json!({"name": "billing", "kind": "organization", "expires_at": in_days(30)})).await;
     assert_eq!(status, 201, "bob is still an admin: {body}");
 
     let line = reload(&server, &file, &without_users(&acme, &[3]));
     assert!(!line.contains("recorded=0"), "a good file afterwards applies: {line}");
-    assert_eq!(get(&server, &tokens["carol@acme.test"], "/v1/api_keys").await.0, 401);
+    assert_eq!(get(&server, &tokens["carol@acme.test"], "/v1/api_keys").await.status, 401);
 }
 
 #[tokio::test]
 async fn sighup_without_a_directory_file_is_ignored() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     server.signal("HUP");
     server.wait_for_stderr("SIGHUP ignored");
-    assert_eq!(get(&server, &tokens["alice@acme.test"], "/v1/api_keys").await.0, 200, "still serving");
+    assert_eq!(get(&server, &tokens["alice@acme.test"], "/v1/api_keys").await.status, 200, "still serving");
 }

@@ -1,12 +1,14 @@
 //! `GET /openapi.json`: an OpenAPI 3.1 document generated from the code, naming every route
 //! the server answers, and describing the responses as they really are.
 
-mod support;
+mod common;
 
 use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
-use support::*;
+use common::http::{Resp, create, create_doc, get, in_days, send};
+use common::jsonapi::JSON_API;
+use common::server::{DataDir, Server, World};
 
 /// Every (path, method) of the API: API.md's table and the read-only directory.
 const ROUTES: [(&str, &str); 10] = [
@@ -23,9 +25,9 @@ const ROUTES: [(&str, &str); 10] = [
 ];
 
 async fn openapi(server: &Server) -> Value {
-    let response = client().get(server.url("/openapi.json")).send().await.expect("GET /openapi.json");
-    assert_eq!(response.status().as_u16(), 200, "the document needs no token");
-    response.json().await.expect("the document is JSON")
+    let resp = send(server, "GET", "/openapi.json", None, None, None).await;
+    assert_eq!(resp.status, 200, "the document needs no token");
+    serde_json::from_str(&resp.text).expect("the document is JSON")
 }
 
 fn documented(document: &Value) -> BTreeSet<(String, String)> {
@@ -77,12 +79,10 @@ fn collect_refs(value: &Value, refs: &mut Vec<String>) {
 /// lacks, and the server has none the document lacks (the fallback would answer 404).
 #[tokio::test]
 async fn every_documented_operation_is_served_with_a_documented_status() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let alice = &tokens["alice@acme.test"];
     let document = openapi(&server).await;
-    let (status, created) = create(&server, alice, json!({"name": "documented", "kind": "personal", "expires_at": in_days(30)})).await;
+    let Resp { status, json: created, .. } = create(&server, alice, json!({"name": "documented", "kind": "personal", "expires_at": in_days(30)})).await;
     assert_eq!(status, 201, "{created}");
     let id = created["data"]["id"].as_str().expect("id").to_owned();
     let key_token = created["data"]["attributes"]["token"].as_str().expect("token").to_owned();
@@ -102,14 +102,9 @@ async fn every_documented_operation_is_served_with_a_documented_status() {
     ];
     let mut called = BTreeSet::new();
     for (path, method, token, body) in calls {
-        let url = server.url(&path.replace("{id}", &id));
-        let mut request = client().request(method.to_uppercase().parse().expect("method"), url).bearer_auth(token);
-        if let Some(body) = body {
-            request = request.header("content-type", "application/vnd.api+json").body(body.to_string());
-        }
-        let response = request.send().await.expect("request");
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let content_type = body.as_ref().map(|_| JSON_API);
+        let resp = send(&server, &method.to_uppercase(), &path.replace("{id}", &id), Some(token), content_type, body.map(|b| b.to_string().into_bytes())).await;
+        let Resp { status, json: body, .. } = resp;
         assert!((200..300).contains(&status), "{method} {path}: {status} {body}");
         let responses = &document["paths"][path][method]["responses"];
         assert!(responses.get(status.to_string()).is_some(), "{method} {path}: {status} is not documented");
@@ -121,9 +116,7 @@ async fn every_documented_operation_is_served_with_a_documented_status() {
 /// A strict client requires every attribute the schema calls required: the responses have them.
 #[tokio::test]
 async fn responses_carry_every_required_attribute_of_their_schema() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let carol = &tokens["carol@acme.test"];
     let document = openapi(&server).await;
     let schemas = &document["components"]["schemas"];
@@ -131,10 +124,10 @@ async fn responses_carry_every_required_attribute_of_their_schema() {
         schemas[schema]["required"].as_array().expect("required").iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
     };
 
-    let (_, created) = create(&server, carol, json!({"name": "strict", "kind": "personal", "expires_at": in_days(30)})).await;
+    let Resp { json: created, .. } = create(&server, carol, json!({"name": "strict", "kind": "personal", "expires_at": in_days(30)})).await;
     let id = created["data"]["id"].as_str().expect("id");
-    let (_, shown) = get(&server, carol, &format!("/v1/api_keys/{id}")).await;
-    let (_, listed) = get(&server, carol, "/v1/api_keys").await;
+    let Resp { json: shown, .. } = get(&server, carol, &format!("/v1/api_keys/{id}")).await;
+    let Resp { json: listed, .. } = get(&server, carol, "/v1/api_keys").await;
     for (name, attributes) in [("show", &shown["data"]["attributes"]), ("list", &listed["data"][0]["attributes"])] {
         for attribute in required("ApiKeyAttributes") {
             assert!(attributes.get(&attribute).is_some(), "{name}: {attribute} is required but missing: {attributes}");
@@ -146,7 +139,7 @@ async fn responses_carry_every_required_attribute_of_their_schema() {
     for part in required("Links") {
         assert!(listed["links"].get(&part).is_some(), "links.{part} missing");
     }
-    let (_, me) = get(&server, carol, "/v1/users/me").await;
+    let Resp { json: me, .. } = get(&server, carol, "/v1/users/me").await;
     for attribute in required("UserAttributes") {
         assert!(me["data"]["attributes"].get(&attribute).is_some(), "users/me: {attribute} missing");
     }

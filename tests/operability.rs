@@ -6,21 +6,21 @@
 //! does not answer) needs a failing disk, which a test cannot give a real sled store; it is
 //! unit-tested over a store double in `src/service/readiness.rs`.
 
-mod support;
+mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+
 
 use serde_json::{json, Value};
-use support::*;
+use common::http::*;
+use common::server::*;
 
 /// A server over a fresh data dir, started with `flags`, and its owner's token.
 fn serving(flags: &[&str]) -> (DataDir, Server, String) {
     let data = DataDir::new();
     let server = Server::start_with(&data, flags);
     let owner = server
-        .owner_token
-        .clone()
+        .owner_token()
         .expect("the first start prints the owner's token");
     (data, server, owner)
 }
@@ -155,7 +155,7 @@ async fn metrics_count_requests_by_route_events_and_failures_and_never_name_a_to
     for path in ["/healthz", "/readyz", "/metrics", "/healthz"] {
         assert_eq!(probe(&server, path).await.0, 200, "{path}");
     }
-    let (status, created) = create(
+    let Resp { status, json: created, .. } = create(
         &server,
         &owner,
         json!({"name": "ci", "kind": "personal", "expires_at": in_days(30)}),
@@ -167,14 +167,14 @@ async fn metrics_count_requests_by_route_events_and_failures_and_never_name_a_to
         .as_str()
         .expect("a token")
         .to_owned();
-    let (status, shown) = get(&server, &token, &format!("/v1/api_keys/{id}")).await;
+    let Resp { status, json: shown, .. } = get(&server, &token, &format!("/v1/api_keys/{id}")).await;
     assert_eq!(status, 200, "{shown}");
     // The token with its checksum's last digit changed.
     let last = if token.ends_with('0') { '1' } else { '0' };
     let wrong = format!("{}{last}", &token[..token.len() - 1]);
-    assert_eq!(get(&server, &wrong, "/v1/api_keys").await.0, 401);
+    assert_eq!(get(&server, &wrong, "/v1/api_keys").await.status, 401);
     assert_eq!(
-        get(&server, &wrong, "/v1/api_keys").await.0,
+        get(&server, &wrong, "/v1/api_keys").await.status,
         429,
         "beyond the address's one failure a minute"
     );
@@ -365,7 +365,7 @@ fn log_format_json_writes_every_line_after_start_as_json_and_never_a_token() {
     let server = Server::start_logging(&data, &["--log-format", "json"], "debug");
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let token = runtime.block_on(async {
-        let (status, created) = create(
+        let Resp { status, json: created, .. } = create(
             &server,
             &owner,
             json!({"name": "logged", "kind": "personal", "expires_at": in_days(1)}),
@@ -376,24 +376,17 @@ fn log_format_json_writes_every_line_after_start_as_json_and_never_a_token() {
             .as_str()
             .expect("a token")
             .to_owned();
-        assert_eq!(get(&server, &token, "/v1/users/me").await.0, 200);
-        assert_eq!(get(&server, "rootly_wrong", "/v1/users/me").await.0, 401);
+        assert_eq!(get(&server, &token, "/v1/users/me").await.status, 200);
+        assert_eq!(get(&server, "rootly_wrong", "/v1/users/me").await.status, 401);
         assert_eq!(probe(&server, "/readyz").await.0, 200);
         token
     });
 
-    // Every line until the shutdown's, which SIGTERM brings.
-    server.signal("TERM");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut lines = Vec::new();
-    while !lines.iter().any(|l: &String| l.contains("shutting down")) {
-        assert!(
-            Instant::now() < deadline,
-            "no shutdown line within 30 s: {lines:#?}"
-        );
-        lines.extend(server.stderr_so_far());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Every line after the plain listening line (the last of the startup output), until the
+    // shutdown's, which SIGTERM brings.
+    let startup = server.startup.len();
+    let lines: Vec<String> = server.stop().into_iter().skip(startup).collect();
+    assert!(lines.iter().any(|l| l.contains("shutting down")), "{lines:#?}");
     assert!(
         lines.len() >= 3,
         "the listening line, the requests, the shutdown: {lines:#?}"

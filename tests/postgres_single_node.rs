@@ -3,10 +3,12 @@
 //! events imported into sled. Runs only when `KEYLEDGER_TEST_DATABASE_URL` names a server
 //! (e.g. postgres://postgres@127.0.0.1:5432/test); the schema it makes is dropped afterwards.
 
-mod support;
+mod common;
 
 use serde_json::json;
-use support::*;
+use common::http::*;
+use common::jsonapi::*;
+use common::server::*;
 
 const URL_VAR: &str = "KEYLEDGER_TEST_DATABASE_URL";
 
@@ -54,10 +56,9 @@ async fn one_node_on_postgres_keeps_keys_across_a_restart_and_exports_what_sled_
 
     let server = Server::start_with(&unused, &schema.args());
     let owner = server
-        .owner_token
-        .clone()
+        .owner_token()
         .expect("banner with the owner's token");
-    let (status, body) = create(
+    let Resp { status, json: body, .. } = create(
         &server,
         &owner,
         json!({"name": "ci", "kind": "personal", "expires_at": in_days(30)}),
@@ -69,16 +70,16 @@ async fn one_node_on_postgres_keeps_keys_across_a_restart_and_exports_what_sled_
         .expect("token")
         .to_owned();
     let path = format!("/v1/api_keys/{}", body["data"]["id"].as_str().expect("id"));
-    let (status, before) = get(&server, &token, &path).await;
+    let Resp { status, json: before, .. } = get(&server, &token, &path).await;
     assert_eq!(status, 200, "{before}");
     server.stop();
 
     let server = Server::start_with(&unused, &schema.args());
     assert!(
-        server.owner_token.is_none(),
+        server.owner_token().is_none(),
         "a restart finds the ledger: no new owner token"
     );
-    let (status, after) = get(&server, &token, &path).await;
+    let Resp { status, json: after, .. } = get(&server, &token, &path).await;
     assert_eq!(status, 200, "{after}");
     assert_eq!(
         durable_attributes(&after),

@@ -2,7 +2,7 @@
 //! (`--check`, changing nothing) or swapped in; damage to a stored projection is found and
 //! named, a rebuild repairs it, and the API answers exactly as before.
 
-mod support;
+mod common;
 
 use std::path::Path;
 use std::process::Output;
@@ -11,7 +11,9 @@ use keyledger::ledger::{Commit, RowChange, SledStorage, Storage};
 use keyledger::service::recovery::load_state;
 use keyledger_projections::ProjectionId;
 use serde_json::{json, Value};
-use support::{cli, get, ledger_with_a_key_of_each_kind, CreatedKey, DataDir, Server};
+use common::http::{Resp, get};
+use common::ledger::{damage_event, open_sled};
+use common::server::{CreatedKey, DataDir, Server, BIN, cli, ledger_with_a_key_of_each_kind};
 
 fn rebuild(data: &DataDir, extra: &[&str]) -> Output {
     let mut args = vec!["rebuild", "--data", data.arg()];
@@ -48,7 +50,7 @@ fn assert_dirty(data: &DataDir, extra: &[&str], what: &str) -> String {
 
 /// The exact bytes of the stored projection journal and checkpoints.
 fn journal_bytes(data: &DataDir) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let db = support::open_sled(data.path());
+    let db = open_sled(data.path());
     let tree = db.open_tree("ledger").expect("ledger tree");
     let mut entries = Vec::new();
     for prefix in [b"j", b"c"] {
@@ -63,7 +65,7 @@ fn journal_bytes(data: &DataDir) -> Vec<(Vec<u8>, Vec<u8>)> {
 /// Removes every journal entry (every stored projection row), keeping the checkpoints, so
 /// the service would load empty projections as if they were current.
 fn wipe_journal(data: &DataDir) {
-    let db = support::open_sled(data.path());
+    let db = open_sled(data.path());
     let tree = db.open_tree("ledger").expect("ledger tree");
     let keys: Vec<_> = tree.scan_prefix(b"j").keys().map(|k| k.expect("key")).collect();
     assert!(!keys.is_empty(), "the journal is empty already");
@@ -107,7 +109,8 @@ async fn shown(data: &DataDir, created: &[CreatedKey]) -> Vec<(u16, Value)> {
     let server = Server::start(data);
     let mut bodies = Vec::new();
     for key in created {
-        bodies.push(get(&server, &key.token, &format!("/v1/api_keys/{}", key.id)).await);
+        let resp = get(&server, &key.token, &format!("/v1/api_keys/{}", key.id)).await;
+        bodies.push((resp.status, resp.json));
     }
     server.stop();
     bodies
@@ -115,7 +118,7 @@ async fn shown(data: &DataDir, created: &[CreatedKey]) -> Vec<(u16, Value)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_journal_is_found_and_rebuilt_and_the_api_answers_the_same() {
-    let (data, _tokens, created) = ledger_with_a_key_of_each_kind().await;
+    let (data, _tokens, created) = ledger_with_a_key_of_each_kind();
     assert_clean(&data, &[], "a healthy store");
     let before = shown(&data, &created).await;
     assert!(before.iter().all(|(status, _)| *status == 200), "{before:?}");
@@ -139,7 +142,7 @@ async fn a_wiped_journal_is_found_and_rebuilt_and_the_api_answers_the_same() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_altered_row_is_named_and_a_rebuild_restores_what_the_api_showed() {
-    let (data, tokens, created) = ledger_with_a_key_of_each_kind().await;
+    let (data, tokens, created) = ledger_with_a_key_of_each_kind();
     let before = shown(&data, &created).await;
 
     let key = damage_row(&data, "keys", |value| {
@@ -158,7 +161,7 @@ async fn an_altered_row_is_named_and_a_rebuild_restores_what_the_api_showed() {
     // Tokens minted offline authenticate too.
     let server = Server::start(&data);
     for (user, token) in &tokens {
-        let (status, body) = get(&server, token, "/v1/api_keys/00000000-0000-0000-0000-000000000000").await;
+        let Resp { status, json: body, .. } = get(&server, token, "/v1/api_keys/00000000-0000-0000-0000-000000000000").await;
         assert_eq!(status, 404, "{user}'s token no longer authenticates: {body}");
     }
     server.stop();
@@ -206,7 +209,7 @@ fn a_broken_chain_stops_the_rebuild_and_changes_nothing() {
     let data = DataDir::new();
     data.acme_and_globex();
     let before = journal_bytes(&data);
-    support::damage_event(data.path(), 3, |canonical| {
+    damage_event(data.path(), 3, |canonical| {
         let at = canonical.len() - 10;
         canonical[at] ^= 0x01;
     });
@@ -233,7 +236,7 @@ fn projections_behind_the_log_are_checked_as_the_service_loads_them_and_check_wr
     data.acme_and_globex();
     {
         // No rows and no checkpoints: every projection is behind, as if new.
-        let db = support::open_sled(data.path());
+        let db = open_sled(data.path());
         let tree = db.open_tree("ledger").expect("ledger tree");
         let keys: Vec<_> = tree.scan_prefix(b"j").keys().chain(tree.scan_prefix(b"c").keys()).map(|k| k.expect("key")).collect();
         for key in keys {
@@ -332,7 +335,7 @@ fn a_compaction_killed_at_any_moment_leaves_the_stored_projections_as_the_log_sa
     // folding, writing the new journal generation, switching to it); whichever it is, what
     // the service loads afterwards must be what it loaded before, and agree with the log.
     for percent in [10, 30, 50, 65, 80, 90, 97] {
-        let mut compaction = std::process::Command::new(support::BIN)
+        let mut compaction = std::process::Command::new(BIN)
             .args(["rebuild", "--compact", "--data", data.arg()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

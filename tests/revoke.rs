@@ -1,16 +1,13 @@
 //! `DELETE /v1/api_keys/{id}`: immediate, final, the name freed, nothing visible across
 //! organizations — through the real binary.
 
-mod support;
+mod common;
 
 use serde_json::{json, Value};
-use support::*;
-
-async fn delete(server: &Server, token: &str, id: &str) -> (u16, Value) {
-    let response = client().delete(server.url(&format!("/v1/api_keys/{id}"))).bearer_auth(token).send().await.expect("DELETE");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
+use common::fixtures::PLATFORM_TEAM;
+use common::http::{Resp, create, get, in_days, revoke, send};
+use common::jsonapi::titles;
+use common::server::{Server, World};
 
 fn created(body: &Value) -> (String, String) {
     let id = body["data"]["id"].as_str().expect("id").to_owned();
@@ -20,73 +17,65 @@ fn created(body: &Value) -> (String, String) {
 
 #[tokio::test]
 async fn a_revoked_token_fails_on_the_very_next_request_and_the_name_is_free() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let carol = &tokens["carol@acme.test"];
-    let (status, body) = create(&server, carol, json!({"name": "Deploy", "kind": "personal", "expires_at": in_days(30)})).await;
+    let Resp { status, json: body, .. } = create(&server, carol, json!({"name": "Deploy", "kind": "personal", "expires_at": in_days(30)})).await;
     assert_eq!(status, 201, "{body}");
     let (id, token) = created(&body);
 
-    let (status, revoked) = delete(&server, carol, &id).await;
+    let Resp { status, json: revoked, .. } = revoke(&server, carol, &id).await;
     assert_eq!(status, 200, "{revoked}");
     assert_eq!(revoked["data"]["id"], id.as_str());
     assert_eq!(revoked["data"]["attributes"]["name"], "Deploy");
     assert!(revoked["data"]["attributes"].get("token").is_none(), "never the token");
 
-    let (status, body) = get(&server, &token, &format!("/v1/api_keys/{id}")).await;
+    let Resp { status, json: body, .. } = get(&server, &token, &format!("/v1/api_keys/{id}")).await;
     assert_eq!((status, titles(&body)), (401, vec!["Invalid token".to_owned()]));
-    assert_eq!(get(&server, carol, &format!("/v1/api_keys/{id}")).await.0, 404);
-    assert_eq!(delete(&server, carol, &id).await.0, 404, "revoking twice: the key is gone");
+    assert_eq!(get(&server, carol, &format!("/v1/api_keys/{id}")).await.status, 404);
+    assert_eq!(revoke(&server, carol, &id).await.status, 404, "revoking twice: the key is gone");
 
-    let (status, body) = create(&server, carol, json!({"name": " deploy ", "kind": "personal", "expires_at": in_days(30)})).await;
+    let Resp { status, json: body, .. } = create(&server, carol, json!({"name": " deploy ", "kind": "personal", "expires_at": in_days(30)})).await;
     assert_eq!(status, 201, "the name is free again: {body}");
 }
 
 #[tokio::test]
 async fn a_revocation_survives_a_restart() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data, tokens, server } = World::start();
     let carol = tokens["carol@acme.test"].clone();
-    let (_, body) = create(&server, &carol, json!({"name": "k", "kind": "personal", "expires_at": in_days(30)})).await;
+    let Resp { json: body, .. } = create(&server, &carol, json!({"name": "k", "kind": "personal", "expires_at": in_days(30)})).await;
     let (id, token) = created(&body);
-    assert_eq!(delete(&server, &carol, &id).await.0, 200);
+    assert_eq!(revoke(&server, &carol, &id).await.status, 200);
     server.stop();
     let server = Server::start(&data);
-    assert_eq!(get(&server, &token, &format!("/v1/api_keys/{id}")).await.0, 401);
-    assert_eq!(get(&server, &carol, &format!("/v1/api_keys/{id}")).await.0, 404);
+    assert_eq!(get(&server, &token, &format!("/v1/api_keys/{id}")).await.status, 401);
+    assert_eq!(get(&server, &carol, &format!("/v1/api_keys/{id}")).await.status, 404);
 }
 
 #[tokio::test]
 async fn a_team_keys_service_account_goes_with_it() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let carol = &tokens["carol@acme.test"];
-    let (status, body) =
+    let Resp { status, json: body, .. } =
         create(&server, carol, json!({"name": "ci", "kind": "team", "group_id": PLATFORM_TEAM, "expires_at": in_days(30)})).await;
     assert_eq!(status, 201, "{body}");
     let (id, token) = created(&body);
-    assert_eq!(get(&server, &token, &format!("/v1/api_keys/{id}")).await.0, 200, "the team key acts as its account");
-    assert_eq!(delete(&server, &tokens["bob@acme.test"], &id).await.0, 200, "an admin may revoke a team key");
-    assert_eq!(get(&server, &token, &format!("/v1/api_keys/{id}")).await.0, 401);
+    assert_eq!(get(&server, &token, &format!("/v1/api_keys/{id}")).await.status, 200, "the team key acts as its account");
+    assert_eq!(revoke(&server, &tokens["bob@acme.test"], &id).await.status, 200, "an admin may revoke a team key");
+    assert_eq!(get(&server, &token, &format!("/v1/api_keys/{id}")).await.status, 401);
 }
 
 #[tokio::test]
 async fn nobody_else_can_revoke_and_nobody_learns_the_key_exists() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let carol = &tokens["carol@acme.test"];
-    let (_, body) = create(&server, carol, json!({"name": "mine", "kind": "personal", "expires_at": in_days(30)})).await;
+    let Resp { json: body, .. } = create(&server, carol, json!({"name": "mine", "kind": "personal", "expires_at": in_days(30)})).await;
     let (id, token) = created(&body);
     for email in ["dave@acme.test", "erin@acme.test", "hank@globex.test"] {
-        let (status, body) = delete(&server, &tokens[email], &id).await;
+        let Resp { status, json: body, .. } = revoke(&server, &tokens[email], &id).await;
         assert_eq!((status, titles(&body)), (404, vec!["Not found or unauthorized".to_owned()]), "{email}");
     }
-    assert_eq!(delete(&server, carol, "not-a-uuid").await.0, 404);
-    assert_eq!(client().delete(server.url(&format!("/v1/api_keys/{id}"))).send().await.expect("DELETE").status(), 401);
-    assert_eq!(get(&server, &token, &format!("/v1/api_keys/{id}")).await.0, 200, "still valid after the refused attempts");
-    assert_eq!(delete(&server, &token, &id).await.0, 200, "a key can always revoke itself");
+    assert_eq!(revoke(&server, carol, "not-a-uuid").await.status, 404);
+    assert_eq!(send(&server, "DELETE", &format!("/v1/api_keys/{id}"), None, None, None).await.status, 401);
+    assert_eq!(get(&server, &token, &format!("/v1/api_keys/{id}")).await.status, 200, "still valid after the refused attempts");
+    assert_eq!(revoke(&server, &token, &id).await.status, 200, "a key can always revoke itself");
 }

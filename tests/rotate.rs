@@ -1,21 +1,14 @@
 //! `POST /v1/api_keys/{id}/rotate` and expiry, through the real binary: a new secret under
 //! the same id, the previous token only for its grace period, and never after.
 
-mod support;
+mod common;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use support::*;
-
-async fn rotate(server: &Server, token: &str, id: &str, attributes: Option<Value>) -> (u16, Value) {
-    let mut request = client().post(server.url(&format!("/v1/api_keys/{id}/rotate"))).bearer_auth(token);
-    if let Some(attributes) = attributes {
-        request = request.header("content-type", "application/vnd.api+json").body(create_doc(attributes).to_string());
-    }
-    let response = request.send().await.expect("POST rotate");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
+use common::fixtures::fixture;
+use common::http::{Resp, client, create, get, in_days, revoke, rotate, update};
+use common::jsonapi::{pointers, titles};
+use common::server::{DataDir, Server, World, cli_ok};
 
 /// Acme and Globex served, and a personal key of carol's.
 struct CarolsKey {
@@ -29,11 +22,9 @@ struct CarolsKey {
 }
 
 async fn carols_key() -> CarolsKey {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data, tokens, server } = World::start();
     let carol = tokens["carol@acme.test"].clone();
-    let (status, body) = create(&server, &carol, json!({"name": "deploy", "kind": "personal", "expires_at": in_days(30)})).await;
+    let Resp { status, json: body, .. } = create(&server, &carol, json!({"name": "deploy", "kind": "personal", "expires_at": in_days(30)})).await;
     assert_eq!(status, 201, "{body}");
     let id = body["data"]["id"].as_str().expect("id").to_owned();
     let token = token_of(&body);
@@ -49,16 +40,16 @@ fn time_of(body: &Value, attribute: &str) -> Option<DateTime<Utc>> {
 }
 
 async fn status_with(server: &Server, token: &str, id: &str) -> u16 {
-    get(server, token, &format!("/v1/api_keys/{id}")).await.0
+    get(server, token, &format!("/v1/api_keys/{id}")).await.status
 }
 
 #[tokio::test]
 async fn rotation_gives_a_new_secret_under_the_same_id_with_a_thirty_minute_grace_and_ninety_days() {
     let CarolsKey { data: _data, server, carol, id, token: old, .. } = carols_key().await;
-    let (_, before) = get(&server, &carol, &format!("/v1/api_keys/{id}")).await;
+    let Resp { json: before, .. } = get(&server, &carol, &format!("/v1/api_keys/{id}")).await;
 
     let asked_at = Utc::now();
-    let (status, body) = rotate(&server, &old, &id, None).await;
+    let Resp { status, json: body, .. } = rotate(&server, &old, &id, None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["id"], id.as_str());
     assert_eq!(body["data"]["type"], "api_keys");
@@ -75,7 +66,7 @@ async fn rotation_gives_a_new_secret_under_the_same_id_with_a_thirty_minute_grac
 
     assert_eq!(status_with(&server, &new, &id).await, 200);
     assert_eq!(status_with(&server, &old, &id).await, 200, "the previous token works during its grace period");
-    let (_, shown) = get(&server, &new, &format!("/v1/api_keys/{id}")).await;
+    let Resp { json: shown, .. } = get(&server, &new, &format!("/v1/api_keys/{id}")).await;
     assert!(shown["data"]["attributes"].get("token").is_none(), "the token only in the rotate response");
     assert_eq!(time_of(&shown, "grace_period_ends_at"), Some(grace_ends));
 }
@@ -84,10 +75,10 @@ async fn rotation_gives_a_new_secret_under_the_same_id_with_a_thirty_minute_grac
 async fn two_rotations_in_a_row_end_the_oldest_token_at_once() {
     let CarolsKey { data, server, id, token: first, .. } = carols_key().await;
 
-    let (status, body) = rotate(&server, &first, &id, None).await;
+    let Resp { status, json: body, .. } = rotate(&server, &first, &id, None).await;
     assert_eq!(status, 200, "{body}");
     let second = token_of(&body);
-    let (status, body) = rotate(&server, &second, &id, Some(json!({"grace_period_minutes": 60}))).await;
+    let Resp { status, json: body, .. } = rotate(&server, &second, &id, Some(json!({"grace_period_minutes": 60}))).await;
     assert_eq!(status, 200, "{body}");
     let third = token_of(&body);
 
@@ -105,7 +96,7 @@ async fn two_rotations_in_a_row_end_the_oldest_token_at_once() {
 #[tokio::test]
 async fn grace_zero_or_the_organization_setting_off_stops_the_old_token_at_once() {
     let CarolsKey { data, server, carol, id, token: old, .. } = carols_key().await;
-    let (status, body) = rotate(&server, &old, &id, Some(json!({"grace_period_minutes": 0}))).await;
+    let Resp { status, json: body, .. } = rotate(&server, &old, &id, Some(json!({"grace_period_minutes": 0}))).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["attributes"]["grace_period_ends_at"], Value::Null);
     assert_eq!(status_with(&server, &old, &id).await, 401);
@@ -118,10 +109,10 @@ async fn grace_zero_or_the_organization_setting_off_stops_the_old_token_at_once(
     std::fs::write(&file, acme.to_string()).expect("write directory file");
     cli_ok(&["directory", "apply", "--data", data.arg(), file.to_str().expect("utf-8")]);
     let server = Server::start(&data);
-    let (status, body) = create(&server, &carol, json!({"name": "other", "kind": "personal", "expires_at": in_days(30)})).await;
+    let Resp { status, json: body, .. } = create(&server, &carol, json!({"name": "other", "kind": "personal", "expires_at": in_days(30)})).await;
     assert_eq!(status, 201, "{body}");
     let (id, old) = (body["data"]["id"].as_str().expect("id").to_owned(), token_of(&body));
-    let (status, body) = rotate(&server, &old, &id, Some(json!({"grace_period_minutes": 120}))).await;
+    let Resp { status, json: body, .. } = rotate(&server, &old, &id, Some(json!({"grace_period_minutes": 120}))).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["attributes"]["grace_period_ends_at"], Value::Null, "the organization has grace periods off");
     assert_eq!(status_with(&server, &old, &id).await, 401);
@@ -131,14 +122,14 @@ async fn grace_zero_or_the_organization_setting_off_stops_the_old_token_at_once(
 async fn only_the_key_itself_may_rotate_it() {
     let CarolsKey { data: _data, tokens, server, carol, id, token } = carols_key().await;
 
-    let (status, body) = rotate(&server, &carol, &id, None).await;
+    let Resp { status, json: body, .. } = rotate(&server, &carol, &id, None).await;
     assert_eq!(status, 403, "not even its owner: {body}");
     assert_eq!(body["errors"][0]["status"], "403");
-    assert_eq!(rotate(&server, &tokens["alice@acme.test"], &id, None).await.0, 403, "not even an owner of the organization");
-    assert_eq!(rotate(&server, &tokens["dave@acme.test"], &id, None).await.0, 404, "a key dave cannot see does not exist for him");
-    assert_eq!(rotate(&server, &tokens["hank@globex.test"], &id, None).await.0, 404, "nor across organizations");
-    assert_eq!(rotate(&server, &token, "00000000-0000-0000-0000-000000000000", None).await.0, 404);
-    assert_eq!(rotate(&server, "rootly_not-a-token", &id, None).await.0, 401);
+    assert_eq!(rotate(&server, &tokens["alice@acme.test"], &id, None).await.status, 403, "not even an owner of the organization");
+    assert_eq!(rotate(&server, &tokens["dave@acme.test"], &id, None).await.status, 404, "a key dave cannot see does not exist for him");
+    assert_eq!(rotate(&server, &tokens["hank@globex.test"], &id, None).await.status, 404, "nor across organizations");
+    assert_eq!(rotate(&server, &token, "00000000-0000-0000-0000-000000000000", None).await.status, 404);
+    assert_eq!(rotate(&server, "rootly_not-a-token", &id, None).await.status, 401);
     assert_eq!(status_with(&server, &token, &id).await, 200, "the refused rotations changed nothing");
 }
 
@@ -146,30 +137,28 @@ async fn only_the_key_itself_may_rotate_it() {
 async fn bad_rotation_attributes_are_422_naming_each() {
     let CarolsKey { data: _data, server, id, token, .. } = carols_key().await;
 
-    let (status, body) =
+    let Resp { status, json: body, .. } =
         rotate(&server, &token, &id, Some(json!({"grace_period_minutes": 1441, "expires_at": "yesterday", "name": "x"}))).await;
     assert_eq!(status, 422, "{body}");
     let mut found = pointers(&body);
     found.sort();
     assert_eq!(found, ["/data/attributes/expires_at", "/data/attributes/grace_period_minutes", "/data/attributes/name"]);
     for minutes in [json!(-1), json!(2.5), json!("soon")] {
-        let (status, body) = rotate(&server, &token, &id, Some(json!({"grace_period_minutes": minutes}))).await;
+        let Resp { status, json: body, .. } = rotate(&server, &token, &id, Some(json!({"grace_period_minutes": minutes}))).await;
         assert_eq!((status, pointers(&body)), (422, vec!["/data/attributes/grace_period_minutes".to_owned()]), "{minutes}: {body}");
     }
     let expires_at = in_days(10);
-    let (status, body) = rotate(&server, &token, &id, Some(json!({"expires_at": expires_at, "grace_period_minutes": 1440}))).await;
+    let Resp { status, json: body, .. } = rotate(&server, &token, &id, Some(json!({"expires_at": expires_at, "grace_period_minutes": 1440}))).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(time_of(&body, "expires_at"), expires_at.parse().ok());
 }
 
 #[tokio::test]
 async fn a_key_whose_expiry_passes_gets_401_but_stays_listed_as_expired() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let carol = &tokens["carol@acme.test"];
     let expires_at = Utc::now() + chrono::Duration::seconds(2);
-    let (status, body) = create(
+    let Resp { status, json: body, .. } = create(
         &server,
         carol,
         json!({"name": "short-lived", "kind": "personal", "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)}),
@@ -183,12 +172,12 @@ async fn a_key_whose_expiry_passes_gets_401_but_stays_listed_as_expired() {
     let remaining = (expires_at - Utc::now()).to_std().unwrap_or_default();
     tokio::time::sleep(remaining + std::time::Duration::from_millis(50)).await;
 
-    let (status, body) = get(&server, &token, &format!("/v1/api_keys/{id}")).await;
+    let Resp { status, json: body, .. } = get(&server, &token, &format!("/v1/api_keys/{id}")).await;
     assert_eq!((status, titles(&body)), (401, vec!["Invalid token".to_owned()]));
-    let (_, expired) = get(&server, carol, "/v1/api_keys?filter[expired]=true").await;
+    let Resp { json: expired, .. } = get(&server, carol, "/v1/api_keys?filter[expired]=true").await;
     let ids: Vec<&str> = expired["data"].as_array().into_iter().flatten().filter_map(|k| k["id"].as_str()).collect();
     assert_eq!(ids, [id.as_str()]);
-    let (_, active) = get(&server, carol, "/v1/api_keys?filter[expired]=false").await;
+    let Resp { json: active, .. } = get(&server, carol, "/v1/api_keys?filter[expired]=false").await;
     assert!(active["data"].as_array().into_iter().flatten().all(|k| k["id"] != id.as_str()));
 }
 
@@ -198,25 +187,16 @@ async fn a_key_whose_expiry_passes_gets_401_but_stays_listed_as_expired() {
 #[tokio::test]
 async fn a_superseded_secret_cannot_take_the_key_over() {
     let CarolsKey { data, server, id, token: leaked, .. } = carols_key().await;
-    let (status, body) = rotate(&server, &leaked, &id, Some(json!({"grace_period_minutes": 60}))).await;
+    let Resp { status, json: body, .. } = rotate(&server, &leaked, &id, Some(json!({"grace_period_minutes": 60}))).await;
     assert_eq!(status, 200, "{body}");
     let owners = token_of(&body);
 
-    let (status, body) = rotate(&server, &leaked, &id, Some(json!({"grace_period_minutes": 0}))).await;
+    let Resp { status, json: body, .. } = rotate(&server, &leaked, &id, Some(json!({"grace_period_minutes": 0}))).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(titles(&body), ["This token was replaced by a rotation; use the key's current token"]);
-    let rename = client()
-        .put(server.url(&format!("/v1/api_keys/{id}")))
-        .bearer_auth(&leaked)
-        .header("content-type", "application/vnd.api+json")
-        .body(json!({"data": {"type": "api_keys", "attributes": {"name": "mine now"}}}).to_string())
-        .send()
-        .await
-        .expect("PUT");
-    assert_eq!(rename.status().as_u16(), 403);
-    let revoke = client().delete(server.url(&format!("/v1/api_keys/{id}"))).bearer_auth(&leaked).send().await.expect("DELETE");
-    assert_eq!(revoke.status().as_u16(), 403);
-    let (status, _) = create(&server, &leaked, json!({"name": "minted", "kind": "personal", "expires_at": in_days(1)})).await;
+    assert_eq!(update(&server, &leaked, &id, json!({"name": "mine now"})).await.status, 403);
+    assert_eq!(revoke(&server, &leaked, &id).await.status, 403);
+    let Resp { status, .. } = create(&server, &leaked, json!({"name": "minted", "kind": "personal", "expires_at": in_days(1)})).await;
     assert_eq!(status, 403, "a superseded secret mints nothing");
 
     assert_eq!(status_with(&server, &owners, &id).await, 200, "the owner's token still works");

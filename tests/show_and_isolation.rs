@@ -1,12 +1,13 @@
 //! `GET /v1/api_keys/{id}` and visibility: 200 for what the caller may see, the same 404
 //! for everything else (never leaking existence, never across organizations), and no token.
 
-mod ext;
-mod support;
+mod common;
 
-use ext::*;
 use serde_json::json;
-use support::*;
+use common::fixtures::{GLOBEX_TEAM, PLATFORM_TEAM, SECURITY_TEAM};
+use common::http::{Resp, create_ok, in_days, personal, send, show};
+use common::jsonapi::{assert_key_doc, assert_not_found, assert_unauthorized};
+use common::server::{Server, World};
 
 struct Keys {
     alice_personal: Resp,
@@ -24,7 +25,6 @@ struct Keys {
 
 async fn create_keys(world: &World) -> Keys {
     let s = &world.server;
-    let personal = |name: &str| json!({"name": name, "kind": "personal", "expires_at": in_days(30)});
     let team = |name: &str, g: &str| json!({"name": name, "kind": "team", "group_id": g, "expires_at": in_days(30)});
     let org = |name: &str, role: &str| json!({"name": name, "kind": "organization", "role_id": role, "expires_at": in_days(30)});
     Keys {

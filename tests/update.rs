@@ -1,36 +1,23 @@
 //! `PUT /v1/api_keys/{id}`: name, description and expiry under the create rules; everything
 //! else is refused with a way forward — through the real binary.
 
-mod support;
+mod common;
 
-use serde_json::{json, Value};
-use support::*;
-
-async fn put(server: &Server, token: &str, id: &str, attributes: Value) -> (u16, Value) {
-    let response = client()
-        .put(server.url(&format!("/v1/api_keys/{id}")))
-        .bearer_auth(token)
-        .header("content-type", "application/vnd.api+json")
-        .body(create_doc(attributes).to_string())
-        .send()
-        .await
-        .expect("PUT");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
+use serde_json::json;
+use common::http::{Resp, create, get, in_days, update};
+use common::jsonapi::pointers;
+use common::server::World;
 
 #[tokio::test]
 async fn an_update_changes_name_description_and_expiry_and_moves_updated_at() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let carol = &tokens["carol@acme.test"];
-    let (_, body) = create(&server, carol, json!({"name": "old", "kind": "personal", "expires_at": in_days(30)})).await;
+    let Resp { json: body, .. } = create(&server, carol, json!({"name": "old", "kind": "personal", "expires_at": in_days(30)})).await;
     let id = body["data"]["id"].as_str().expect("id").to_owned();
     let created_at = body["data"]["attributes"]["updated_at"].clone();
 
-    let (status, updated) =
-        put(&server, carol, &id, json!({"name": " new ", "description": "rotated monthly", "expires_at": "2027-06-01T12:00:00+02:00"})).await;
+    let Resp { status, json: updated, .. } =
+        update(&server, carol, &id, json!({"name": " new ", "description": "rotated monthly", "expires_at": "2027-06-01T12:00:00+02:00"})).await;
     assert_eq!(status, 200, "{updated}");
     let attributes = &updated["data"]["attributes"];
     assert_eq!(attributes["name"], "new");
@@ -38,23 +25,21 @@ async fn an_update_changes_name_description_and_expiry_and_moves_updated_at() {
     assert_eq!(attributes["expires_at"], "2027-06-01T10:00:00Z");
     assert_ne!(attributes["updated_at"], created_at);
     assert!(attributes.get("token").is_none());
-    assert_eq!(get(&server, carol, &format!("/v1/api_keys/{id}")).await.1["data"]["attributes"]["name"], "new");
+    assert_eq!(get(&server, carol, &format!("/v1/api_keys/{id}")).await.json["data"]["attributes"]["name"], "new");
 
-    let (status, _) = create(&server, carol, json!({"name": "OLD", "kind": "personal", "expires_at": in_days(30)})).await;
+    let Resp { status, .. } = create(&server, carol, json!({"name": "OLD", "kind": "personal", "expires_at": in_days(30)})).await;
     assert_eq!(status, 201, "the old name is free");
-    let (status, _) = create(&server, carol, json!({"name": "NEW", "kind": "personal", "expires_at": in_days(30)})).await;
+    let Resp { status, .. } = create(&server, carol, json!({"name": "NEW", "kind": "personal", "expires_at": in_days(30)})).await;
     assert_eq!(status, 422, "the new name is taken");
 }
 
 #[tokio::test]
 async fn immutable_attributes_and_bad_values_are_422_together() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
+    let World { data: _data, tokens, server } = World::start();
     let carol = &tokens["carol@acme.test"];
-    let (_, body) = create(&server, carol, json!({"name": "k", "kind": "personal", "expires_at": in_days(30)})).await;
+    let Resp { json: body, .. } = create(&server, carol, json!({"name": "k", "kind": "personal", "expires_at": in_days(30)})).await;
     let id = body["data"]["id"].as_str().expect("id").to_owned();
-    let (status, body) = put(&server, carol, &id, json!({"kind": "team", "role_id": "admin", "name": "", "expires_at": "2001-01-01T00:00:00Z"})).await;
+    let Resp { status, json: body, .. } = update(&server, carol, &id, json!({"kind": "team", "role_id": "admin", "name": "", "expires_at": "2001-01-01T00:00:00Z"})).await;
     assert_eq!(status, 422, "{body}");
     let mut found = pointers(&body);
     found.sort();
@@ -64,12 +49,10 @@ async fn immutable_attributes_and_bad_values_are_422_together() {
 
 #[tokio::test]
 async fn strangers_get_not_found() {
-    let data = DataDir::new();
-    let tokens = data.acme_and_globex();
-    let server = Server::start(&data);
-    let (_, body) = create(&server, &tokens["carol@acme.test"], json!({"name": "k", "kind": "personal", "expires_at": in_days(30)})).await;
+    let World { data: _data, tokens, server } = World::start();
+    let Resp { json: body, .. } = create(&server, &tokens["carol@acme.test"], json!({"name": "k", "kind": "personal", "expires_at": in_days(30)})).await;
     let id = body["data"]["id"].as_str().expect("id").to_owned();
     for email in ["dave@acme.test", "hank@globex.test"] {
-        assert_eq!(put(&server, &tokens[email], &id, json!({"name": "mine"})).await.0, 404, "{email}");
+        assert_eq!(update(&server, &tokens[email], &id, json!({"name": "mine"})).await.status, 404, "{email}");
     }
 }

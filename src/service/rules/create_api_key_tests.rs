@@ -1,10 +1,11 @@
 //! Given state → when a create command → then events or a rejection.
 
 use chrono::Duration;
+use keyledger_projections::event::ServiceAccountCreated;
 use keyledger_projections::{Actor, ApiKeyKind, Event};
 
-use super::super::given::{attributes, now, Given, PLATFORM};
-use super::super::{Decision, Rejection};
+use super::super::given::{acme_user, attributes, created, now, Given, PLATFORM};
+use super::super::Rejection;
 use super::*;
 
 fn titles(rejection: Rejection) -> Vec<String> {
@@ -14,10 +15,16 @@ fn titles(rejection: Rejection) -> Vec<String> {
     }
 }
 
-fn created(decision: &Decision) -> &ApiKeyCreated {
-    match decision.events.first() {
-        Some(Event::ApiKeyCreated(e)) => e,
-        other => panic!("expected ApiKeyCreated first, got {other:?}"),
+/// The service account of a team or organization key.
+fn service_account(key: &ApiKeyCreated) -> ServiceAccountCreated {
+    ServiceAccountCreated {
+        service_account_id: key.service_account_id.unwrap_or_else(|| panic!("{key:?} has no service account")),
+        organization_id: key.organization_id,
+        api_key_id: key.api_key_id,
+        kind: key.kind,
+        group_id: key.group_id,
+        role_id: key.role_id,
+        on_call_role_id: key.on_call_role_id,
     }
 }
 
@@ -29,33 +36,26 @@ fn team(kind_name: &str) -> NewApiKey {
 fn a_user_creates_a_personal_key_for_themselves() {
     let mut given = Given::acme_and_globex();
     let cmd = given.create_by("carol@acme.test", attributes("personal", "  deploy bot  "));
-    let decision = decide(&cmd, &given.state, now()).unwrap();
-    let key = created(&decision);
-    assert_eq!(key.name, "deploy bot", "names are stored trimmed");
-    assert_eq!(key.kind, ApiKeyKind::Personal);
-    assert_eq!(key.user_id, Some(3));
-    assert_eq!(key.service_account_id, None);
-    assert_eq!(key.token_digest, cmd.token_digest.to_hex().as_str());
-    assert_eq!(decision.events.len(), 1, "personal keys have no service account");
-    assert!(matches!(decision.actor, Actor::User { user_id: 3, .. }));
+    // Names are stored trimmed; a personal key has no service account.
+    let key = created(&given, &cmd, "deploy bot", 3);
+    let carol = acme_user(&given, 3, Given::login("carol@acme.test"));
+    given.when(&cmd).then_expect(carol, vec![Event::ApiKeyCreated(key)]);
 }
 
 #[test]
 fn a_team_key_comes_with_a_service_account_of_that_team() {
     let mut given = Given::acme_and_globex();
     let cmd = given.create_by("carol@acme.test", team("ci"));
-    let decision = decide(&cmd, &given.state, now()).unwrap();
-    let key = created(&decision);
-    assert_eq!(key.group_id.map(|g| g.to_string()).as_deref(), Some(PLATFORM));
-    match &decision.events[1] {
-        Event::ServiceAccountCreated(sa) => {
-            assert_eq!(sa.kind, ApiKeyKind::Team);
-            assert_eq!(sa.group_id, key.group_id);
-            assert_eq!(Some(sa.service_account_id), key.service_account_id);
-            assert_eq!(sa.api_key_id, key.api_key_id);
-        }
-        other => panic!("expected ServiceAccountCreated, got {other:?}"),
-    }
+    let key = ApiKeyCreated {
+        kind: ApiKeyKind::Team,
+        group_id: Some(PLATFORM.parse().unwrap()),
+        service_account_id: Some(cmd.service_account_id),
+        ..created(&given, &cmd, "ci", 3)
+    };
+    let account = service_account(&key);
+    assert_eq!(account.kind, ApiKeyKind::Team);
+    let carol = acme_user(&given, 3, Given::login("carol@acme.test"));
+    given.when(&cmd).then_expect(carol, vec![Event::ApiKeyCreated(key), Event::ServiceAccountCreated(account)]);
 }
 
 #[test]
@@ -97,18 +97,29 @@ fn organization_keys_default_to_the_user_role_and_accept_slugs() {
     let mut given = Given::acme_and_globex();
     let org = given.state.directory.organization_by_name("Acme").cloned().unwrap();
     let plain = given.create_by("alice@acme.test", attributes("organization", "plain"));
-    let decision = decide(&plain, &given.state, now()).unwrap();
-    assert_eq!(created(&decision).role_id, org.role("user").map(|r| r.id));
-    assert_eq!(created(&decision).on_call_role_id, None);
-
     let chosen = given.create_by(
         "alice@acme.test",
         NewApiKey { role_id: Some("auditor".into()), on_call_role_id: Some("responder".into()), ..attributes("organization", "chosen") },
     );
-    let decision = decide(&chosen, &given.state, now()).unwrap();
-    assert_eq!(created(&decision).role_id, org.role("auditor").map(|r| r.id));
-    assert_eq!(created(&decision).on_call_role_id, org.on_call_role("responder").map(|r| r.id));
-    assert!(matches!(&decision.events[1], Event::ServiceAccountCreated(sa) if sa.role_id == created(&decision).role_id));
+    let alice = acme_user(&given, 1, Given::login("alice@acme.test"));
+    let organization_key = |cmd: &CreateApiKey, name: &str| ApiKeyCreated {
+        kind: ApiKeyKind::Organization,
+        service_account_id: Some(cmd.service_account_id),
+        ..created(&given, cmd, name, 1)
+    };
+
+    let key = ApiKeyCreated { role_id: org.role("user").map(|r| r.id), on_call_role_id: None, ..organization_key(&plain, "plain") };
+    let account = service_account(&key);
+    given.when(&plain).then_expect(alice.clone(), vec![Event::ApiKeyCreated(key), Event::ServiceAccountCreated(account)]);
+
+    let key = ApiKeyCreated {
+        role_id: org.role("auditor").map(|r| r.id),
+        on_call_role_id: org.on_call_role("responder").map(|r| r.id),
+        ..organization_key(&chosen, "chosen")
+    };
+    assert!(key.role_id.is_some() && key.on_call_role_id.is_some(), "the fixture has both roles");
+    let account = service_account(&key);
+    given.when(&chosen).then_expect(alice, vec![Event::ApiKeyCreated(key), Event::ServiceAccountCreated(account)]);
 }
 
 #[test]
@@ -220,8 +231,11 @@ fn offsets_are_normalized_to_utc_microseconds() {
         "carol@acme.test",
         NewApiKey { expires_at: Some("2027-01-01T10:00:00.123456789+02:00".into()), ..attributes("personal", "k") },
     );
-    let decision = decide(&cmd, &given.state, now()).unwrap();
-    assert_eq!(created(&decision).expires_at.to_rfc3339(), "2027-01-01T08:00:00.123456+00:00");
+    let expires_at = "2027-01-01T08:00:00.123456Z".parse().unwrap();
+    let key = ApiKeyCreated { expires_at, ..created(&given, &cmd, "k", 3) };
+    assert_eq!(key.expires_at.to_rfc3339(), "2027-01-01T08:00:00.123456+00:00");
+    let carol = acme_user(&given, 3, Given::login("carol@acme.test"));
+    given.when(&cmd).then_expect(carol, vec![Event::ApiKeyCreated(key)]);
 }
 
 #[test]
@@ -275,13 +289,13 @@ fn forbidden_callers_learn_nothing_about_taken_names() {
 fn expired_or_removed_callers_are_unauthenticated() {
     let mut given = Given::acme_and_globex();
     let cmd = given.create_by("carol@acme.test", attributes("personal", "k"));
-    assert_eq!(decide(&cmd, &given.state, now() + Duration::days(31)), Err(Rejection::Unauthenticated));
+    given.when_at(&cmd, now() + Duration::days(31)).then_expect_rejection(Rejection::Unauthenticated);
     let org = given.state.directory.organization_by_name("Acme").map(|o| o.id).unwrap();
     given.record(
         Actor::Operator,
         vec![Event::UserRemoved(keyledger_projections::event::UserRemoved { organization_id: org, user_id: 3 })],
     );
-    assert_eq!(decide(&cmd, &given.state, now()), Err(Rejection::Unauthenticated));
+    given.when(&cmd).then_expect_rejection(Rejection::Unauthenticated);
 }
 
 #[test]
@@ -291,9 +305,9 @@ fn an_operator_mints_personal_keys_for_a_user() {
         requester: Requester::Operator { organization: "Acme".into(), email: "erin@acme.test".into() },
         ..given.create_by("alice@acme.test", attributes("personal", "erin's key"))
     };
-    let decision = decide(&cmd, &given.state, now()).unwrap();
-    assert_eq!(decision.actor, Actor::Operator);
-    assert_eq!(created(&decision).user_id, Some(5), "the role's permissions do not limit an operator");
+    // Erin (5) is an observer: the role's permissions do not limit an operator.
+    let key = created(&given, &cmd, "erin's key", 5);
+    given.when(&cmd).then_expect(Actor::Operator, vec![Event::ApiKeyCreated(key)]);
 }
 
 #[test]

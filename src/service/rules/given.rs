@@ -1,4 +1,6 @@
-//! Given-state builders for rule tests: the fixture organizations folded into a [`State`].
+//! Given-state builders for rule tests: the fixture organizations folded into a [`State`],
+//! and the given → when → then of a rule: `given.when(&command).then_expect(actor, events)`
+//! asserts the whole decision (who acted, and every event, in order), never a chosen part of it.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use keyledger_projections::event::ApiKeyCreated;
@@ -6,9 +8,12 @@ use keyledger_projections::{Actor, ApiKeyKind, Event, RecordedEvent, State};
 use uuid::Uuid;
 
 use super::caller::Credential;
-use super::create_api_key::{CreateApiKey, NewApiKey, Requester, DEFAULT_MAX_KEYS_PER_SCOPE};
+use super::create_api_key::{self, CreateApiKey, NewApiKey, Requester, DEFAULT_MAX_KEYS_PER_SCOPE};
 use super::directory::{plan, DirectoryFile};
-use super::Decision;
+use super::revoke_api_key::{self, RevokeApiKey};
+use super::rotate_api_key::{self, RotateApiKey};
+use super::update_api_key::{self, UpdateApiKey};
+use super::{Decision, Rejection};
 
 pub const PLATFORM: &str = "6f1c1a52-2d0e-4c39-9a57-6b1f3a0d2e11";
 
@@ -87,6 +92,16 @@ impl Given {
         }
     }
 
+    /// What the rule of `command` decides on this state at [`now`].
+    pub fn when(&self, command: &impl Rule) -> Then {
+        self.when_at(command, now())
+    }
+
+    /// What the rule of `command` decides on this state at `at`.
+    pub fn when_at(&self, command: &impl Rule, at: DateTime<Utc>) -> Then {
+        Then { result: command.decide(&self.state, at) }
+    }
+
     /// Records a decision's events, as a committed batch would.
     pub fn accept(&mut self, decision: Decision) {
         self.record(decision.actor, decision.events);
@@ -114,4 +129,89 @@ pub fn attributes(kind: &str, name: &str) -> NewApiKey {
         expires_at: Some((now() + Duration::days(30)).to_rfc3339()),
         ..NewApiKey::default()
     }
+}
+
+/// A command and the rule that decides it, so that [`Given::when`] takes any of them.
+pub trait Rule {
+    fn decide(&self, state: &State, now: DateTime<Utc>) -> Result<Decision, Rejection>;
+}
+
+impl Rule for CreateApiKey {
+    fn decide(&self, state: &State, now: DateTime<Utc>) -> Result<Decision, Rejection> {
+        create_api_key::decide(self, state, now)
+    }
+}
+
+impl Rule for RevokeApiKey {
+    fn decide(&self, state: &State, now: DateTime<Utc>) -> Result<Decision, Rejection> {
+        revoke_api_key::decide(self, state, now)
+    }
+}
+
+impl Rule for RotateApiKey {
+    fn decide(&self, state: &State, now: DateTime<Utc>) -> Result<Decision, Rejection> {
+        rotate_api_key::decide(self, state, now)
+    }
+}
+
+impl Rule for UpdateApiKey {
+    fn decide(&self, state: &State, now: DateTime<Utc>) -> Result<Decision, Rejection> {
+        update_api_key::decide(self, state, now)
+    }
+}
+
+/// What a rule decided, to be compared whole with what the test expects.
+#[must_use = "a decision is only checked by one of the then_expect methods"]
+pub struct Then {
+    result: Result<Decision, Rejection>,
+}
+
+impl Then {
+    /// The rule decided exactly this: `actor` caused `events`, all of them, in this order.
+    /// Returns the decision, to be [`Given::accept`]ed.
+    pub fn then_expect(self, actor: Actor, events: Vec<Event>) -> Decision {
+        let expected = Decision { actor, events };
+        match self.result {
+            Ok(decision) => {
+                assert_eq!(decision, expected, "the decision");
+                decision
+            }
+            Err(rejection) => panic!("expected {expected:#?}, the command was refused: {rejection:?}"),
+        }
+    }
+
+    /// The rule refused the command with exactly this rejection.
+    pub fn then_expect_rejection(self, expected: Rejection) {
+        assert_eq!(self.result, Err(expected));
+    }
+}
+
+/// The key `cmd` creates in Acme, as a personal key named `name` expiring when [`attributes`]
+/// says, created by `user_id` (a personal key's owner; the creator, for team and organization
+/// keys); a test changes what its command changes.
+pub fn created(given: &Given, cmd: &CreateApiKey, name: &str, user_id: u64) -> ApiKeyCreated {
+    ApiKeyCreated {
+        api_key_id: cmd.api_key_id,
+        organization_id: organization(given, "Acme"),
+        kind: ApiKeyKind::Personal,
+        name: name.into(),
+        description: None,
+        user_id: Some(user_id),
+        group_id: None,
+        role_id: None,
+        on_call_role_id: None,
+        service_account_id: None,
+        token_digest: cmd.token_digest.to_hex().to_string(),
+        expires_at: now() + Duration::days(30),
+    }
+}
+
+/// The fixture's organization named `name` (Acme, Globex).
+pub fn organization(given: &Given, name: &str) -> Uuid {
+    given.state.directory.organization_by_name(name).map(|o| o.id).unwrap_or_else(|| panic!("no organization {name}"))
+}
+
+/// Actor `user_id` of Acme, acting with `key`.
+pub fn acme_user(given: &Given, user_id: u64, key: Uuid) -> Actor {
+    Actor::User { organization_id: organization(given, "Acme"), user_id, api_key_id: key }
 }

@@ -54,23 +54,27 @@ mod tests {
         rotated_by(&mut given, "carol@acme.test", 5);
 
         assert!(end_grace_periods(&given.state, now() + Duration::minutes(5) - Duration::microseconds(1)).events.is_empty());
-        let decision = end_grace_periods(&given.state, now() + Duration::minutes(10));
-        let ended: Vec<_> = decision
-            .events
-            .iter()
-            .map(|e| match e {
-                Event::ApiKeyGracePeriodEnded(e) => (e.api_key_id, e.grace_period_ended_at),
-                other => panic!("{other:?}"),
+        let acme = given.state.directory.organization_by_name("Acme").map(|o| o.id).unwrap_or_else(|| panic!("Acme"));
+        // The token that stops working is the one each key had before its rotation: the
+        // fixture's login token, whose digest is that of the email.
+        let ended = |email: &str, at| {
+            Event::ApiKeyGracePeriodEnded(ApiKeyGracePeriodEnded {
+                api_key_id: Given::login(email),
+                organization_id: acme,
+                token_digest: blake3::hash(email.as_bytes()).to_hex().to_string(),
+                grace_period_ended_at: at,
             })
-            .collect();
+        };
         assert_eq!(
-            ended,
-            [
-                (Given::login("carol@acme.test"), now() + Duration::minutes(5)),
-                (Given::login("dave@acme.test"), now() + Duration::minutes(10))
-            ]
+            end_grace_periods(&given.state, now() + Duration::minutes(10)),
+            Decision {
+                actor: Actor::Schedule,
+                events: vec![
+                    ended("carol@acme.test", now() + Duration::minutes(5)),
+                    ended("dave@acme.test", now() + Duration::minutes(10)),
+                ],
+            }
         );
-        assert_eq!(decision.actor, Actor::Schedule);
     }
 
     #[test]

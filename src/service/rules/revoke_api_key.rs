@@ -58,8 +58,9 @@ pub fn revocation(key: &ApiKey, reason: RevocationReason) -> Vec<Event> {
 #[cfg(test)]
 mod tests {
     use super::super::create_api_key::{self, NewApiKey};
-    use super::super::given::{attributes, now, Given, PLATFORM};
+    use super::super::given::{acme_user, attributes, now, organization, Given, PLATFORM};
     use super::*;
+    use keyledger_projections::ApiKeyKind;
 
     fn create(given: &mut Given, email: &str, attributes: NewApiKey) -> Uuid {
         let cmd = given.create_by(email, attributes);
@@ -68,17 +69,36 @@ mod tests {
         cmd.api_key_id
     }
 
+    fn revocation_by(given: &Given, email: &str, key: Uuid) -> RevokeApiKey {
+        RevokeApiKey { caller: given.credential(Given::login(email)), api_key_id: key }
+    }
+
     fn revoke(given: &Given, email: &str, key: Uuid) -> Result<Decision, Rejection> {
-        decide(&RevokeApiKey { caller: given.credential(Given::login(email)), api_key_id: key }, &given.state, now())
+        decide(&revocation_by(given, email, key), &given.state, now())
+    }
+
+    fn digest(given: &Given, key: Uuid) -> String {
+        given.state.keys.get(key).map(|k| k.token_digest.clone()).unwrap_or_else(|| panic!("no key {key}"))
     }
 
     #[test]
     fn revoking_a_key_frees_its_name_and_forgets_its_token() {
         let mut given = Given::acme_and_globex();
         let key = create(&mut given, "carol@acme.test", attributes("personal", "deploy"));
-        let digest = given.state.keys.get(key).map(|k| k.token_digest.clone()).unwrap_or_default();
-        let decision = revoke(&given, "carol@acme.test", key).unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!(decision.events.len(), 1, "a personal key has no service account");
+        let digest = digest(&given, key);
+        let revoked = ApiKeyRevoked {
+            api_key_id: key,
+            organization_id: organization(&given, "Acme"),
+            kind: ApiKeyKind::Personal,
+            name: "deploy".into(),
+            user_id: Some(3),
+            group_id: None,
+            token_digest: digest.clone(),
+            reason: RevocationReason::Requested,
+        };
+        // A personal key has no service account to take with it.
+        let carol = acme_user(&given, 3, Given::login("carol@acme.test"));
+        let decision = given.when(&revocation_by(&given, "carol@acme.test", key)).then_expect(carol, vec![Event::ApiKeyRevoked(revoked)]);
         given.accept(decision);
         assert!(given.state.keys.get(key).is_none());
         let digest = blake3::Hash::from_hex(digest).unwrap_or_else(|e| panic!("{e}"));
@@ -93,8 +113,26 @@ mod tests {
         let mut given = Given::acme_and_globex();
         let key = create(&mut given, "carol@acme.test", NewApiKey { group_id: Some(PLATFORM.into()), ..attributes("team", "ci") });
         let account = given.state.keys.get(key).and_then(|k| k.service_account_id);
-        let decision = revoke(&given, "bob@acme.test", key).unwrap_or_else(|e| panic!("{e:?}"));
-        assert!(matches!(decision.events.as_slice(), [Event::ApiKeyRevoked(_), Event::ServiceAccountDeleted(_)]));
+        let organization_id = organization(&given, "Acme");
+        let revoked = ApiKeyRevoked {
+            api_key_id: key,
+            organization_id,
+            kind: ApiKeyKind::Team,
+            name: "ci".into(),
+            user_id: Some(3), // its creator, carol
+            group_id: Some(PLATFORM.parse().unwrap_or_else(|e| panic!("{e}"))),
+            token_digest: digest(&given, key),
+            reason: RevocationReason::Requested,
+        };
+        let deleted = ServiceAccountDeleted {
+            service_account_id: account.unwrap_or_else(|| panic!("a team key has a service account")),
+            organization_id,
+            api_key_id: key,
+        };
+        let bob = acme_user(&given, 2, Given::login("bob@acme.test"));
+        let decision = given
+            .when(&revocation_by(&given, "bob@acme.test", key))
+            .then_expect(bob, vec![Event::ApiKeyRevoked(revoked), Event::ServiceAccountDeleted(deleted)]);
         given.accept(decision);
         assert!(account.is_some_and(|a| given.state.service_accounts.get(a).is_none()));
     }

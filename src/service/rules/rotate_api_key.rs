@@ -87,21 +87,37 @@ pub fn decide(cmd: &RotateApiKey, state: &State, now: DateTime<Utc>) -> Result<D
 #[cfg(test)]
 mod tests {
     use super::super::create_api_key::{self, NewApiKey};
-    use super::super::given::{attributes, now, Given, PLATFORM};
+    use super::super::given::{acme_user, attributes, now, Given, PLATFORM};
     use super::*;
     use keyledger_projections::event::OrganizationSettingsChanged;
     use keyledger_projections::Actor;
 
-    fn rotate(given: &Given, caller: Uuid, key: Uuid, rotation: Rotation) -> Result<Decision, Rejection> {
-        let cmd = RotateApiKey { caller: given.credential(caller), api_key_id: key, token_digest: blake3::hash(b"next"), rotation };
-        decide(&cmd, &given.state, now())
+    /// `caller` rotates `key` to the token whose digest is `blake3("next")`.
+    fn rotation(given: &Given, caller: Uuid, key: Uuid, rotation: Rotation) -> RotateApiKey {
+        RotateApiKey { caller: given.credential(caller), api_key_id: key, token_digest: blake3::hash(b"next"), rotation }
     }
 
-    fn rotated(decision: &Decision) -> &ApiKeyRotated {
-        match decision.events.as_slice() {
-            [Event::ApiKeyRotated(e)] => e,
-            other => panic!("expected one ApiKeyRotated, got {other:?}"),
-        }
+    fn rotate(given: &Given, caller: Uuid, key: Uuid, rotation: Rotation) -> Result<Decision, Rejection> {
+        decide(&self::rotation(given, caller, key, rotation), &given.state, now())
+    }
+
+    /// Key `id` rotated to `blake3("next")` as it stands in `given`: its current token becomes
+    /// the previous one, nothing retired, 90 days from now, the grace period as given.
+    fn rotated(given: &Given, id: Uuid, grace_period_ends_at: Option<DateTime<Utc>>) -> Vec<Event> {
+        let key = given.state.keys.get(id).unwrap_or_else(|| panic!("no key {id}"));
+        vec![Event::ApiKeyRotated(ApiKeyRotated {
+            api_key_id: id,
+            organization_id: key.organization_id,
+            token_digest: blake3::hash(b"next").to_hex().to_string(),
+            previous_token_digest: key.token_digest.clone(),
+            grace_period_ends_at,
+            retired_token_digest: None,
+            expires_at: now() + Duration::days(90),
+        })]
+    }
+
+    fn by_carol(given: &Given) -> Actor {
+        acme_user(given, 3, carol())
     }
 
     fn carol() -> Uuid {
@@ -111,15 +127,8 @@ mod tests {
     #[test]
     fn a_key_rotates_itself_with_a_thirty_minute_grace_and_ninety_days_by_default() {
         let given = Given::acme_and_globex();
-        let decision = rotate(&given, carol(), carol(), Rotation::default()).unwrap_or_else(|e| panic!("{e:?}"));
-        let e = rotated(&decision);
-
-        assert_eq!(e.token_digest, blake3::hash(b"next").to_hex().to_string());
-        assert_eq!(e.previous_token_digest, given.state.keys.get(carol()).map(|k| k.token_digest.clone()).unwrap_or_default());
-        assert_eq!(e.grace_period_ends_at, Some(now() + Duration::minutes(30)));
-        assert_eq!(e.expires_at, now() + Duration::days(90));
-        assert_eq!(e.retired_token_digest, None);
-        assert!(matches!(decision.actor, Actor::User { user_id: 3, .. }));
+        let cmd = rotation(&given, carol(), carol(), Rotation::default());
+        given.when(&cmd).then_expect(by_carol(&given), rotated(&given, carol(), Some(now() + Duration::minutes(30))));
     }
 
     #[test]
@@ -144,22 +153,26 @@ mod tests {
         let cmd = given.create_by("carol@acme.test", NewApiKey { group_id: Some(PLATFORM.into()), ..attributes("team", "ci") });
         given.accept(create_api_key::decide(&cmd, &given.state, now()).unwrap_or_else(|e| panic!("{e:?}")));
 
-        let decision = rotate(&given, cmd.api_key_id, cmd.api_key_id, Rotation::default()).unwrap_or_else(|e| panic!("{e:?}"));
-        assert!(matches!(decision.actor, Actor::ServiceAccount { .. }));
+        let key = given.state.keys.get(cmd.api_key_id).unwrap_or_else(|| panic!("the team key"));
+        let itself = Actor::ServiceAccount {
+            organization_id: key.organization_id,
+            service_account_id: cmd.service_account_id,
+            api_key_id: cmd.api_key_id,
+        };
+        let events = rotated(&given, cmd.api_key_id, Some(now() + Duration::minutes(30)));
+        given.when(&rotation(&given, cmd.api_key_id, cmd.api_key_id, Rotation::default())).then_expect(itself, events);
     }
 
     #[test]
     fn grace_zero_or_the_organization_setting_off_stops_the_old_token_at_once() {
         let mut given = Given::acme_and_globex();
         let zero = Rotation { grace_period_minutes: Some(0), ..Rotation::default() };
-        let decision = rotate(&given, carol(), carol(), zero).unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!(rotated(&decision).grace_period_ends_at, None);
+        given.when(&rotation(&given, carol(), carol(), zero)).then_expect(by_carol(&given), rotated(&given, carol(), None));
 
         let organization_id = given.state.keys.get(carol()).map(|k| k.organization_id).unwrap_or_default();
         given.record(Actor::Operator, vec![Event::OrganizationSettingsChanged(OrganizationSettingsChanged { organization_id, grace_period: false })]);
         let asked = Rotation { grace_period_minutes: Some(60), ..Rotation::default() };
-        let decision = rotate(&given, carol(), carol(), asked).unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!(rotated(&decision).grace_period_ends_at, None);
+        given.when(&rotation(&given, carol(), carol(), asked)).then_expect(by_carol(&given), rotated(&given, carol(), None));
     }
 
     #[test]
@@ -169,10 +182,11 @@ mod tests {
         let first = rotate(&given, carol(), carol(), Rotation::default()).unwrap_or_else(|e| panic!("{e:?}"));
         given.accept(first);
 
-        let second = rotate(&given, carol(), carol(), Rotation::default()).unwrap_or_else(|e| panic!("{e:?}"));
-        let e = rotated(&second);
-        assert_eq!(e.retired_token_digest, original);
-        assert_eq!(e.previous_token_digest, blake3::hash(b"next").to_hex().to_string());
+        let mut expected = rotated(&given, carol(), Some(now() + Duration::minutes(30)));
+        let Event::ApiKeyRotated(second) = &mut expected[0] else { unreachable!() };
+        assert_eq!(second.previous_token_digest, blake3::hash(b"next").to_hex().to_string());
+        second.retired_token_digest = original;
+        given.when(&rotation(&given, carol(), carol(), Rotation::default())).then_expect(by_carol(&given), expected);
     }
 
     #[test]
@@ -191,7 +205,6 @@ mod tests {
             assert_eq!(pointers, ["/data/attributes/expires_at", "/data/attributes/grace_period_minutes"]);
         }
         let edge = Rotation { grace_period_minutes: Some(1440), ..Rotation::default() };
-        let decision = rotate(&given, carol(), carol(), edge).unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!(rotated(&decision).grace_period_ends_at, Some(now() + Duration::days(1)));
+        given.when(&rotation(&given, carol(), carol(), edge)).then_expect(by_carol(&given), rotated(&given, carol(), Some(now() + Duration::days(1))));
     }
 }

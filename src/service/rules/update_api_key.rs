@@ -103,8 +103,9 @@ pub fn decide(cmd: &UpdateApiKey, state: &State, now: DateTime<Utc>) -> Result<D
 #[cfg(test)]
 mod tests {
     use super::super::create_api_key;
-    use super::super::given::{attributes, now, Given};
+    use super::super::given::{acme_user, attributes, now, organization, Given};
     use super::*;
+    use keyledger_projections::ApiKeyKind;
 
     fn create(given: &mut Given, email: &str, name: &str) -> Uuid {
         let cmd = given.create_by(email, attributes("personal", name));
@@ -113,8 +114,29 @@ mod tests {
         cmd.api_key_id
     }
 
+    fn update_by(given: &Given, email: &str, key: Uuid, changes: KeyChanges) -> UpdateApiKey {
+        UpdateApiKey { caller: given.credential(Given::login(email)), api_key_id: key, changes }
+    }
+
     fn update(given: &Given, email: &str, key: Uuid, changes: KeyChanges) -> Result<Decision, Rejection> {
-        decide(&UpdateApiKey { caller: given.credential(Given::login(email)), api_key_id: key, changes }, &given.state, now())
+        decide(&update_by(given, email, key, changes), &given.state, now())
+    }
+
+    /// Carol's personal key `key`, named `name`, as [`create`] made it, updated to `changed`.
+    fn carols_key_updated(given: &Given, key: Uuid, name: &str, changed: impl FnOnce(&mut ApiKeyUpdated)) -> Vec<Event> {
+        let mut updated = ApiKeyUpdated {
+            api_key_id: key,
+            organization_id: organization(given, "Acme"),
+            kind: ApiKeyKind::Personal,
+            user_id: Some(3),
+            group_id: None,
+            previous_name: name.into(),
+            name: name.into(),
+            description: None,
+            expires_at: now() + chrono::Duration::days(30),
+        };
+        changed(&mut updated);
+        vec![Event::ApiKeyUpdated(updated)]
     }
 
     fn titles(result: Result<Decision, Rejection>) -> Vec<String> {
@@ -129,7 +151,9 @@ mod tests {
         let mut given = Given::acme_and_globex();
         let key = create(&mut given, "carol@acme.test", "old");
         let changes = KeyChanges { name: Some(" new ".into()), ..KeyChanges::default() };
-        let decision = update(&given, "carol@acme.test", key, changes).unwrap_or_else(|e| panic!("{e:?}"));
+        let carol = acme_user(&given, 3, Given::login("carol@acme.test"));
+        let renamed = carols_key_updated(&given, key, "old", |e| e.name = "new".into());
+        let decision = given.when(&update_by(&given, "carol@acme.test", key, changes)).then_expect(carol, renamed);
         given.accept(decision);
         assert_eq!(given.state.keys.get(key).map(|k| k.name.as_str()), Some("new"));
         let reuse = given.create_by("carol@acme.test", attributes("personal", "OLD"));
@@ -161,8 +185,8 @@ mod tests {
     fn nothing_to_change_records_nothing_and_strangers_get_not_found() {
         let mut given = Given::acme_and_globex();
         let key = create(&mut given, "carol@acme.test", "a");
-        let same = update(&given, "carol@acme.test", key, KeyChanges { name: Some("a".into()), ..KeyChanges::default() });
-        assert_eq!(same.map(|d| d.events.len()).ok(), Some(0));
+        let same = update_by(&given, "carol@acme.test", key, KeyChanges { name: Some("a".into()), ..KeyChanges::default() });
+        given.when(&same).then_expect(acme_user(&given, 3, Given::login("carol@acme.test")), vec![]);
         for email in ["dave@acme.test", "hank@globex.test"] {
             assert_eq!(update(&given, email, key, KeyChanges::default()), Err(Rejection::NotFound), "{email}");
         }
@@ -174,7 +198,9 @@ mod tests {
         let key = create(&mut given, "carol@acme.test", "a");
         let soon = now() + chrono::Duration::hours(1);
         let changes = KeyChanges { expires_at: Some(soon.to_rfc3339()), ..KeyChanges::default() };
-        let decision = update(&given, "carol@acme.test", key, changes).unwrap_or_else(|e| panic!("{e:?}"));
+        let carol = acme_user(&given, 3, Given::login("carol@acme.test"));
+        let rescheduled = carols_key_updated(&given, key, "a", |e| e.expires_at = soon);
+        let decision = given.when(&update_by(&given, "carol@acme.test", key, changes)).then_expect(carol, rescheduled);
         given.accept(decision);
         assert!(given.state.expiry_schedule.due_by(soon).any(|(_, id)| id == key));
     }
