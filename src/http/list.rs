@@ -2,6 +2,8 @@
 //! with `links` and `meta` (shared with every list in [`super::pagination`]). Every
 //! malformed or unknown parameter is a 400 naming it.
 
+use std::sync::Arc;
+
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -193,9 +195,25 @@ pub(super) async fn list(
 ) -> Result<Response, ApiError> {
     let pairs = pagination::pairs(query)?;
     let query = parse_query(&pairs)?;
-    let body = app.service.list_api_keys(&caller, &query, |page| {
-        let data = page.items.iter().map(|listed| resource::api_key(&listed.key, listed.last_used_at, None)).collect();
-        pagination::document("/v1/api_keys", &pairs, query.paging, page.total, data)
-    });
+    // A list may walk and sort a whole organization's keys: that runs on the blocking pool,
+    // not on the threads that answer every other request, and only so many at once that a
+    // core stays free for them (a GET beside eight looping lists would otherwise wait for
+    // a runtime thread that is busy sorting).
+    let permit = Arc::clone(&app.lists).acquire_owned().await.map_err(|_| ApiError::internal())?;
+    let service = Arc::clone(&app.service);
+    let body = tokio::task::spawn_blocking(move || {
+        let _computing = permit;
+        service.list_api_keys(&caller, &query, |page| {
+            let data = page.items.iter().map(|listed| resource::api_key(&listed.key, listed.last_used_at, None)).collect();
+            pagination::document("/v1/api_keys", &pairs, query.paging, page.total, data)
+        })
+    })
+    .await
+    .map_err(|_| ApiError::internal())?;
     Ok(document(StatusCode::OK, body))
+}
+
+/// How many key lists are computed at once: all cores but one, at least one.
+pub(super) fn concurrent_lists() -> usize {
+    std::thread::available_parallelism().map_or(1, |cores| cores.get().saturating_sub(1).max(1))
 }

@@ -21,6 +21,8 @@ mod resource;
 mod server;
 
 use std::sync::Arc;
+
+use tokio::sync::Semaphore;
 use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
@@ -89,6 +91,8 @@ pub(crate) struct AppState {
     service: Arc<Service>,
     rate_limits: Arc<RateLimits>,
     metrics: PrometheusHandle,
+    /// Key lists being computed at once (see [`list::list`]).
+    lists: Arc<Semaphore>,
 }
 
 /// A JSON:API response: `body` with the JSON:API media type.
@@ -126,7 +130,7 @@ fn router(service: Arc<Service>, rate_limits: Arc<RateLimits>, metrics: Promethe
         .fallback(fallbacks::not_found)
         .method_not_allowed_fallback(fallbacks::method_not_allowed)
         .layer(axum::middleware::from_fn(rate_limit::standing_fields))
-        .with_state(AppState { service, rate_limits, metrics });
+        .with_state(AppState { service, rate_limits, metrics, lists: Arc::new(Semaphore::new(list::concurrent_lists())) });
     harden(routes, limits).layer(axum::middleware::from_fn(exposition::count))
 }
 

@@ -124,7 +124,9 @@ fn matches(query: &ListQuery, search: Option<&str>, key: &ApiKey, last_used_at: 
 /// NULLs by default).
 fn compare((a, a_used): (&ApiKey, Option<DateTime<Utc>>), (b, b_used): (&ApiKey, Option<DateTime<Utc>>), field: SortField) -> Ordering {
     match field {
-        SortField::Name => a.name.to_lowercase().cmp(&b.name.to_lowercase()),
+        // Lowercased a character at a time: a sort compares each name many times, and
+        // allocating a lowercase copy per comparison was most of a sort by name's cost.
+        SortField::Name => a.name.chars().flat_map(char::to_lowercase).cmp(b.name.chars().flat_map(char::to_lowercase)),
         SortField::Kind => a.kind.cmp(&b.kind),
         SortField::CreatedAt => a.created_at.cmp(&b.created_at),
         SortField::UpdatedAt => a.updated_at.cmp(&b.updated_at),
