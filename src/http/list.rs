@@ -100,7 +100,7 @@ pub(super) struct KeyFilters {
     _sort: Option<String>,
 }
 
-fn parse_query(pairs: &[(String, String)]) -> Result<ListQuery, ApiError> {
+pub(super) fn parse_query(pairs: &[(String, String)]) -> Result<ListQuery, ApiError> {
     let mut query = ListQuery::default();
     for (parameter, value) in pairs {
         let p = parameter.as_str();

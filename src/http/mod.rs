@@ -11,6 +11,7 @@ mod errors;
 mod list;
 mod openapi;
 mod pagination;
+pub mod request_documents;
 mod resource;
 
 use std::sync::Arc;
