@@ -66,7 +66,7 @@ fn api() -> OpenApiRouter<AppState> {
 pub fn router(service: Arc<Service>, body_limit: usize) -> Router {
     let (routes, document) = api().split_for_parts();
     // The document is plain data with string keys: serialization cannot fail.
-    let document = document.to_json().unwrap_or_default();
+    let document = openapi::with_rate_limits(document).to_json().unwrap_or_default();
     let routes = routes
         .route("/openapi.json", get(move || async move { ([(header::CONTENT_TYPE, "application/json")], document) }))
         .fallback(errors::not_found)
