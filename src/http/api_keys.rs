@@ -141,7 +141,13 @@ pub(super) fn new_api_key(document: &Value) -> NewApiKey {
 #[utoipa::path(post, path = "/v1/api_keys", tag = "api_keys",
     request_body(content = CreateApiKeyDocument, content_type = "application/vnd.api+json"),
     responses(
-        (status = 201, description = "The key with its token, shown here and never again", body = resource::Document, content_type = "application/vnd.api+json"),
+        (status = 201, description = "The key with its token, shown here and never again", body = resource::Document, content_type = "application/vnd.api+json",
+            links(
+                ("show" = (operation_id = "show", parameters(("id" = "$response.body#/data/id")))),
+                ("update" = (operation_id = "update", parameters(("id" = "$response.body#/data/id")))),
+                ("revoke" = (operation_id = "revoke", parameters(("id" = "$response.body#/data/id")))),
+                ("rotate" = (operation_id = "rotate", parameters(("id" = "$response.body#/data/id"))))
+            )),
         (status = 400, response = BadRequest),
         (status = 401, response = InvalidToken),
         (status = 403, response = Forbidden),
