@@ -146,3 +146,28 @@ async fn responses_carry_every_required_attribute_of_their_schema() {
     assert!(required("ApiKeyAttributes").contains(&"last_used_at".to_owned()), "nullable attributes are required too");
     assert!(!required("ApiKeyAttributes").contains(&"token".to_owned()), "token appears only in create and rotate");
 }
+
+/// API.md's Limits: any `/v1` call may be rate limited (429, a JSON:API error with
+/// `Retry-After`), and its other responses but the 401 name the `RateLimit-*` headers.
+#[tokio::test]
+async fn every_operation_documents_rate_limiting() {
+    let data = DataDir::new();
+    let server = Server::start(&data);
+    let document = openapi(&server).await;
+    let too_many = &document["components"]["responses"]["TooManyRequests"];
+    assert!(too_many["headers"]["Retry-After"].is_object(), "{too_many}");
+    assert!(too_many["content"]["application/vnd.api+json"]["schema"]["$ref"] == "#/components/schemas/ErrorDocument");
+    for (path, method) in ROUTES {
+        let responses = document["paths"][path][method]["responses"].as_object().expect("responses");
+        assert_eq!(responses["429"]["$ref"], "#/components/responses/TooManyRequests", "{method} {path}");
+        for (status, response) in responses {
+            let response = match response["$ref"].as_str() {
+                Some(reference) => document.pointer(reference.trim_start_matches('#')).expect("the reference resolves"),
+                None => response,
+            };
+            let named = ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"].map(|h| response["headers"].get(h).is_some());
+            let expected = status != "401";
+            assert_eq!(named, [expected; 3], "{method} {path} {status}");
+        }
+    }
+}

@@ -14,6 +14,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use keyledger::service::operator;
 use keyledger::service::rules::directory::DirectoryFile;
 
 #[derive(Parser)]
@@ -95,20 +96,7 @@ pub fn run() -> anyhow::Result<()> {
 
 /// Reads a directory file: one organization object, or an array of them.
 fn read_directory(path: &Path) -> anyhow::Result<Vec<DirectoryFile>> {
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(DirectoryFile),
-        Many(Vec<DirectoryFile>),
-    }
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read directory file {}", path.display()))?;
-    let parsed: OneOrMany = serde_json::from_str(&text).or_else(|_| {
-        // Re-parse as a single object to report the precise error of the common case.
-        serde_json::from_str::<DirectoryFile>(&text).map(OneOrMany::One)
-    })
-    .with_context(|| format!("directory file {} is not a valid directory (see fixtures/directory.example.json)", path.display()))?;
-    Ok(match parsed {
-        OneOrMany::One(file) => vec![file],
-        OneOrMany::Many(files) => files,
-    })
+    operator::parse_directory(&text)
+        .with_context(|| format!("directory file {} is not a valid directory (see fixtures/directory.example.json)", path.display()))
 }

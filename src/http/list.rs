@@ -17,6 +17,7 @@ use super::openapi::responses::{BadRequest, InvalidToken};
 use super::pagination::{ListDocument, PageParameters};
 use super::{document, pagination, resource, AppState};
 use crate::service::listing::{Comparison, ListQuery, SortField, TimeField};
+use keyledger_projections::event::UserId;
 use keyledger_projections::ApiKeyKind;
 
 /// The longest `filter[search]`: a name is at most 255 characters, so a longer search
@@ -41,7 +42,7 @@ fn boolean(parameter: &str, value: &str) -> Result<bool, ApiError> {
 #[into_params(parameter_in = Query)]
 pub(super) struct KeyFilters {
     /// `personal`, `team` or `organization`.
-    #[param(rename = "filter[kind]")]
+    #[param(rename = "filter[kind]", pattern = "^(personal|team|organization)$")]
     _kind: Option<String>,
     /// The exact name.
     #[param(rename = "filter[name]")]
@@ -50,11 +51,11 @@ pub(super) struct KeyFilters {
     #[param(rename = "filter[search]", max_length = 255)]
     _search: Option<String>,
     /// Personal keys of this user.
-    #[param(rename = "filter[user_id]")]
-    _user_id: Option<u64>,
+    #[param(rename = "filter[user_id]", minimum = 0, maximum = 9223372036854775807_i64)]
+    _user_id: Option<i64>,
     /// Team keys of these teams, ids separated by commas.
-    #[param(rename = "filter[group_ids]")]
-    _group_ids: Option<String>,
+    #[param(rename = "filter[group_ids]", style = Form, explode = false, min_items = 1)]
+    _group_ids: Option<Vec<Uuid>>,
     /// Organization keys with this role.
     #[param(rename = "filter[role_id]")]
     _role_id: Option<Uuid>,
@@ -102,11 +103,11 @@ pub(super) struct KeyFilters {
     _last_used_at_lte: Option<chrono::DateTime<chrono::Utc>>,
     /// `name`, `kind`, `created_at`, `updated_at`, `expires_at` or `last_used_at`; `-` first
     /// for descending. Default `created_at`.
-    #[param(rename = "sort")]
+    #[param(rename = "sort", pattern = "^-?(name|kind|created_at|updated_at|expires_at|last_used_at)$")]
     _sort: Option<String>,
 }
 
-fn parse_query(pairs: &[(String, String)]) -> Result<ListQuery, ApiError> {
+pub(super) fn parse_query(pairs: &[(String, String)]) -> Result<ListQuery, ApiError> {
     let mut query = ListQuery::default();
     for (parameter, value) in pairs {
         let p = parameter.as_str();
@@ -127,7 +128,7 @@ fn parse_query(pairs: &[(String, String)]) -> Result<ListQuery, ApiError> {
                 return Err(bad(p, format!("filter[search] may be at most {MAX_SEARCH_CHARS} characters.")));
             }
             "filter[search]" => query.search = Some(value.clone()),
-            "filter[user_id]" => query.user_id = Some(value.parse().map_err(|_| bad(p, "filter[user_id] must be a user's number."))?),
+            "filter[user_id]" => query.user_id = Some(user_id(value).ok_or_else(|| bad(p, "filter[user_id] must be a user's number, 0 to 9223372036854775807."))?),
             "filter[group_ids]" => {
                 query.group_ids = value
                     .split(',')
@@ -155,6 +156,12 @@ fn parse_query(pairs: &[(String, String)]) -> Result<ListQuery, ApiError> {
         }
     }
     Ok(query)
+}
+
+/// A user's number as the OpenAPI document states it (an int64, from 0): generated clients
+/// and schema-driven tools hold it in a signed 64-bit integer.
+fn user_id(value: &str) -> Option<UserId> {
+    value.parse::<i64>().ok().and_then(|id| UserId::try_from(id).ok())
 }
 
 /// `filter[created_at|expires_at|last_used_at][gt|gte|lt|lte]`, or an unknown parameter.

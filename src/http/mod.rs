@@ -16,6 +16,7 @@ mod list;
 mod openapi;
 mod pagination;
 mod rate_limit;
+pub mod request_documents;
 mod request_id;
 mod resource;
 mod server;
@@ -121,7 +122,7 @@ fn api() -> OpenApiRouter<AppState> {
 fn router(service: Arc<Service>, rate_limits: Arc<RateLimits>, metrics: PrometheusHandle, limits: &Limits) -> Router {
     let (routes, document) = api().split_for_parts();
     // The document is plain data with string keys: serialization cannot fail.
-    let document = document.to_json().unwrap_or_default();
+    let document = openapi::with_rate_limits(document).to_json().unwrap_or_default();
     let routes = routes
         .route("/openapi.json", get(move || async move { ([(header::CONTENT_TYPE, "application/json")], document) }))
         .route("/healthz", get(health::alive))

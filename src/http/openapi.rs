@@ -9,8 +9,11 @@
 //! at once (a derived deserializer stops at the first), so their shapes are described by the
 //! types in [`requests`], which exist for this document.
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 /// Name of the bearer-token security scheme (also spelled out in `security(...)` above).
 const BEARER: &str = "bearer";
@@ -31,7 +34,8 @@ const BEARER: &str = "bearer";
         responses::NotFound,
         responses::PayloadTooLarge,
         responses::UnsupportedMediaType,
-        responses::Invalid
+        responses::Invalid,
+        responses::TooManyRequests
     )),
     modifiers(&BearerToken),
     security(("bearer" = [])),
@@ -49,6 +53,47 @@ impl Modify for BearerToken {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(BEARER, SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
     }
+}
+
+/// The rate-limit headers of every authenticated response (API.md, Limits).
+const RATE_LIMIT_HEADERS: [(&str, &str); 3] = [
+    ("RateLimit-Limit", "Requests this key may make in the current window."),
+    ("RateLimit-Remaining", "Requests this key has left in the current window."),
+    ("RateLimit-Reset", "Seconds until the current window ends."),
+];
+
+/// Rate limiting in the finished document: a 429 on every `/v1` operation, and the
+/// `RateLimit-*` headers on each of its responses but the 401 (which answers no key). Done
+/// over the whole document, once every route's entry is in, so that a new route cannot be
+/// left without them.
+pub(super) fn with_rate_limits(mut document: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let headers = || RATE_LIMIT_HEADERS.map(|(name, _)| (name.to_owned(), RefOr::Ref(Ref::new(format!("#/components/headers/{name}")))));
+    let components = document.components.get_or_insert_with(Default::default);
+    for (name, description) in RATE_LIMIT_HEADERS {
+        let schema = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0));
+        components.headers.insert(name.to_owned(), RefOr::T(HeaderBuilder::new().schema(Some(schema)).description(Some(description)).build()));
+    }
+    for (name, response) in &mut components.responses {
+        if let (RefOr::T(response), false) = (response, name == "InvalidToken") {
+            response.headers.extend(headers());
+        }
+    }
+    let too_many = RefOr::Ref(Ref::from_response_name("TooManyRequests"));
+    for (path, item) in &mut document.paths.paths {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+        for operation in operations.into_iter().flatten() {
+            for response in operation.responses.responses.values_mut() {
+                if let RefOr::T(response) = response {
+                    response.headers.extend(headers());
+                }
+            }
+            operation.responses.responses.insert("429".to_owned(), too_many.clone());
+        }
+    }
+    document
 }
 
 /// The request documents, as the handlers read them.
@@ -181,4 +226,13 @@ pub(super) mod responses {
     #[derive(ToResponse)]
     #[response(content_type = "application/vnd.api+json")]
     pub(in crate::http) struct Invalid(ErrorDocument);
+
+    /// Too many requests: this key's rate limit, or (without a valid token) this address's
+    /// failed authentications; try again after `Retry-After` seconds.
+    #[derive(ToResponse)]
+    #[response(
+        content_type = "application/vnd.api+json",
+        headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))
+    )]
+    pub(in crate::http) struct TooManyRequests(ErrorDocument);
 }

@@ -15,13 +15,17 @@ pub(super) fn pairs(query: Result<Query<Vec<(String, String)>>, QueryRejection>)
     query.map(|Query(pairs)| pairs).map_err(|_| ApiError::bad_request("The query string is malformed."))
 }
 
+/// The largest page number: the largest integer every JSON client reads exactly (2^53 - 1),
+/// so that the bound the OpenAPI document states is one the server can keep as stated.
+const MAX_PAGE_NUMBER: u64 = 9_007_199_254_740_991;
+
 /// The page parameters every list takes, for the OpenAPI document (the handlers read the
 /// query by hand, to name a malformed parameter in the 400).
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(super) struct PageParameters {
     /// The page, from 1.
-    #[param(rename = "page[number]", minimum = 1, default = 1)]
+    #[param(rename = "page[number]", minimum = 1, maximum = 9007199254740991_u64, default = 1)]
     _number: Option<usize>,
     /// Items per page.
     #[param(rename = "page[size]", minimum = 1, maximum = 100, default = 50)]
@@ -34,10 +38,11 @@ pub(super) fn read_page_parameter(paging: &mut Paging, parameter: &str, value: &
     match parameter {
         "page[number]" => {
             paging.number = value
-                .parse()
+                .parse::<u64>()
                 .ok()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| ApiError::bad_parameter(parameter, "page[number] must be a whole number from 1."))?;
+                .filter(|n| (1..=MAX_PAGE_NUMBER).contains(n))
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| ApiError::bad_parameter(parameter, format!("page[number] must be a whole number from 1 to {MAX_PAGE_NUMBER}.")))?;
         }
         "page[size]" => {
             paging.size = value.parse().ok().filter(|n| (1..=MAX_PAGE_SIZE).contains(n)).ok_or_else(|| {
@@ -123,4 +128,24 @@ pub(super) fn document<T: Serialize>(path: &str, pairs: &[(String, String)], pag
     };
     // Plain data with string keys: serialization cannot fail.
     serde_json::to_vec(&ListDocument { data, links, meta }).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bound the OpenAPI document states (schemathesis sent a page number past `usize`,
+    /// which the document allowed and the server refused).
+    #[test]
+    fn page_numbers_are_read_from_1_to_the_documented_maximum() {
+        let read = |value: &str| {
+            let mut paging = Paging::default();
+            read_page_parameter(&mut paging, "page[number]", value).map(|_| paging.number).map_err(|e| e.status().as_u16())
+        };
+        assert_eq!(read("1"), Ok(1));
+        assert_eq!(read("9007199254740991"), Ok(9_007_199_254_740_991));
+        for refused in ["0", "9007199254740992", "6460088009244054149924386032811245568", "-1", "x"] {
+            assert_eq!(read(refused), Err(400), "{refused}");
+        }
+    }
 }

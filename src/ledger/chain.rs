@@ -164,7 +164,11 @@ pub fn from_line(line: &[u8], line_number: u64) -> Result<StoredEvent, LedgerErr
         .strip_prefix(br#","hash":""#.as_slice())
         .and_then(|rest| rest.strip_suffix(br#""}"#.as_slice()))
         .ok_or_else(|| corrupt("the last field is not \"hash\""))?;
-    let hash = blake3::Hash::from_hex(hex).map_err(|_| corrupt("hash is not 64 hex digits"))?;
+    // Lowercase only, as `to_line` writes it: a line read back must export to the same bytes.
+    if hex.iter().any(u8::is_ascii_uppercase) {
+        return Err(corrupt("hash is not 64 lowercase hex digits"));
+    }
+    let hash = blake3::Hash::from_hex(hex).map_err(|_| corrupt("hash is not 64 lowercase hex digits"))?;
     let mut canonical = body.to_vec();
     canonical.push(b'}');
     #[derive(Deserialize)]
@@ -267,6 +271,17 @@ mod tests {
             assert_eq!(from_line(&line, stored.position).ok(), Some(stored));
         }
         assert!(from_line(b"{}", 1).is_err());
+    }
+
+    /// Found by the `export_line` fuzz target: a hash in uppercase hex was read, so the
+    /// export of that import was not the file imported.
+    #[test]
+    fn a_line_whose_hash_is_not_lowercase_is_refused() {
+        let line = to_line(&chain(1)[0]);
+        let hash_at = line.len() - 2 - 64;
+        let upper: Vec<u8> = line.iter().enumerate().map(|(i, b)| if i >= hash_at { b.to_ascii_uppercase() } else { *b }).collect();
+        assert_ne!(upper, line, "the hash has letters to change");
+        assert!(matches!(from_line(&upper, 1), Err(LedgerError::Corrupt { reason, .. }) if reason.contains("lowercase")));
     }
 
     #[test]

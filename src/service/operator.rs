@@ -37,6 +37,26 @@ pub enum OperatorError {
     Token(#[from] TokenError),
 }
 
+/// Reads a directory file's text: one organization object, or an array of them. The one
+/// reader of directory files (`init`, `directory apply`, `serve` and its SIGHUP reloads),
+/// and the entry point of the `directory_file` fuzz target.
+pub fn parse_directory(text: &str) -> Result<Vec<DirectoryFile>, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(DirectoryFile),
+        Many(Vec<DirectoryFile>),
+    }
+    let parsed: OneOrMany = serde_json::from_str(text).or_else(|_| {
+        // Re-parse as a single object to report the precise error of the common case.
+        serde_json::from_str::<DirectoryFile>(text).map(OneOrMany::One)
+    })?;
+    Ok(match parsed {
+        OneOrMany::One(file) => vec![file],
+        OneOrMany::Many(files) => files,
+    })
+}
+
 fn request_id() -> Provenance {
     Provenance::from(format!("cli-{}", Uuid::new_v4()))
 }
