@@ -60,6 +60,12 @@ impl Pool {
         &self.target
     }
 
+    /// How the pool connects: for a session that must outlive the pool's comings and goings
+    /// (a lock's, a snapshot's).
+    pub(super) fn config(&self) -> &Config {
+        &self.config
+    }
+
     fn idle(&self) -> MutexGuard<'_, Vec<Client>> {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -143,6 +149,21 @@ impl<'a, T> Scan<'a, T> {
         page: usize,
         decode: fn(&Row) -> Result<T, LedgerError>,
     ) -> Self {
+        Scan::open_at(pool, select, page, decode, None)
+    }
+
+    /// [`Scan::open`] in the snapshot `snapshot` (from `pg_export_snapshot`) when one is
+    /// given: what every read of one command sees, whatever commits meanwhile.
+    pub(super) fn open_at(
+        pool: &'a Pool,
+        select: &str,
+        page: usize,
+        decode: fn(&Row) -> Result<T, LedgerError>,
+        snapshot: Option<&str>,
+    ) -> Self {
+        let set_snapshot = snapshot.map_or_else(String::new, |id| {
+            format!(" SET TRANSACTION SNAPSHOT '{id}';")
+        });
         let mut scan = Scan {
             pool,
             client: None,
@@ -154,7 +175,7 @@ impl<'a, T> Scan<'a, T> {
         };
         let declared = pool.get().and_then(|mut client| {
             client
-                .batch_execute(&format!("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; DECLARE {CURSOR} NO SCROLL CURSOR FOR {select}"))
+                .batch_execute(&format!("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;{set_snapshot} DECLARE {CURSOR} NO SCROLL CURSOR FOR {select}"))
                 .map_err(database("opening a scan"))?;
             Ok(client)
         });
