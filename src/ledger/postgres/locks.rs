@@ -129,3 +129,103 @@ fn holders(session: &mut Client, key: i64, schema: &str) -> Result<String, Ledge
         named.join(", ")
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A fresh schema's ledger, or `None` without `KEYLEDGER_TEST_DATABASE_URL` (the skip is
+    /// said by the backend's own tests).
+    fn ledger() -> Option<(PostgresStorage, DropSchema)> {
+        let url = std::env::var("KEYLEDGER_TEST_DATABASE_URL")
+            .ok()
+            .filter(|url| !url.is_empty())?;
+        let schema = format!("kl_lock_{}", uuid::Uuid::new_v4().simple());
+        let dropped = DropSchema {
+            url: url.clone(),
+            schema: schema.clone(),
+        };
+        let storage = PostgresStorage::open(&url, &schema).unwrap_or_else(|e| panic!("{e}"));
+        Some((storage, dropped))
+    }
+
+    struct DropSchema {
+        url: String,
+        schema: String,
+    }
+
+    impl Drop for DropSchema {
+        fn drop(&mut self) {
+            if let Ok(mut client) = Client::connect(&self.url, NoTls) {
+                let _ =
+                    client.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
+            }
+        }
+    }
+
+    #[test]
+    fn nodes_share_the_ledger_and_a_command_alone_is_refused_naming_them() {
+        let Some((storage, _dropped)) = ledger() else {
+            return;
+        };
+        let first = storage
+            .hold_serving(&mut |_| panic!("nobody holds it alone"))
+            .unwrap();
+        let second = storage
+            .hold_serving(&mut |_| panic!("nodes share it"))
+            .unwrap();
+        match storage.hold_alone("rebuild") {
+            Err(LedgerError::Serving { holders, .. }) => {
+                let me = format!("keyledger serve {}", this_process());
+                assert_eq!(
+                    holders.matches(&me).count(),
+                    2,
+                    "both nodes are named: {holders}"
+                );
+            }
+            other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+        }
+        drop((first, second));
+        let alone = storage.hold_alone("rebuild").unwrap();
+        assert!(
+            matches!(storage.hold_alone("import"), Err(LedgerError::Serving { ref holders, .. }) if holders.contains("keyledger rebuild"))
+        );
+        drop(alone);
+    }
+
+    #[test]
+    fn a_starting_node_waits_for_a_command_alone_to_finish() {
+        let Some((storage, _dropped)) = ledger() else {
+            return;
+        };
+        let storage = std::sync::Arc::new(storage);
+        let alone = storage.hold_alone("import").unwrap();
+        let (told, waiting) = mpsc::channel();
+        let (served, serving) = mpsc::channel();
+        let node = {
+            let storage = std::sync::Arc::clone(&storage);
+            std::thread::spawn(move || {
+                let lock = storage.hold_serving(&mut |holders| {
+                    let _ = told.send(holders.to_owned());
+                });
+                let _ = served.send(lock.is_ok());
+                lock
+            })
+        };
+        let holders = waiting.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(holders.contains("keyledger import"), "{holders}");
+        assert!(
+            serving.recv_timeout(Duration::from_millis(300)).is_err(),
+            "the node waits while the import holds the ledger"
+        );
+        drop(alone);
+        assert!(
+            serving.recv_timeout(Duration::from_secs(10)).unwrap(),
+            "and serves once it is done"
+        );
+        drop(node.join().unwrap());
+    }
+}
