@@ -20,7 +20,7 @@
 
 use ::postgres::{Client, NoTls};
 
-use super::pool::database;
+use super::pool::{close, database};
 use super::{lock_key, PostgresStorage};
 use crate::ledger::LedgerError;
 
@@ -30,7 +30,15 @@ const SERVING: &str = "serving";
 /// A held lock on the ledger: released when dropped (its connection closes).
 pub struct LedgerLock {
     /// Kept only to be closed on drop; the lock lives as long as this session.
-    _session: Client,
+    session: Option<Client>,
+}
+
+impl Drop for LedgerLock {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            close(session);
+        }
+    }
 }
 
 /// `<host>:<pid>` of this process, for `application_name`: enough for an operator to find
@@ -75,7 +83,9 @@ impl PostgresStorage {
                 .execute("SELECT pg_advisory_lock_shared($1)", &[&key])
                 .map_err(database("waiting for the serving lock"))?;
         }
-        Ok(LedgerLock { _session: session })
+        Ok(LedgerLock {
+            session: Some(session),
+        })
     }
 
     /// Holds the ledger alone, for a command (`role`) that changes it outside any node's
@@ -95,7 +105,9 @@ impl PostgresStorage {
                 holders: holders(&mut session, key, self.schema())?,
             });
         }
-        Ok(LedgerLock { _session: session })
+        Ok(LedgerLock {
+            session: Some(session),
+        })
     }
 }
 

@@ -125,6 +125,18 @@ impl Drop for Pool {
     }
 }
 
+/// Closes `client` where that is allowed: closing `block_on`s its runtime, which tokio
+/// refuses inside another runtime, so there it is closed on a thread of its own.
+pub(super) fn close(client: Client) {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        let _ = std::thread::Builder::new()
+            .name("postgres-close".into())
+            .spawn(move || drop(client));
+    } else {
+        drop(client);
+    }
+}
+
 /// A whole-table read, in order, through a server-side cursor inside a read-only REPEATABLE
 /// READ transaction: every row comes from one snapshot (a journal replaced while it is read
 /// is seen whole, before or after), a page of rows per round trip, and the connection is held
