@@ -166,8 +166,8 @@ impl StoreArgs {
         }
     }
 
-    /// Opens an existing ledger's log, for the commands that only read it (or rewrite its
-    /// projections).
+    /// Opens an existing ledger's log as it is (on PostgreSQL, not a snapshot: see
+    /// [`StoreArgs::open_reading`]).
     pub fn open_log(&self) -> anyhow::Result<Arc<dyn Storage>> {
         Ok(self.open(Open::Existing)?.storage)
     }
