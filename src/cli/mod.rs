@@ -48,7 +48,8 @@ enum Command {
     Audit(AuditCommand),
     /// Write the whole log as JSON lines (envelopes with their hashes).
     Export(transfer::ExportArgs),
-    /// Load an export into an empty data directory, verifying the chain as it goes.
+    /// Load an export into an empty data directory or PostgreSQL schema, verifying the chain
+    /// as it goes.
     Import(transfer::ImportArgs),
     /// Build fresh projections from the log; compare them (--check) or swap them in.
     Rebuild(rebuild::RebuildArgs),
@@ -64,6 +65,8 @@ enum AuditCommand {
     Log(timeline::LogArgs),
     /// The keys as they stood at a moment.
     State(timeline::StateArgs),
+    /// Print a new audit signing key (a 32-byte seed in hex) for KEYLEDGER_AUDIT_KEY.
+    Keygen,
 }
 
 #[derive(Subcommand)]
@@ -88,6 +91,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Audit(AuditCommand::Checkpoint(args)) => verify::checkpoint(args),
         Command::Audit(AuditCommand::Log(args)) => timeline::log(args),
         Command::Audit(AuditCommand::State(args)) => timeline::state(args),
+        Command::Audit(AuditCommand::Keygen) => verify::keygen(),
         Command::Export(args) => transfer::export(args),
         Command::Import(args) => transfer::import(args),
         Command::Rebuild(args) => rebuild::rebuild(args),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use chrono::{DateTime, Duration, Utc};
 use clap::Args;
+use keyledger::ledger::postgres::LedgerLock;
 use keyledger::ledger::Storage;
 use keyledger::service::operator;
 use keyledger::service::recovery::load_state;
@@ -72,10 +73,18 @@ pub fn writer_over(storage: Arc<dyn Storage>, place: &str) -> anyhow::Result<Wri
     Ok(Writer::new(storage, state)?)
 }
 
-/// Opens the ledger with its projections loaded, ready to record.
-pub fn open_writer(store: &StoreArgs, mode: Open) -> anyhow::Result<Writer> {
-    let ledger = store.open(mode)?;
-    writer_over(ledger.storage, &ledger.place)
+/// Why `init`, `directory apply` and `keys issue` are refused while nodes serve a
+/// PostgreSQL ledger. Their writer folds the log once, at open, and appends under the append
+/// lock without first catching up with what other nodes committed since: it would decide
+/// against a stale state (a name just taken, a key just revoked) and record what the rules
+/// forbid. Once writers catch up inside the append transaction, these may run beside nodes.
+const WRITER_ALONE: &str = "its writer does not yet catch up with what the nodes append, so it could record a change their commits have made invalid; use the HTTP API, or stop every `keyledger serve` on this ledger first";
+
+/// Opens the ledger with its projections loaded, ready to record as `command`; the lock (on
+/// PostgreSQL) keeps nodes from serving until it is dropped, after the last record.
+pub fn open_writer(store: &StoreArgs, mode: Open, command: &str) -> anyhow::Result<(Writer, Option<LedgerLock>)> {
+    let (ledger, lock) = store.open_alone(mode, command, WRITER_ALONE)?;
+    Ok((writer_over(ledger.storage, &ledger.place)?, lock))
 }
 
 pub fn init(args: InitArgs) -> anyhow::Result<()> {
@@ -85,7 +94,7 @@ pub fn init(args: InitArgs) -> anyhow::Result<()> {
         (None, Some(org), Some(owner)) => vec![DirectoryFile::single_owner(org, owner)],
         _ => bail!("give either --directory FILE or both --org NAME and --owner EMAIL"),
     };
-    let mut writer = open_writer(&args.store, Open::CreateIfMissing)?;
+    let (mut writer, _alone) = open_writer(&args.store, Open::CreateIfMissing, "init")?;
     super::verify::ensure_audit_key(&args.store)?;
     let token = operator::initialize(&mut writer, &files, &tokens)?;
     println!("{}", token.reveal());
@@ -94,7 +103,7 @@ pub fn init(args: InitArgs) -> anyhow::Result<()> {
 
 pub fn apply(args: ApplyArgs) -> anyhow::Result<()> {
     let files = read_directory(&args.file)?;
-    let mut writer = open_writer(&args.store, Open::Existing)?;
+    let (mut writer, _alone) = open_writer(&args.store, Open::Existing, "directory apply")?;
     let recorded = operator::apply_directory(&mut writer, &files)?;
     if recorded == 0 {
         eprintln!("directory unchanged: nothing recorded");
@@ -129,7 +138,7 @@ pub fn issue(args: IssueArgs) -> anyhow::Result<()> {
             .with_timezone(&Utc),
         (None, None) => bail!("give --expires-in or --expires-at"),
     };
-    let mut writer = open_writer(&args.store, Open::Existing)?;
+    let (mut writer, _alone) = open_writer(&args.store, Open::Existing, "keys issue")?;
     let token = operator::issue_personal_key(&mut writer, args.org.as_deref(), &args.user, &args.name, expires_at, &tokens)?;
     println!("{}", token.reveal());
     Ok(())

@@ -8,7 +8,10 @@ use keyledger_projections::state::PROJECTIONS;
 use keyledger_projections::ProjectionId;
 
 use super::progress;
-use super::store::StoreArgs;
+use super::store::{Open, StoreArgs};
+
+/// Why a repairing `rebuild` is refused while nodes serve a PostgreSQL ledger.
+const REPAIR_ALONE: &str = "a repair rewrites the stored projections that the nodes append to and loaded at their start; stop every `keyledger serve` on this ledger first (`rebuild --check` only reads, and may run beside them)";
 
 #[derive(Args)]
 pub struct RebuildArgs {
@@ -36,7 +39,15 @@ pub fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
         Some(name) => vec![rebuild::projection_named(name)?],
         None => PROJECTIONS.to_vec(),
     };
-    let storage = args.store.open_log()?;
+    // A check only reads, in one snapshot, and may run beside serving nodes; a repair
+    // rewrites the stored projections and must have the ledger alone (the lock is held until
+    // the swap is done).
+    let (storage, _alone) = if args.check {
+        (args.store.open_reading()?, None)
+    } else {
+        let (ledger, lock) = args.store.open_alone(Open::Existing, "rebuild", REPAIR_ALONE)?;
+        (ledger.storage, lock)
+    };
     let storage = &*storage;
     let head = storage.last_event()?.map_or(0, |e| e.position);
     let bar = progress::bar(head, "replay");

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::offline::writer_over;
 use super::{read_directory, TokenPrefix};
-use super::store::{Open, StoreArgs};
+use super::store::StoreArgs;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -124,7 +124,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let metrics = telemetry::install().context("cannot install the metrics recorder")?;
     let tokens = TokenFormat::new(&args.prefix.token_prefix)?;
     let limits = args.limits();
-    let ledger = args.store.open(Open::CreateIfMissing)?;
+    // Held until `run` returns: on PostgreSQL, no command that needs the ledger alone (an
+    // import, a repair) runs while this node serves it.
+    let (ledger, _serving) = args.store.open_serving(&mut |holders| {
+        tracing::warn!(holders, "waiting for a command that has the ledger alone to finish before serving it");
+    })?;
     let mut writer = writer_over(ledger.storage, &ledger.place)?;
     let files = args.directory.as_deref().map(read_directory).transpose()?;
     if writer.head().position == 0 {

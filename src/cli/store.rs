@@ -4,10 +4,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::bail;
 use clap::Args;
-use keyledger::ledger::postgres::{self, DEFAULT_SCHEMA};
-use keyledger::ledger::{LastUseStore, PostgresStorage, SledStorage, Storage};
+use keyledger::ledger::postgres::{self, LedgerLock, DEFAULT_SCHEMA};
+use keyledger::ledger::{LastUseStore, LedgerError, PostgresStorage, SledStorage, Storage};
 
 #[derive(Args, Clone)]
 pub struct StoreArgs {
@@ -27,6 +26,15 @@ pub struct StoreArgs {
     /// The schema of that database that holds the ledger (created and migrated by keyledger).
     #[arg(long, env = "KEYLEDGER_DATABASE_SCHEMA", default_value = DEFAULT_SCHEMA, value_name = "NAME")]
     pub database_schema: String,
+}
+
+/// A schema opened for `import`, which needs it alone.
+pub struct PostgresAlone {
+    pub storage: PostgresStorage,
+    /// Whether this command created the schema (to drop it again if the import fails).
+    pub created: bool,
+    /// Dropped last: held until the import is committed or rolled back.
+    _lock: LedgerLock,
 }
 
 /// Whether opening may create a new ledger.
@@ -54,10 +62,7 @@ impl StoreArgs {
         let place = self.place();
         Ok(match &self.database_url {
             Some(url) => {
-                let storage = Arc::new(match mode {
-                    Open::CreateIfMissing => PostgresStorage::open(url, &self.database_schema)?,
-                    Open::Existing => PostgresStorage::open_existing(url, &self.database_schema)?,
-                });
+                let storage = Arc::new(open_postgres(url, &self.database_schema, mode)?);
                 Ledger {
                     storage: Arc::clone(&storage) as Arc<dyn Storage>,
                     last_uses: storage,
@@ -78,8 +83,91 @@ impl StoreArgs {
         })
     }
 
-    /// Opens an existing ledger's log, for the commands that only read it (or rewrite its
-    /// projections).
+    /// Opens the ledger for `command`, which changes it outside any serving node's writer and
+    /// so must have it to itself: on PostgreSQL, refused while a node serves the ledger
+    /// (`why` says what would go wrong), and the returned lock keeps nodes from starting until
+    /// it is dropped. On sled the data directory's own lock does this (no lock is returned).
+    pub fn open_alone(
+        &self,
+        mode: Open,
+        command: &str,
+        why: &str,
+    ) -> anyhow::Result<(Ledger, Option<LedgerLock>)> {
+        let Some(url) = &self.database_url else {
+            return Ok((self.open(mode)?, None));
+        };
+        let storage = Arc::new(open_postgres(url, &self.database_schema, mode)?);
+        let lock = hold_alone(&storage, command, why)?;
+        let ledger = Ledger {
+            storage: Arc::clone(&storage) as Arc<dyn Storage>,
+            last_uses: storage,
+            place: self.place(),
+        };
+        Ok((ledger, Some(lock)))
+    }
+
+    /// On PostgreSQL, the schema (created and migrated if missing) held alone for `command`;
+    /// `None` on sled.
+    pub fn open_postgres_alone(
+        &self,
+        command: &str,
+        why: &str,
+    ) -> anyhow::Result<Option<PostgresAlone>> {
+        let Some(url) = &self.database_url else {
+            return Ok(None);
+        };
+        let (storage, created) = match PostgresStorage::open_existing(url, &self.database_schema) {
+            Ok(storage) => (storage, false),
+            Err(LedgerError::NoSchema { .. }) => {
+                (PostgresStorage::open(url, &self.database_schema)?, true)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let lock = hold_alone(&storage, command, why)?;
+        Ok(Some(PostgresAlone {
+            storage,
+            created,
+            _lock: lock,
+        }))
+    }
+
+    /// Opens the ledger for `serve`: on PostgreSQL, held shared with the other nodes until
+    /// the returned lock is dropped, so that no command that needs the ledger alone runs
+    /// meanwhile (one running now is waited for, and `waiting` is told who it is).
+    pub fn open_serving(
+        &self,
+        waiting: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<(Ledger, Option<LedgerLock>)> {
+        let Some(url) = &self.database_url else {
+            return Ok((self.open(Open::CreateIfMissing)?, None));
+        };
+        let storage = Arc::new(open_postgres(
+            url,
+            &self.database_schema,
+            Open::CreateIfMissing,
+        )?);
+        let lock = storage.hold_serving(waiting)?;
+        let ledger = Ledger {
+            storage: Arc::clone(&storage) as Arc<dyn Storage>,
+            last_uses: storage,
+            place: self.place(),
+        };
+        Ok((ledger, Some(lock)))
+    }
+
+    /// Opens an existing ledger for a command that only reads it, while nodes may serve it:
+    /// on PostgreSQL every read sees one snapshot, taken now (see `postgres::snapshot`).
+    pub fn open_reading(&self) -> anyhow::Result<Arc<dyn Storage>> {
+        match &self.database_url {
+            Some(url) => Ok(Arc::new(
+                open_postgres(url, &self.database_schema, Open::Existing)?.snapshot()?,
+            )),
+            None => self.open_log(),
+        }
+    }
+
+    /// Opens an existing ledger's log as it is (on PostgreSQL, not a snapshot: see
+    /// [`StoreArgs::open_reading`]).
     pub fn open_log(&self) -> anyhow::Result<Arc<dyn Storage>> {
         Ok(self.open(Open::Existing)?.storage)
     }
@@ -94,12 +182,22 @@ impl StoreArgs {
             None => self.data.display().to_string(),
         }
     }
+}
 
-    /// Refuses `what` on PostgreSQL, which does not support it yet.
-    pub fn refuse_on_postgres(&self, what: &str, instead: &str) -> anyhow::Result<()> {
-        if self.on_postgres() {
-            bail!("{what} is not supported on PostgreSQL yet (--database-url); {instead}");
-        }
-        Ok(())
+fn open_postgres(url: &str, schema: &str, mode: Open) -> anyhow::Result<PostgresStorage> {
+    Ok(match mode {
+        Open::CreateIfMissing => PostgresStorage::open(url, schema)?,
+        Open::Existing => PostgresStorage::open_existing(url, schema)?,
+    })
+}
+
+/// Holds the ledger alone for `command`; refused, saying `why`, while nodes serve it.
+fn hold_alone(storage: &PostgresStorage, command: &str, why: &str) -> anyhow::Result<LedgerLock> {
+    match storage.hold_alone(command) {
+        Ok(lock) => Ok(lock),
+        Err(e @ LedgerError::Serving { .. }) => Err(anyhow::Error::new(e).context(format!(
+            "`keyledger {command}` is refused while nodes serve this ledger: {why}"
+        ))),
+        Err(e) => Err(e.into()),
     }
 }

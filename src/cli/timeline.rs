@@ -116,7 +116,7 @@ pub fn log(args: LogArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let storage = args.store.open_log()?;
+    let storage = args.store.open_reading()?;
     let storage = &*storage;
     let bar = progress::bar(head_position(storage)?, "reading");
     let mut sink = Sink { bar: &bar, buf: Vec::new() };
@@ -135,7 +135,7 @@ pub fn log(args: LogArgs) -> anyhow::Result<()> {
 }
 
 pub fn state(args: StateArgs) -> anyhow::Result<()> {
-    let storage = args.store.open_log()?;
+    let storage = args.store.open_reading()?;
     let storage = &*storage;
     let bar = progress::bar(head_position(storage)?, "replaying");
     let mut state = StateAt::new(args.at);

@@ -32,7 +32,8 @@ pub struct ImportArgs {
 }
 
 pub fn export(args: ExportArgs) -> anyhow::Result<()> {
-    let storage = args.store.open_log()?;
+    // One snapshot: nodes may go on appending while the export is written.
+    let storage = args.store.open_reading()?;
     let storage = &*storage;
     let total = storage.last_event()?.map_or(0, |e| e.position);
     let bar = progress::bar(total, "export");
@@ -51,29 +52,45 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
 }
 
 pub fn import(args: ImportArgs) -> anyhow::Result<()> {
-    // An import is staged in a directory next to --data and moved into place whole; a
-    // schema has no such move yet.
-    args.store.refuse_on_postgres("import", "import into a data directory (--data) for now")?;
     let file = File::open(&args.file).with_context(|| format!("cannot open {}", args.file.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    // On PostgreSQL the schema is opened and held before the file is read: a node serving it
+    // should be said at once, not after a long read.
+    let postgres = args.store.open_postgres_alone("import", IMPORT_ALONE)?;
     let bar = progress::bar(size, "import");
     if let Ok(style) = ProgressStyle::with_template("{msg:>10} [{bar:40}] {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, {eta})") {
         bar.set_style(style.progress_chars("=> "));
     }
     let mut source = BufReader::with_capacity(1 << 20, file);
     let mut projections = rebuild::Fold::default();
-    let imported = transfer::import(&mut source, &args.store.data, &mut |read| bar.set_position(read), &mut projections);
+    let mut report = |read| bar.set_position(read);
+    let imported = match &postgres {
+        Some(alone) => transfer::import_into_postgres(&mut source, &alone.storage, &mut report, &mut projections),
+        None => transfer::import(&mut source, &args.store.data, &mut report, &mut projections),
+    };
     bar.finish_and_clear();
     // The folded projections are journaled; freeing their millions of allocations one by one
     // would only delay the exit.
     std::mem::forget(projections);
-    let imported = imported.with_context(|| format!("cannot import {} into {}", args.file.display(), args.store.data.display()))?;
+    let place = args.store.place();
+    if imported.is_err() {
+        if let Some(alone) = postgres.as_ref().filter(|alone| alone.created) {
+            // Best effort: the import failed with the error that matters, and an empty schema
+            // left behind holds no ledger (an import into it would succeed).
+            if let Err(e) = alone.storage.drop_if_empty() {
+                eprintln!("keyledger: the schema this import created is left empty ({e})");
+            }
+        }
+    }
+    let imported = imported.with_context(|| format!("cannot import {} into {place}", args.file.display()))?;
+    // The lock goes only now: a node started meanwhile waited for the whole import.
+    drop(postgres);
     eprintln!(
-        "imported {} event(s) into {}; head {} at position {}",
-        imported.events,
-        args.store.data.display(),
-        imported.head.hash,
-        imported.head.position
+        "imported {} event(s) into {place}; head {} at position {}",
+        imported.events, imported.head.hash, imported.head.position
     );
     Ok(())
 }
+
+/// Why `import` is refused while nodes serve a schema.
+const IMPORT_ALONE: &str = "an import goes only into an empty schema, and a node initializes the schema it serves; import into a new schema (--database-schema) instead";

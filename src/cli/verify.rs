@@ -18,6 +18,12 @@ use super::store::StoreArgs;
 /// secret never shows in a process list.
 const KEY_ENV: &str = "KEYLEDGER_AUDIT_KEY";
 
+/// Why the key is not kept in the database on PostgreSQL (as sled keeps it in the data
+/// directory): everyone who can rewrite the schema's rows could then also read the key and
+/// re-sign the rewritten log, and a checkpoint would prove nothing against them.
+const NOT_WITH_THE_LEDGER: &str =
+    "keyledger keeps none in the database, since whoever can rewrite the log there could then also re-sign it";
+
 #[derive(Args)]
 pub struct VerifyArgs {
     #[command(flatten)]
@@ -43,7 +49,7 @@ pub struct CheckpointArgs {
 }
 
 pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
-    let storage = args.store.open_log()?;
+    let storage = args.store.open_reading()?;
     // The signature first: it is cheap, and a forged checkpoint need not wait for a replay.
     let checkpoint = match &args.checkpoint {
         Some(path) => Some(open_checkpoint(&args.store, path, args.verifier_key.as_deref())?),
@@ -75,7 +81,7 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
 }
 
 pub fn checkpoint(args: CheckpointArgs) -> anyhow::Result<()> {
-    let storage = args.store.open_log()?;
+    let storage = args.store.open_reading()?;
     let key = signing_key(&args.store)?;
     if args.verifier_key {
         let first = match storage.events_from(1).next().transpose()? {
@@ -93,6 +99,19 @@ pub fn checkpoint(args: CheckpointArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `keyledger audit keygen`: a new audit signing key, its seed in hex as the only line on
+/// stdout (what `KEYLEDGER_AUDIT_KEY` takes), so that a ledger on PostgreSQL, which keeps no
+/// key, can get one kept elsewhere (a secret store, the nodes' environment). Stored nowhere.
+pub fn keygen() -> anyhow::Result<()> {
+    let key = AuditKey::generate()?;
+    println!("{}", key.seed_hex());
+    eprintln!(
+        "keyledger: a new audit signing key (its 32-byte seed in hex) is on stdout and stored nowhere: keep it secret and apart from the ledger, \
+         set {KEY_ENV} to it where checkpoints are signed, and give auditors its verifier key (keyledger audit checkpoint --verifier-key)"
+    );
+    Ok(())
+}
+
 /// Creates the data directory's audit signing key unless the environment gives one (then it
 /// only checks that one is well formed), so that every new ledger can sign checkpoints.
 /// Called by `init` and by `serve` when it initializes an empty ledger. On PostgreSQL there
@@ -104,7 +123,7 @@ pub fn ensure_audit_key(store: &StoreArgs) -> anyhow::Result<()> {
             AuditKey::from_hex(&hex, KEY_ENV)?;
         }
         Err(_) if store.on_postgres() => {
-            eprintln!("keyledger: no audit signing key was created (on PostgreSQL it is not kept with the ledger); set {KEY_ENV} (a 32-byte seed in hex) to sign checkpoints");
+            eprintln!("keyledger: no audit signing key: on PostgreSQL {NOT_WITH_THE_LEDGER}. To sign checkpoints, create one with `keyledger audit keygen`, keep it apart from the database, and set {KEY_ENV} to it");
         }
         Err(_) => {
             checkpoint::load_or_create_key_file(&store.data)?;
@@ -121,7 +140,7 @@ fn signing_key(store: &StoreArgs) -> anyhow::Result<AuditKey> {
         return Ok(AuditKey::from_hex(&hex, KEY_ENV)?);
     }
     if store.on_postgres() {
-        bail!("on PostgreSQL the audit signing key comes from {KEY_ENV} only (a 32-byte seed in hex); set it to sign checkpoints");
+        bail!("no audit signing key: on PostgreSQL it comes from {KEY_ENV} only ({NOT_WITH_THE_LEDGER}); create one with `keyledger audit keygen` (keep it apart from the database) and set {KEY_ENV} to it");
     }
     let dir = &store.data;
     let (key, how) = checkpoint::load_or_create_key_file(dir)?;

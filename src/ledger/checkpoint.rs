@@ -154,7 +154,9 @@ impl AuditKey {
         Verifier { name: name.to_owned(), key_id: key_id(name, &public), public }
     }
 
-    fn seed_hex(&self) -> String {
+    /// The seed in hex, as `KEYLEDGER_AUDIT_KEY` and the key file hold it: the secret itself,
+    /// for `audit keygen` to hand to whoever keeps it (never for a log line).
+    pub fn seed_hex(&self) -> String {
         self.signing.to_bytes().iter().map(|b| format!("{b:02x}")).collect()
     }
 }

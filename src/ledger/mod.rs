@@ -71,6 +71,10 @@ pub enum LedgerError {
     NoSchema { schema: String, target: String },
     #[error("the schema {schema} was written by a newer keyledger (schema version {found}; this build knows up to {known}): run that keyledger or a newer one")]
     NewerSchema { schema: String, found: u32, known: u32 },
+    /// A command that must have the ledger to itself, refused because nodes serve it
+    /// (see `postgres::locks`).
+    #[error("a node serves the ledger in schema {schema} at {target} ({holders})")]
+    Serving { schema: String, target: String, holders: String },
     /// An append whose first event is not right after the stored head: another writer
     /// appended first (or the caller lost track of the head). Nothing of the commit is written.
     #[error("the commit starts at position {position} but the log's head is at {head}: another writer appended first; nothing was written")]

@@ -13,6 +13,9 @@
 //! events and the projections are durable, so that a refused file, a failed disk or a crash
 //! never leaves a half-imported ledger under the target's name.
 //!
+//! Into PostgreSQL ([`import_into_postgres`]) the same checked lines go into one transaction
+//! instead (see `postgres::import`): committed whole, or rolled back whole.
+//!
 //! This module knows no projection: [`import`] folds the checked events into a [`Projector`]
 //! the caller hands in (the service's), and journals the rows it yields.
 
@@ -23,7 +26,7 @@ use std::path::{Path, PathBuf};
 use keyledger_projections::{ProjectionId, RecordedEvent};
 
 use super::chain::{self, ChainHead};
-use super::{Commit, LedgerError, RowChange, SledStorage, Storage};
+use super::{Commit, LedgerError, PostgresStorage, RowChange, SledStorage, Storage};
 
 /// Events per append during an import: large enough to amortise sled's batch, small enough
 /// that memory stays bounded whatever the file's size.
@@ -65,6 +68,8 @@ pub enum TransferError {
     Staging { path: PathBuf, source: io::Error },
     #[error("line {line}{}: {reason}; the file is refused and nothing was imported", .position.map(|p| format!(" (event at position {p})")).unwrap_or_default())]
     Broken { line: u64, position: Option<u64>, reason: String },
+    #[error("schema {schema} at {target} already holds a ledger ({events} event(s)); import only into an empty schema, or name a new one with --database-schema")]
+    SchemaNotEmpty { schema: String, target: String, events: u64 },
     #[error("the file holds no events; nothing was imported")]
     Empty,
     #[error(transparent)]
@@ -172,6 +177,42 @@ fn fill(
     projector: &mut dyn Projector,
 ) -> Result<Transferred, TransferError> {
     let storage = SledStorage::open(dir)?;
+    // Appended but not synced commit by commit: nothing in the staging directory counts
+    // until the one sync below, and a failure discards all of it anyway.
+    let loaded = load(source, progress, projector, &mut |commit| storage.append(commit))?;
+    storage.sync()?;
+    drop(storage);
+    // Files sled created after opening (snapshots, blobs) need their directory entries synced
+    // before the rename publishes them.
+    for created in [dir.join("sled"), dir.to_owned()] {
+        sync_dir(&created).map_err(|source| TransferError::Staging { path: created.clone(), source })?;
+    }
+    Ok(loaded)
+}
+
+/// Loads an export into the empty ledger in `storage`'s schema, in one transaction (see
+/// `postgres::import`): checked, folded and journaled as [`import`] does for sled, and
+/// committed only if every line checks. `progress` is told how many bytes are read so far.
+pub fn import_into_postgres(
+    source: &mut dyn BufRead,
+    storage: &PostgresStorage,
+    progress: &mut dyn FnMut(u64),
+    projector: &mut dyn Projector,
+) -> Result<Transferred, TransferError> {
+    storage.import_whole(|append| load(source, progress, projector, append))
+}
+
+/// Reads every line of `source`, checks it, folds it into `projector` and hands `append` the
+/// commits of the new ledger in order: the events [`IMPORT_CHUNK`] at a time, then the
+/// projections' rows [`ROWS_PER_RECORD`] per commit, then every checkpoint at the head (last,
+/// so that the rows they vouch for are all in before them). The store behind `append` decides
+/// how the whole becomes visible at once (a staging directory, a transaction).
+pub fn load(
+    source: &mut dyn BufRead,
+    progress: &mut dyn FnMut(u64),
+    projector: &mut dyn Projector,
+    append: &mut dyn FnMut(Commit) -> Result<(), LedgerError>,
+) -> Result<Transferred, TransferError> {
     let mut head = ChainHead::genesis();
     let mut chunk = Vec::with_capacity(IMPORT_CHUNK);
     let mut line = Vec::new();
@@ -195,16 +236,14 @@ fn fill(
         chunk.push(stored);
         if chunk.len() == IMPORT_CHUNK {
             let events = std::mem::replace(&mut chunk, Vec::with_capacity(IMPORT_CHUNK));
-            // Appended but not synced chunk by chunk: nothing in the staging directory
-            // counts until the one sync below, and a failure discards all of it anyway.
-            storage.append(Commit { events, ..Commit::default() })?;
+            append(Commit { events, ..Commit::default() })?;
             progress(read);
         }
     }
     if line_number == 0 {
         return Err(TransferError::Empty);
     }
-    storage.append(Commit { events: chunk, ..Commit::default() })?;
+    append(Commit { events: chunk, ..Commit::default() })?;
     progress(read);
 
     let mut rows = Vec::with_capacity(ROWS_PER_RECORD);
@@ -212,19 +251,11 @@ fn fill(
         rows.push(row);
         if rows.len() == ROWS_PER_RECORD {
             let full = std::mem::replace(&mut rows, Vec::with_capacity(ROWS_PER_RECORD));
-            storage.append(Commit { rows: full, ..Commit::default() })?;
+            append(Commit { rows: full, ..Commit::default() })?;
         }
         Ok(())
     })?;
-    // The checkpoints go last: the rows they vouch for are all in before them.
-    storage.append(Commit { rows, checkpoints: projector.checkpoints(head.position), ..Commit::default() })?;
-    storage.sync()?;
-    drop(storage);
-    // Files sled created after opening (snapshots, blobs) need their directory entries synced
-    // before the rename publishes them.
-    for created in [dir.join("sled"), dir.to_owned()] {
-        sync_dir(&created).map_err(|source| TransferError::Staging { path: created.clone(), source })?;
-    }
+    append(Commit { rows, checkpoints: projector.checkpoints(head.position), ..Commit::default() })?;
     Ok(Transferred { events: line_number, head })
 }
 

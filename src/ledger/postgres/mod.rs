@@ -34,8 +34,14 @@
 //! on. Each connection brings its own current-thread runtime (see [`pool`] for what that
 //! forbids); a few connections are kept open for reuse. TLS is not supported yet.
 
+mod import;
+mod locks;
 mod migrations;
 mod pool;
+mod snapshot;
+
+pub use locks::LedgerLock;
+pub use snapshot::PostgresSnapshot;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -60,6 +60,12 @@ impl Pool {
         &self.target
     }
 
+    /// How the pool connects: for a session that must outlive the pool's comings and goings
+    /// (a lock's, a snapshot's).
+    pub(super) fn config(&self) -> &Config {
+        &self.config
+    }
+
     fn idle(&self) -> MutexGuard<'_, Vec<Client>> {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -119,6 +125,18 @@ impl Drop for Pool {
     }
 }
 
+/// Closes `client` where that is allowed: closing `block_on`s its runtime, which tokio
+/// refuses inside another runtime, so there it is closed on a thread of its own.
+pub(super) fn close(client: Client) {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        let _ = std::thread::Builder::new()
+            .name("postgres-close".into())
+            .spawn(move || drop(client));
+    } else {
+        drop(client);
+    }
+}
+
 /// A whole-table read, in order, through a server-side cursor inside a read-only REPEATABLE
 /// READ transaction: every row comes from one snapshot (a journal replaced while it is read
 /// is seen whole, before or after), a page of rows per round trip, and the connection is held
@@ -143,6 +161,21 @@ impl<'a, T> Scan<'a, T> {
         page: usize,
         decode: fn(&Row) -> Result<T, LedgerError>,
     ) -> Self {
+        Scan::open_at(pool, select, page, decode, None)
+    }
+
+    /// [`Scan::open`] in the snapshot `snapshot` (from `pg_export_snapshot`) when one is
+    /// given: what every read of one command sees, whatever commits meanwhile.
+    pub(super) fn open_at(
+        pool: &'a Pool,
+        select: &str,
+        page: usize,
+        decode: fn(&Row) -> Result<T, LedgerError>,
+        snapshot: Option<&str>,
+    ) -> Self {
+        let set_snapshot = snapshot.map_or_else(String::new, |id| {
+            format!(" SET TRANSACTION SNAPSHOT '{id}';")
+        });
         let mut scan = Scan {
             pool,
             client: None,
@@ -154,7 +187,7 @@ impl<'a, T> Scan<'a, T> {
         };
         let declared = pool.get().and_then(|mut client| {
             client
-                .batch_execute(&format!("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; DECLARE {CURSOR} NO SCROLL CURSOR FOR {select}"))
+                .batch_execute(&format!("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;{set_snapshot} DECLARE {CURSOR} NO SCROLL CURSOR FOR {select}"))
                 .map_err(database("opening a scan"))?;
             Ok(client)
         });

@@ -1,0 +1,243 @@
+//! Who may use a ledger in PostgreSQL at the same time: the nodes that serve it, or one
+//! command that changes it alone, never both.
+//!
+//! sled needs no such rule: its data directory admits one process (see the sled store's
+//! `lock`). A schema admits any number of connections, so the rule is a session-level
+//! advisory lock on a key derived from the schema (`super::lock_key("serving", …)`), held
+//! on a connection of its own for as long as the holder runs:
+//!
+//! - `serve` holds it **shared** ([`PostgresStorage::hold_serving`]): several nodes serve one
+//!   ledger together.
+//! - A command that changes the ledger outside a node's writer (`import`, a repairing
+//!   `rebuild`, and for now `init`, `directory apply` and `keys issue`, whose writer would not
+//!   see what the nodes append) **tries** it exclusively ([`PostgresStorage::hold_alone`]) and
+//!   is refused, naming the holders, while any node serves.
+//! - Reads take nothing: they read one snapshot (see `super::snapshot`).
+//!
+//! The lock dies with its session, so a node that crashes or loses its connection releases it
+//! without anyone cleaning up. Holders are named from `pg_stat_activity` by the
+//! `application_name` each sets on its lock connection (`keyledger serve <host>:<pid>`).
+
+use ::postgres::{Client, NoTls};
+
+use super::pool::{close, database};
+use super::{lock_key, PostgresStorage};
+use crate::ledger::LedgerError;
+
+/// What the lock's key is derived from, besides the schema.
+const SERVING: &str = "serving";
+
+/// A held lock on the ledger: released when dropped (its connection closes).
+pub struct LedgerLock {
+    /// Kept only to be closed on drop; the lock lives as long as this session.
+    session: Option<Client>,
+}
+
+impl Drop for LedgerLock {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            close(session);
+        }
+    }
+}
+
+/// `<host>:<pid>` of this process, for `application_name`: enough for an operator to find
+/// the process that holds a ledger.
+fn this_process() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown-host".to_owned());
+    format!("{host}:{}", std::process::id())
+}
+
+impl PostgresStorage {
+    /// A new session (not from the pool, whose connections come and go) named
+    /// `keyledger <role> <host>:<pid>`.
+    fn lock_session(&self, role: &str) -> Result<Client, LedgerError> {
+        let mut config = self.pool.config().clone();
+        config.application_name(&format!("keyledger {role} {}", this_process()));
+        config
+            .connect(NoTls)
+            .map_err(|source| LedgerError::Unreachable {
+                target: self.target().to_owned(),
+                source: Box::new(source),
+            })
+    }
+
+    /// Holds the ledger for `serve`, shared with the other nodes, for as long as the returned
+    /// lock lives. Waits while a command holds it alone (a repair or an import must finish
+    /// before a node loads the ledger), saying so through `waiting` once.
+    pub fn hold_serving(&self, waiting: &mut dyn FnMut(&str)) -> Result<LedgerLock, LedgerError> {
+        let mut session = self.lock_session("serve")?;
+        let key = lock_key(SERVING, self.schema());
+        let taken: bool = session
+            .query_one("SELECT pg_try_advisory_lock_shared($1)", &[&key])
+            .and_then(|row| row.try_get(0))
+            .map_err(database("taking the serving lock"))?;
+        if !taken {
+            waiting(&holders(&mut session, key, self.schema())?);
+            session
+                .execute("SELECT pg_advisory_lock_shared($1)", &[&key])
+                .map_err(database("waiting for the serving lock"))?;
+        }
+        Ok(LedgerLock {
+            session: Some(session),
+        })
+    }
+
+    /// Holds the ledger alone, for a command (`role`) that changes it outside any node's
+    /// writer; refused with [`LedgerError::Serving`] while a node serves it (or another
+    /// command holds it alone). Never waits: an operator should learn at once that nodes run.
+    pub fn hold_alone(&self, role: &str) -> Result<LedgerLock, LedgerError> {
+        let mut session = self.lock_session(role)?;
+        let key = lock_key(SERVING, self.schema());
+        let taken: bool = session
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .and_then(|row| row.try_get(0))
+            .map_err(database("taking the ledger alone"))?;
+        if !taken {
+            return Err(LedgerError::Serving {
+                schema: self.schema().to_owned(),
+                target: self.target().to_owned(),
+                holders: holders(&mut session, key, self.schema())?,
+            });
+        }
+        Ok(LedgerLock {
+            session: Some(session),
+        })
+    }
+}
+
+/// Who holds the lock `key` in this database, as `pg_stat_activity` names them: e.g.
+/// `keyledger serve web-1:4242 from 10.0.0.5`. A bigint advisory key shows in `pg_locks` as
+/// its high half in `classid` and its low half in `objid`.
+fn holders(session: &mut Client, key: i64, schema: &str) -> Result<String, LedgerError> {
+    let rows = session
+        .query(
+            "SELECT coalesce(nullif(a.application_name, ''), 'pid ' || a.pid), coalesce(host(a.client_addr), 'a local socket') \
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND ((l.classid::bigint << 32) | l.objid::bigint) = $1 \
+             ORDER BY a.backend_start",
+            &[&key],
+        )
+        .map_err(database("naming the holders of the serving lock"))?;
+    let named: Vec<String> = rows
+        .iter()
+        .filter_map(|row| {
+            let name: String = row.try_get(0).ok()?;
+            let from: String = row.try_get(1).ok()?;
+            Some(format!("{name} from {from}"))
+        })
+        .collect();
+    Ok(if named.is_empty() {
+        // Released between the attempt and the question, or not visible to this role.
+        format!("a holder of the lock on schema {schema} that this role cannot see")
+    } else {
+        named.join(", ")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A fresh schema's ledger, or `None` without `KEYLEDGER_TEST_DATABASE_URL` (the skip is
+    /// said by the backend's own tests).
+    fn ledger() -> Option<(PostgresStorage, DropSchema)> {
+        let url = std::env::var("KEYLEDGER_TEST_DATABASE_URL")
+            .ok()
+            .filter(|url| !url.is_empty())?;
+        let schema = format!("kl_lock_{}", uuid::Uuid::new_v4().simple());
+        let dropped = DropSchema {
+            url: url.clone(),
+            schema: schema.clone(),
+        };
+        let storage = PostgresStorage::open(&url, &schema).unwrap_or_else(|e| panic!("{e}"));
+        Some((storage, dropped))
+    }
+
+    struct DropSchema {
+        url: String,
+        schema: String,
+    }
+
+    impl Drop for DropSchema {
+        fn drop(&mut self) {
+            if let Ok(mut client) = Client::connect(&self.url, NoTls) {
+                let _ =
+                    client.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
+            }
+        }
+    }
+
+    #[test]
+    fn nodes_share_the_ledger_and_a_command_alone_is_refused_naming_them() {
+        let Some((storage, _dropped)) = ledger() else {
+            return;
+        };
+        let first = storage
+            .hold_serving(&mut |_| panic!("nobody holds it alone"))
+            .unwrap();
+        let second = storage
+            .hold_serving(&mut |_| panic!("nodes share it"))
+            .unwrap();
+        match storage.hold_alone("rebuild") {
+            Err(LedgerError::Serving { holders, .. }) => {
+                let me = format!("keyledger serve {}", this_process());
+                assert_eq!(
+                    holders.matches(&me).count(),
+                    2,
+                    "both nodes are named: {holders}"
+                );
+            }
+            other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+        }
+        drop((first, second));
+        let alone = storage.hold_alone("rebuild").unwrap();
+        assert!(
+            matches!(storage.hold_alone("import"), Err(LedgerError::Serving { ref holders, .. }) if holders.contains("keyledger rebuild"))
+        );
+        drop(alone);
+    }
+
+    #[test]
+    fn a_starting_node_waits_for_a_command_alone_to_finish() {
+        let Some((storage, _dropped)) = ledger() else {
+            return;
+        };
+        let storage = std::sync::Arc::new(storage);
+        let alone = storage.hold_alone("import").unwrap();
+        let (told, waiting) = mpsc::channel();
+        let (served, serving) = mpsc::channel();
+        let node = {
+            let storage = std::sync::Arc::clone(&storage);
+            std::thread::spawn(move || {
+                let lock = storage.hold_serving(&mut |holders| {
+                    let _ = told.send(holders.to_owned());
+                });
+                let _ = served.send(lock.is_ok());
+                lock
+            })
+        };
+        let holders = waiting.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(holders.contains("keyledger import"), "{holders}");
+        assert!(
+            serving.recv_timeout(Duration::from_millis(300)).is_err(),
+            "the node waits while the import holds the ledger"
+        );
+        drop(alone);
+        assert!(
+            serving.recv_timeout(Duration::from_secs(10)).unwrap(),
+            "and serves once it is done"
+        );
+        drop(node.join().unwrap());
+    }
+}
