@@ -196,6 +196,7 @@ pub(super) async fn show(
     responses(
         (status = 200, description = "The revoked key as it was; its token is refused from now on", body = resource::Document, content_type = "application/vnd.api+json"),
         (status = 401, response = InvalidToken),
+        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
     ))]
 pub(super) async fn revoke(
@@ -256,6 +257,7 @@ pub(super) fn key_changes(document: &Value) -> KeyChanges {
         (status = 200, description = "The key as it now is (never its token)", body = resource::Document, content_type = "application/vnd.api+json"),
         (status = 400, response = BadRequest),
         (status = 401, response = InvalidToken),
+        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
