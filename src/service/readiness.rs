@@ -98,11 +98,19 @@ impl StoreProbe {
         }
         let durability = self.durability.clone();
         let in_flight = Arc::clone(&self.in_flight);
-        let probe = tokio::task::spawn_blocking(move || {
-            let answer = durability.probe_store();
+        // A plain thread, not tokio's blocking pool: a store with a blocking client of its own
+        // runtime (PostgreSQL's) refuses calls from any thread of another runtime.
+        let (answer, probe) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new().name("keyledger-readiness".into()).spawn(move || {
+            let result = durability.probe_store();
             in_flight.store(false, Ordering::Release);
-            answer
+            let _ = answer.send(result);
         });
+        if let Err(e) = spawned {
+            self.in_flight.store(false, Ordering::Release);
+            tracing::error!(error = %e, "readiness: cannot start the store probe");
+            return Check::NotReady(STORE_FAILED);
+        }
         match tokio::time::timeout(STORE_PROBE_TIMEOUT, probe).await {
             Ok(Ok(Ok(()))) => Check::Ok,
             Ok(Ok(Err(e))) => {
@@ -110,11 +118,11 @@ impl StoreProbe {
                 tracing::warn!(error = %e, "readiness: the store did not answer a probe");
                 Check::NotReady(STORE_FAILED)
             }
-            Ok(Err(panicked)) => {
+            Ok(Err(_)) => {
                 // The probe panicked before it could clear the flag.
                 self.in_flight.store(false, Ordering::Release);
                 metrics::counter!(telemetry::STORE_ERRORS, "operation" => "probe").increment(1);
-                tracing::error!(error = %panicked, "readiness: the store probe panicked");
+                tracing::error!("readiness: the store probe panicked");
                 Check::NotReady(STORE_FAILED)
             }
             Err(_) => {
