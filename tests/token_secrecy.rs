@@ -9,6 +9,7 @@ use common::fixtures::PLATFORM_TEAM;
 use common::http::{create, in_days, post_raw, rotate, show};
 use common::ledger::read_tree;
 use common::server::{DataDir, Server};
+use common::store::sled_only;
 
 /// Whether `needle` occurs anywhere in `haystack`.
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -33,6 +34,9 @@ fn needles(token: &str) -> Vec<(String, Vec<u8>)> {
 
 #[tokio::test]
 async fn no_plaintext_token_reaches_the_data_directory_or_the_log() {
+    if sled_only("reads every file of the data dir for token bytes (on PostgreSQL the dir stays empty)") {
+        return;
+    }
     let data = DataDir::new();
     let cli_tokens = data.acme_and_globex();
 

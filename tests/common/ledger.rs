@@ -1,13 +1,16 @@
 //! A stopped ledger read or changed behind the service's back: its files as bytes, its log
-//! through the library, its sled store damaged as a disk or an intruder would.
+//! through the library (from either store), its sled store damaged as a disk or an intruder
+//! would.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use keyledger::ledger::chain::Replay;
-use keyledger::ledger::{ChainHead, SledStorage, Storage};
+use keyledger::ledger::{ChainHead, PostgresStorage, SledStorage, Storage};
 use keyledger_projections::Event;
+
+use super::store::{postgres_url, schema_of};
 
 /// Every byte of every file under `dir`, with its path.
 pub fn read_tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
@@ -109,13 +112,31 @@ pub struct LoggedKey {
     pub user_id: Option<u64>,
 }
 
-/// The log of a data directory no process holds: its last position and every key created,
-/// in order. The whole hash chain is checked on the way.
+/// The log of a data directory no process holds (on PostgreSQL, of its schema): its last
+/// position and every key created, in order. The whole hash chain is checked on the way.
 ///
 /// This uses the library directly, because no HTTP route or CLI command lists keys or counts
-/// events yet; keep it the only place that does.
+/// events yet; keep it the only place that does. It runs on a thread of its own: the
+/// PostgreSQL client blocks, which it may not inside a test's async runtime.
 pub fn read_log(dir: &Path) -> (u64, Vec<LoggedKey>) {
-    let storage = SledStorage::open(dir).unwrap_or_else(|e| panic!("cannot open the stopped ledger in {}: {e}", dir.display()));
+    std::thread::scope(|scope| scope.spawn(|| read_log_here(dir)).join().expect("reading the log failed"))
+}
+
+/// Opens the stopped ledger of data directory `dir` in this run's store (sled in `dir`, or
+/// its schema on PostgreSQL), creating an empty one if `create`. Not inside an async runtime:
+/// the PostgreSQL client blocks.
+pub fn open_stopped(dir: &Path, create: bool) -> Box<dyn Storage> {
+    let opened: Result<Box<dyn Storage>, _> = match (postgres_url(), create) {
+        (None, true) => SledStorage::open(dir).map(|s| Box::new(s) as Box<dyn Storage>),
+        (None, false) => SledStorage::open_existing(dir).map(|s| Box::new(s) as Box<dyn Storage>),
+        (Some(url), true) => PostgresStorage::open(url, &schema_of(dir, Path::new("/"))).map(|s| Box::new(s) as Box<dyn Storage>),
+        (Some(url), false) => PostgresStorage::open_existing(url, &schema_of(dir, Path::new("/"))).map(|s| Box::new(s) as Box<dyn Storage>),
+    };
+    opened.unwrap_or_else(|e| panic!("cannot open the stopped ledger in {}: {e}", dir.display()))
+}
+
+fn read_log_here(dir: &Path) -> (u64, Vec<LoggedKey>) {
+    let storage = open_stopped(dir, false);
     let mut head = 0;
     let mut keys = Vec::new();
     for event in Replay::new(storage.events_from(1), ChainHead::genesis()) {

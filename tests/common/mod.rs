@@ -9,6 +9,8 @@
 //! - [`ledger`]: a stopped ledger read or damaged behind the service's back, as a disk or an
 //!   intruder would.
 //! - [`load`]: concurrent clients creating keys, and what they saw acknowledged.
+//! - [`store`]: sled or PostgreSQL (`KEYLEDGER_TEST_STORE`), the schema of each data
+//!   directory on PostgreSQL, and the tests that skip there.
 //!
 //! Each test binary compiles the whole kit and uses part of it.
 #![allow(dead_code)]
@@ -19,3 +21,4 @@ pub mod jsonapi;
 pub mod ledger;
 pub mod load;
 pub mod server;
+pub mod store;

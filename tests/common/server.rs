@@ -14,6 +14,7 @@ use tempfile::TempDir;
 
 use super::fixtures::{fixture, PLATFORM_TEAM, USERS};
 use super::http::{create, get, in_days};
+use super::store::{copy_ledger_schema, drop_ledger, give_own_audit_key, on_postgres, point_at_store, store};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_keyledger");
 
@@ -34,15 +35,17 @@ fn keyledger() -> Command {
     command
 }
 
-/// A `keyledger` command with a clean environment plus `envs`, run in `cwd`, killed and
-/// failed if it takes longer than `within`.
+/// A `keyledger` command with a clean environment plus `envs` (and the store's, see
+/// [`point_at_store`]), run in `cwd`, killed and failed if it takes longer than `within`.
 pub fn run_keyledger<I, S>(args: I, envs: &[(&str, &str)], cwd: &Path, within: Duration) -> Output
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    let args: Vec<S> = args.into_iter().collect();
     let mut command = keyledger();
-    command.args(args).current_dir(cwd).stdout(Stdio::piped()).stderr(Stdio::piped()).envs(envs.iter().copied());
+    point_at_store(&mut command, &args, envs, cwd);
+    command.args(&args).current_dir(cwd).stdout(Stdio::piped()).stderr(Stdio::piped()).envs(envs.iter().copied());
     let started = Instant::now();
     let child = command.spawn().expect("spawn keyledger");
     let pid = child.id();
@@ -79,13 +82,16 @@ pub fn stderr_of(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// A data directory that outlives server restarts.
+/// A data directory that outlives server restarts; on PostgreSQL, the schema that stands for
+/// it (see [`point_at_store`]), dropped with it.
 pub struct DataDir {
     dir: TempDir,
 }
 
 impl DataDir {
     pub fn new() -> Self {
+        // The store is read (and printed, or every test failed) before the first ledger.
+        store();
         DataDir { dir: tempfile::tempdir().expect("tempdir") }
     }
 
@@ -102,10 +108,15 @@ impl DataDir {
     ///
     /// The ledger is built once (`init`, `directory apply`, a `keys issue` per user: eleven
     /// processes), by the first test binary of a run that needs it, and copied here; each test
-    /// owns its copy.
+    /// owns its copy. On PostgreSQL, once per test binary: the shared template's schema would
+    /// be named for the directory it was built in, not the one it is renamed to.
     pub fn acme_and_globex(&self) -> HashMap<String, String> {
         static TEMPLATE: OnceLock<Template<HashMap<String, String>>> = OnceLock::new();
-        let template = TEMPLATE.get_or_init(shared_acme_and_globex);
+        let template = if on_postgres() {
+            template(&TEMPLATE, "acme-and-globex", |data| build_acme_and_globex(data.arg()))
+        } else {
+            TEMPLATE.get_or_init(shared_acme_and_globex)
+        };
         self.fill_from(&template.dir);
         template.facts.clone()
     }
@@ -114,14 +125,22 @@ impl DataDir {
     /// audit key rather than copied: for a test that needs two ledgers that are not copies
     /// of one another.
     pub fn acme_and_globex_of_its_own(&self) -> HashMap<String, String> {
+        give_own_audit_key(self.path());
         build_acme_and_globex(self.arg())
     }
 
-    /// Copies a stopped ledger into this empty directory.
+    /// Copies a stopped ledger into this empty directory (on PostgreSQL, its schema too).
     fn fill_from(&self, template: &Path) {
         let entries = std::fs::read_dir(self.path()).expect("read the data dir").count();
         assert_eq!(entries, 0, "a fixture ledger is copied only into an empty data dir");
         copy_tree(template, self.path());
+        copy_ledger_schema(template, self.path());
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        drop_ledger(self.path());
     }
 }
 
@@ -137,7 +156,15 @@ pub struct Template<T> {
 /// and what `build` returned. Each caller owns its copy: a copy taken while no process has
 /// the ledger open is consistent, so `build` must leave it stopped.
 pub fn copy_of<T: Send + Sync>(template: &'static OnceLock<Template<T>>, name: &str, build: impl FnOnce(&DataDir) -> T + Send) -> (DataDir, &'static T) {
-    let template = template.get_or_init(|| {
+    let template = self::template(template, name, build);
+    let data = DataDir::new();
+    data.fill_from(&template.dir);
+    (data, &template.facts)
+}
+
+/// The template `build` makes, once per test binary (see [`copy_of`]).
+fn template<T: Send + Sync>(template: &'static OnceLock<Template<T>>, name: &str, build: impl FnOnce(&DataDir) -> T + Send) -> &'static Template<T> {
+    template.get_or_init(|| {
         std::thread::scope(|scope| {
             scope
                 .spawn(|| {
@@ -145,15 +172,13 @@ pub fn copy_of<T: Send + Sync>(template: &'static OnceLock<Template<T>>, name: &
                     let facts = build(&data);
                     let dir = template_dir(name);
                     copy_tree(data.path(), &dir);
+                    copy_ledger_schema(data.path(), &dir);
                     Template { dir, facts }
                 })
                 .join()
                 .unwrap_or_else(|_| panic!("building the {name} ledger failed"))
         })
-    });
-    let data = DataDir::new();
-    data.fill_from(&template.dir);
-    (data, &template.facts)
+    })
 }
 
 /// Where templates are kept: cargo's per-target temporary directory.
@@ -292,9 +317,11 @@ impl Server {
         Server::spawn(&args, &[("RUST_LOG", filter)], Path::new("."))
     }
 
-    /// `keyledger serve <args>` with `envs` (`RUST_LOG` is `warn` unless set there), in `cwd`.
+    /// `keyledger serve <args>` with `envs` (`RUST_LOG` is `warn` unless set there, and the
+    /// store's, see [`point_at_store`]), in `cwd`.
     pub fn spawn(args: &[&str], envs: &[(&str, &str)], cwd: &Path) -> Server {
         let mut command = keyledger();
+        point_at_store(&mut command, args, envs, cwd);
         command.arg("serve").args(args).current_dir(cwd).stdout(Stdio::null()).stderr(Stdio::piped());
         command.env("RUST_LOG", "warn").envs(envs.iter().copied());
         let mut child = command.spawn().expect("spawn keyledger serve");
