@@ -164,6 +164,21 @@ impl Durability {
         folded
     }
 
+    /// Wakes whoever waits on the published state to change.
+    pub(super) fn notify_publications(&self) {
+        self.publications.notify_waiters();
+    }
+
+    /// The position of the last published event.
+    pub fn published_position(&self) -> u64 {
+        self.published.read().unwrap_or_else(PoisonError::into_inner).position
+    }
+
+    /// The store this stage syncs.
+    pub(super) fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
     /// Syncs once for all of `staged` (in the order they were staged), then publishes their
     /// events and returns each batch's answers.
     pub fn complete(&self, staged: Vec<Staged>) -> Vec<Vec<Answer>> {
