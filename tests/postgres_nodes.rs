@@ -196,6 +196,51 @@ async fn eventual_nodes_follow_each_other_and_one_name_is_taken_once_across_both
     b.server.stop();
 }
 
+/// A node that starts while another records keys loads a state of one moment (the other
+/// node's commits wait for its load) and follows on from there: every key made on a before,
+/// during and after b's start is known on b.
+#[tokio::test]
+async fn a_node_started_while_another_writes_knows_every_key() {
+    let Some(url) = database_url() else { return };
+    let schema = Schema::new(&url);
+    let owner = schema.init();
+    let a = Node::start(&schema, "eventual");
+    let writing = std::sync::atomic::AtomicBool::new(true);
+    let writes = async {
+        let mut made = Vec::new();
+        while writing.load(std::sync::atomic::Ordering::Acquire) || made.len() < 5 {
+            made.push(create_key(&a, &owner, &format!("during {}", made.len())).await);
+        }
+        made
+    };
+    let start_b = async {
+        tokio::task::yield_now().await;
+        let b = tokio::task::spawn_blocking({
+            let schema_args: Vec<String> =
+                schema.args().iter().map(|arg| arg.to_string()).collect();
+            move || {
+                let data = DataDir::new();
+                let mut args: Vec<&str> = schema_args.iter().map(String::as_str).collect();
+                args.extend(["--consistency", "eventual"]);
+                Node {
+                    server: Server::start_with(&data, &args),
+                    _data: data,
+                }
+            }
+        })
+        .await
+        .expect("start b");
+        writing.store(false, std::sync::atomic::Ordering::Release);
+        b
+    };
+    let (made, b) = tokio::join!(writes, start_b);
+    for (id, token) in &made {
+        until_status(&b, token, id, 200).await;
+    }
+    a.server.stop();
+    b.server.stop();
+}
+
 #[tokio::test]
 async fn a_strict_node_refuses_a_key_revoked_on_another_node_at_the_very_next_request() {
     let Some(url) = database_url() else { return };

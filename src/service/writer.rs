@@ -267,9 +267,15 @@ fn published_copy(state: &State) -> State {
 impl Writer {
     /// A writer over `storage`, whose projections are in `state` (see [`super::recovery`]).
     pub fn new(storage: Arc<dyn Storage>, state: State) -> Result<Self, LedgerError> {
-        let head = match storage.last_event()? {
-            Some(last) => ChainHead { position: last.position, hash: last.hash },
-            None => ChainHead::genesis(),
+        let head = if storage.shared().is_some() {
+            // Other nodes may have appended since the state was loaded: the writer starts
+            // where the state is and catches up at its first batch.
+            crate::ledger::head_at(&*storage, state.position)?
+        } else {
+            match storage.last_event()? {
+                Some(last) => ChainHead { position: last.position, hash: last.hash },
+                None => ChainHead::genesis(),
+            }
         };
         if head.position != state.position {
             return Err(LedgerError::Corrupt {
