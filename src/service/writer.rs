@@ -467,6 +467,30 @@ mod tests {
         })
     }
 
+    /// What the syncer and the follower both hand to `publish` (this node's batches, other
+    /// nodes' events read from the store, overlapping or arriving ahead) is folded once each,
+    /// in position order: the published state ends as a single writer's would.
+    #[test]
+    fn publishing_folds_each_event_once_in_order_and_stops_at_a_gap() {
+        let source: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let mut writer = Writer::new(Arc::clone(&source), load_state(&*source).unwrap()).unwrap();
+        let tokens = TokenFormat::new("rootly").unwrap();
+        operator::initialize(&mut writer, &[DirectoryFile::single_owner("Acme", "owner@acme.test")], &tokens).unwrap();
+        writer.execute(vec![(create("first"), "a".into()), (create("second"), "b".into())]);
+        let events: Vec<RecordedEvent> =
+            chain::Replay::new(source.events_from(1), ChainHead::genesis()).map(Result::unwrap).collect();
+        assert!(events.len() > 4);
+
+        let empty: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let follower = Writer::new(Arc::clone(&empty), State::default()).unwrap();
+        let durability = follower.durability();
+        assert_eq!(durability.publish(&events[2..]), 0, "a gap: nothing folded");
+        assert_eq!(durability.publish(&events[..3]), 3);
+        assert_eq!(durability.publish(&events[1..]), events.len() - 3, "the first two passed over");
+        assert_eq!(durability.publish(&events), 0, "everything passed over");
+        assert_eq!(*follower.published().read().unwrap(), *writer.published().read().unwrap());
+    }
+
     #[test]
     fn a_decision_that_panics_answers_its_command_and_the_writer_goes_on() {
         let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
