@@ -67,8 +67,8 @@ const BATCH_COMMANDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 25
 /// aggregated across nodes). Fails if a recorder is installed already.
 ///
 /// The follower lag is set to 0: with sled the process that serves is the only writer and
-/// reads its own log, so there is no follower. A node over PostgreSQL will set both gauges
-/// as it folds what other nodes committed.
+/// reads its own log, so there is no follower. A node over PostgreSQL sets both gauges at
+/// each look of its follower (see [`crate::service::follower`]).
 pub fn install() -> Result<PrometheusHandle, BuildError> {
     let mut builder = PrometheusBuilder::new();
     for (name, buckets) in [

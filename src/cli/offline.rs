@@ -78,7 +78,7 @@ pub fn writer_over(storage: Arc<dyn Storage>, place: &str) -> anyhow::Result<Wri
 /// lock without first catching up with what other nodes committed since: it would decide
 /// against a stale state (a name just taken, a key just revoked) and record what the rules
 /// forbid. Once writers catch up inside the append transaction, these may run beside nodes.
-const WRITER_ALONE: &str = "its writer does not yet catch up with what the nodes append, so it could record a change their commits have made invalid; use the HTTP API, or stop every `keyledger serve` on this ledger first";
+const WRITER_ALONE: &str = "a command's writer beside serving nodes is not yet tested, though it catches up with their commits as theirs do; use the HTTP API, or stop every `keyledger serve` on this ledger first";
 
 /// Opens the ledger with its projections loaded, ready to record as `command`; the lock (on
 /// PostgreSQL) keeps nodes from serving until it is dropped, after the last record.

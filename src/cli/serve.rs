@@ -15,7 +15,7 @@ use keyledger::service::rules::directory::DirectoryFile;
 use keyledger::service::token::TokenFormat;
 use keyledger::service::rules::create_api_key::DEFAULT_MAX_KEYS_PER_SCOPE;
 use keyledger::service::clock::SystemClock;
-use keyledger::service::{Policy, Provenance, Service};
+use keyledger::service::{Consistency, Policy, Provenance, Service};
 use tracing_subscriber::EnvFilter;
 use uuid::Uuid;
 
@@ -68,6 +68,28 @@ pub struct ServeArgs {
     /// `json` one object a line, for a log collector. `RUST_LOG` chooses which (default `info`).
     #[arg(long, env = "KEYLEDGER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// How fresh the state is that requests are authenticated against, when several nodes
+    /// share a PostgreSQL ledger: `eventual` answers from memory, which follows the other
+    /// nodes' commits within about a notification's delivery; `strict` reads the head before
+    /// each authentication and folds what it lacks (a query per request; 503 while the
+    /// database is unreachable). Nothing to follow with sled: both are the same there.
+    #[arg(long, env = "KEYLEDGER_CONSISTENCY", value_enum, default_value_t = ConsistencyArg::Eventual)]
+    consistency: ConsistencyArg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ConsistencyArg {
+    Eventual,
+    Strict,
+}
+
+impl From<ConsistencyArg> for Consistency {
+    fn from(arg: ConsistencyArg) -> Self {
+        match arg {
+            ConsistencyArg::Eventual => Consistency::Eventual,
+            ConsistencyArg::Strict => Consistency::Strict,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -149,7 +171,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(recorded, "directory file applied");
     }
 
-    let (service, writer_thread) = Service::start(writer, tokens, ledger.last_uses, Policy { max_keys_per_scope: args.max_keys_per_scope }, Arc::new(SystemClock)).context("cannot start the service")?;
+    let (mut service, writer_thread) = Service::start(writer, tokens, ledger.last_uses, Policy { max_keys_per_scope: args.max_keys_per_scope }, Arc::new(SystemClock)).context("cannot start the service")?;
+    service.set_consistency(args.consistency.into());
     let service = Arc::new(service);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     let served = runtime.block_on(async {

@@ -9,8 +9,10 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use super::errors::ApiError;
 use super::rate_limit::StandingSlot;
 use super::AppState;
 use crate::service::rules::caller::Caller;
@@ -33,6 +35,18 @@ impl FromRequestParts<AppState> for Authenticated {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts);
+        if token.is_some() {
+            // Strict consistency: never authenticate against a state behind the shared log.
+            state.service.catch_up_if_strict().await.map_err(|e| {
+                tracing::warn!(error = %e, "strict consistency: cannot confirm this node is up to date; answering 503");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service unavailable",
+                    "This node cannot confirm it has every change to the ledger right now; nothing was read or changed. Try again later.",
+                )
+                .into_response()
+            })?;
+        }
         let Some(caller) = token.and_then(|token| state.service.authenticate(token)) else {
             let reason = if token.is_some() { "rejected" } else { "missing" };
             metrics::counter!(telemetry::AUTHENTICATION_FAILURES, "reason" => reason).increment(1);

@@ -104,6 +104,26 @@ pub trait Storage: Send + Sync {
     /// Makes every appended commit durable.
     fn sync(&self) -> Result<(), LedgerError>;
 
+    /// Opens an append: returns the events other writers committed after `after` (the
+    /// caller's head), in order, and a session that appends the caller's commit with nobody
+    /// else committing in between. The caller folds those events, decides against the result
+    /// and appends through the session (or drops it, appending nothing): every rule then
+    /// holds across writers, because each decision sees the whole log (DESIGN.md, "PostgreSQL
+    /// and several nodes").
+    ///
+    /// A store only this process writes has nothing to catch up on: by default no events and
+    /// a session that is [`Storage::append`].
+    fn begin_append(&self, after: u64) -> Result<(Vec<StoredEvent>, Box<dyn AppendSession + '_>), LedgerError> {
+        let _ = after;
+        Ok((Vec::new(), Box::new(Direct(self))))
+    }
+
+    /// The log as other writers share it, for stores that have any (`None`: this process is
+    /// the only writer, there is nothing to follow).
+    fn shared(&self) -> Option<&dyn SharedLog> {
+        None
+    }
+
     /// Appends and syncs.
     fn commit(&self, commit: Commit) -> Result<(), LedgerError> {
         self.append(commit)?;
@@ -131,6 +151,39 @@ pub trait Storage: Send + Sync {
     /// row per entity instead of one per change ever made). The events are untouched. `rows`
     /// is drawn as it is written: a million keys' rows held at once would cost gigabytes.
     fn replace_journal(&self, rows: &mut dyn Iterator<Item = RowChange>, checkpoints: Vec<(ProjectionId, u64)>) -> Result<usize, LedgerError>;
+}
+
+/// An append in progress (see [`Storage::begin_append`]): nobody else appends until it is
+/// used or dropped.
+pub trait AppendSession {
+    /// Appends as [`Storage::append`] does, and ends the session.
+    fn append(self: Box<Self>, commit: Commit) -> Result<(), LedgerError>;
+}
+
+/// The session of a store with no other writers: nothing to hold.
+struct Direct<'a, S: ?Sized>(&'a S);
+
+impl<S: Storage + ?Sized> AppendSession for Direct<'_, S> {
+    fn append(self: Box<Self>, commit: Commit) -> Result<(), LedgerError> {
+        self.0.append(commit)
+    }
+}
+
+/// A log several processes append to: how a node learns of what the others committed.
+pub trait SharedLog: Send + Sync {
+    /// The position of the last committed event (one cheap read).
+    fn head(&self) -> Result<u64, LedgerError>;
+
+    /// Starts listening for appends (by anyone).
+    fn listen(&self) -> Result<Box<dyn AppendListener>, LedgerError>;
+}
+
+/// Told of appends as they commit.
+pub trait AppendListener: Send {
+    /// Waits up to `timeout` for appends: `true` when some were announced (all announcements
+    /// so far are taken), `false` when the time ran out. An error means the connection is
+    /// lost: announcements may have been missed, and the listener is to be replaced.
+    fn wait(&mut self, timeout: std::time::Duration) -> Result<bool, LedgerError>;
 }
 
 /// When each key was last used: a hint kept apart from the log, because a use is not a

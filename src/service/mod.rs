@@ -7,6 +7,7 @@
 
 pub mod clock;
 pub mod directory;
+pub mod follower;
 pub mod last_use;
 pub mod listing;
 pub mod operator;
@@ -28,6 +29,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use uuid::Uuid;
 
 use self::clock::Clock;
+pub use self::follower::Consistency;
 use self::last_use::LastUses;
 use self::readiness::{Readiness, StoreProbe};
 use self::rules::caller::{self, Caller, Credential};
@@ -96,6 +98,18 @@ pub struct Service {
     policy: Policy,
     clock: Arc<dyn Clock>,
     store_probe: StoreProbe,
+    /// Wakes the follower (`None`: the store has no other writers to follow).
+    follower: Option<std::sync::mpsc::Sender<follower::Wake>>,
+    consistency: Consistency,
+}
+
+impl Drop for Service {
+    /// The follower stops with the last handle on the service (the writer with its queue).
+    fn drop(&mut self) {
+        if let Some(follower) = &self.follower {
+            let _ = follower.send(follower::Wake::Stop);
+        }
+    }
 }
 
 type Replies = Vec<oneshot::Sender<Answer>>;
@@ -106,11 +120,13 @@ pub struct WriterThread {
     writer: JoinHandle<()>,
     syncer: JoinHandle<()>,
     last_uses: JoinHandle<()>,
+    follower: Option<JoinHandle<()>>,
 }
 
 impl WriterThread {
     pub fn join(self) {
-        for (name, thread) in [("writer", self.writer), ("syncer", self.syncer), ("last-use", self.last_uses)] {
+        let follower = self.follower.map(|thread| ("follower", thread));
+        for (name, thread) in [("writer", self.writer), ("syncer", self.syncer), ("last-use", self.last_uses)].into_iter().chain(follower) {
             if thread.join().is_err() {
                 tracing::error!("the {name} thread panicked");
             }
@@ -167,6 +183,10 @@ impl Service {
         let publications = writer.publications();
         let durability = writer.durability();
         let store_probe = StoreProbe::new(durability.clone());
+        let (follower, follower_thread) = match follower::start(durability.clone())? {
+            Some(started) => (Some(started.wakes), Some(started.thread)),
+            None => (None, None),
+        };
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
         let (to_syncer, from_writer) = std::sync::mpsc::channel();
         let syncer = std::thread::Builder::new()
@@ -175,7 +195,40 @@ impl Service {
         let writer = std::thread::Builder::new()
             .name("keyledger-writer".into())
             .spawn(move || run_writer(writer, queue, to_syncer))?;
-        Ok((Service { state, publications, jobs, tokens, last_uses, policy, clock, store_probe }, WriterThread { writer, syncer, last_uses: last_use_recorder }))
+        let service = Service {
+            state,
+            publications,
+            jobs,
+            tokens,
+            last_uses,
+            policy,
+            clock,
+            store_probe,
+            follower,
+            consistency: Consistency::default(),
+        };
+        Ok((service, WriterThread { writer, syncer, last_uses: last_use_recorder, follower: follower_thread }))
+    }
+
+    /// How fresh the state must be that requests are authenticated against (eventual unless set).
+    pub fn set_consistency(&mut self, consistency: Consistency) {
+        self.consistency = consistency;
+    }
+
+    /// In strict mode on a shared log, returns once everything committed (by any node)
+    /// before the call is published here; otherwise at once. Fails when the store cannot
+    /// tell: a strict node does not answer from a state it cannot confirm.
+    pub async fn catch_up_if_strict(&self) -> Result<(), ServiceError> {
+        let (Consistency::Strict, Some(follower)) = (self.consistency, &self.follower) else {
+            return Ok(());
+        };
+        let (reply, answer) = oneshot::channel();
+        let gone = || CommandError::Unavailable("the follower has stopped".into());
+        follower.send(follower::Wake::Fresh(reply)).map_err(|_| gone())?;
+        answer
+            .await
+            .map_err(|_| gone())?
+            .map_err(|reason| CommandError::Unavailable(format!("cannot read what other nodes committed: {reason}")).into())
     }
 
     /// Whether this node should be sent requests (see [`readiness`]).

@@ -17,6 +17,18 @@ use crate::ledger::journal::Record;
 use crate::ledger::{head_at, Commit, LedgerError, RowChange, Storage};
 
 pub fn load_state(storage: &dyn Storage) -> Result<State, LedgerError> {
+    // On a log other nodes append to, none appends while this one reads: the journal, the
+    // checkpoints and the head must describe one moment (a commit between the journal and
+    // the checkpoints would leave its rows out of a state that claims its position). The
+    // lock is held for the load; the events appended after it are caught up by the follower
+    // and the writer's first batch.
+    let _held = match storage.shared() {
+        Some(_) => {
+            let head = storage.last_event()?.map_or(0, |e| e.position);
+            Some(storage.begin_append(head)?.1)
+        }
+        None => None,
+    };
     let mut state = load_journal(storage)?;
     let mut checkpoints = Vec::with_capacity(PROJECTIONS.len());
     for projection in PROJECTIONS {
@@ -25,7 +37,13 @@ pub fn load_state(storage: &dyn Storage) -> Result<State, LedgerError> {
     let head = storage.last_event()?.map_or(0, |e| e.position);
     let oldest = checkpoints.iter().map(|(_, position)| *position).min().unwrap_or(0);
     if oldest < head {
-        catch_up(storage, &mut state, &checkpoints, oldest)?;
+        let (touched, caught_up) = catch_up(storage, &mut state, &checkpoints, oldest)?;
+        if storage.shared().is_none() {
+            store_caught_up(storage, &state, touched, &checkpoints, caught_up)?;
+        } else {
+            // Storing would wait on the lock this load holds; the next start folds again.
+            tracing::info!(head, "projections caught up in memory only (the log is shared)");
+        }
     }
     state.position = head;
     Ok(state)
@@ -93,12 +111,14 @@ fn load_rows(records: mpsc::Receiver<Arc<Record>>, wanted: impl Fn(ProjectionId)
     Ok(state)
 }
 
+/// Folds the events past each projection's checkpoint into it; returns the rows that
+/// changed and the position caught up to.
 fn catch_up(
     storage: &dyn Storage,
     state: &mut State,
     checkpoints: &[(ProjectionId, u64)],
     from: u64,
-) -> Result<(), LedgerError> {
+) -> Result<(Touched, u64), LedgerError> {
     let start = head_at(storage, from)?;
     tracing::info!(from, "projections are behind the log; catching up");
     let mut touched = Touched::new();
@@ -111,7 +131,17 @@ fn catch_up(
             }
         }
     }
-    let head = replay.head().position;
+    Ok((touched, replay.head().position))
+}
+
+/// Stores the rows a catch-up changed and advances every checkpoint to `head`.
+fn store_caught_up(
+    storage: &dyn Storage,
+    state: &State,
+    touched: Touched,
+    checkpoints: &[(ProjectionId, u64)],
+    head: u64,
+) -> Result<(), LedgerError> {
     // Rows go out in bounded records (one huge batch makes sled hold every intermediate
     // version of it in memory), the checkpoints last: a crash in between leaves the old
     // checkpoints, and the next start replays the same events over rows that already hold

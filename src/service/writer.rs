@@ -29,7 +29,7 @@ use uuid::Uuid;
 use super::clock::{Clock, SystemClock};
 use super::rules::directory::{self, DirectoryError, DirectoryFile};
 use super::rules::{create_api_key, grace_period, revoke_api_key, rotate_api_key, update_api_key, Decision, Rejection};
-use crate::ledger::{chain, ChainHead, Commit, LedgerError, RowChange, Storage};
+use crate::ledger::{chain, ChainHead, Commit, LedgerError, RowChange, Storage, StoredEvent};
 use crate::telemetry;
 
 /// Something the writer can be asked to do.
@@ -98,6 +98,8 @@ pub struct Writer {
 
 /// A batch appended to the store but not yet known to be durable.
 pub struct Staged {
+    /// Events other nodes committed before the batch, which the writer folded first.
+    foreign: Vec<RecordedEvent>,
     events: Vec<RecordedEvent>,
     outcomes: Vec<Result<Range<usize>, CommandError>>,
 }
@@ -139,6 +141,44 @@ impl Durability {
         reason
     }
 
+    /// Folds durable `events` into the published state, strictly by position: the one place
+    /// it advances, whether from this node's batches or (on a shared log) from what the
+    /// follower read. An event already folded is passed over (the follower may have read this
+    /// node's own commit first); at a gap the rest waits for the follower, which reads from
+    /// the store everything past the published position: nothing is folded twice or skipped.
+    /// Returns how many it folded; whoever calls wakes [`Writer::publications`].
+    pub fn publish<'a>(&self, events: impl IntoIterator<Item = &'a RecordedEvent>) -> usize {
+        let mut published = self.published.write().unwrap_or_else(PoisonError::into_inner);
+        let mut folded = 0;
+        for event in events {
+            if event.position <= published.position {
+                continue;
+            }
+            if event.position != published.position + 1 {
+                tracing::warn!(position = event.position, published = published.position, "an event to publish does not follow the published state; leaving it to the follower");
+                break;
+            }
+            published.fold([event]);
+            folded += 1;
+        }
+        folded
+    }
+
+    /// Wakes whoever waits on the published state to change.
+    pub(super) fn notify_publications(&self) {
+        self.publications.notify_waiters();
+    }
+
+    /// The position of the last published event.
+    pub fn published_position(&self) -> u64 {
+        self.published.read().unwrap_or_else(PoisonError::into_inner).position
+    }
+
+    /// The store this stage syncs.
+    pub(super) fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
     /// Syncs once for all of `staged` (in the order they were staged), then publishes their
     /// events and returns each batch's answers.
     pub fn complete(&self, staged: Vec<Staged>) -> Vec<Vec<Answer>> {
@@ -151,11 +191,7 @@ impl Durability {
             synced.err().map(|e| self.poison(&e, "sync"))
         };
         if failure.is_none() {
-            let mut published = self.published.write().unwrap_or_else(PoisonError::into_inner);
-            for batch in &staged {
-                published.fold(&batch.events);
-            }
-            drop(published);
+            self.publish(staged.iter().flat_map(|batch| batch.foreign.iter().chain(&batch.events)));
             self.publications.notify_waiters();
         }
         staged
@@ -231,9 +267,15 @@ fn published_copy(state: &State) -> State {
 impl Writer {
     /// A writer over `storage`, whose projections are in `state` (see [`super::recovery`]).
     pub fn new(storage: Arc<dyn Storage>, state: State) -> Result<Self, LedgerError> {
-        let head = match storage.last_event()? {
-            Some(last) => ChainHead { position: last.position, hash: last.hash },
-            None => ChainHead::genesis(),
+        let head = if storage.shared().is_some() {
+            // Other nodes may have appended since the state was loaded: the writer starts
+            // where the state is and catches up at its first batch.
+            crate::ledger::head_at(&*storage, state.position)?
+        } else {
+            match storage.last_event()? {
+                Some(last) => ChainHead { position: last.position, hash: last.hash },
+                None => ChainHead::genesis(),
+            }
         };
         if head.position != state.position {
             return Err(LedgerError::Corrupt {
@@ -288,6 +330,7 @@ impl Writer {
     /// Decides a batch and appends it, without waiting for it to be durable.
     pub fn stage(&mut self, batch: Vec<(Command, Provenance)>) -> Staged {
         let unavailable = |reason: &str, count: usize| Staged {
+            foreign: Vec::new(),
             events: Vec::new(),
             outcomes: (0..count).map(|_| Err(CommandError::Unavailable(reason.to_owned()))).collect(),
         };
@@ -304,6 +347,25 @@ impl Writer {
 
     fn record(&mut self, batch: Vec<(Command, Provenance)>) -> Result<Staged, LedgerError> {
         let count = batch.len();
+        // Another node's events are folded under the same lock as this batch's append: no
+        // one commits in between, so this batch is decided against the whole log.
+        let storage = Arc::clone(&self.storage);
+        let (foreign, session) = match storage.begin_append(self.head.position) {
+            Ok(begun) => begun,
+            Err(e) => {
+                // Nothing was written and nothing folded: this batch is refused, the next
+                // one tries again (no restart needed, unlike a failed append).
+                metrics::counter!(telemetry::STORE_ERRORS, "operation" => "append").increment(1);
+                tracing::warn!(error = %e, "cannot begin an append; the batch is refused");
+                let reason = format!("{e}; nothing was recorded, try again");
+                return Ok(Staged {
+                    foreign: Vec::new(),
+                    events: Vec::new(),
+                    outcomes: (0..count).map(|_| Err(CommandError::Unavailable(reason.clone()))).collect(),
+                });
+            }
+        };
+        let foreign = self.catch_up(&foreign)?;
         let mut head = self.head;
         let mut recorded: Vec<RecordedEvent> = Vec::new();
         let mut commit = Commit::default();
@@ -354,13 +416,26 @@ impl Writer {
                 .collect();
             commit.checkpoints = PROJECTIONS.iter().map(|p| (*p, head.position)).collect();
             let started = Instant::now();
-            let appended = self.storage.append(commit);
+            let appended = session.append(commit);
             metrics::histogram!(telemetry::APPEND_DURATION).record(started.elapsed().as_secs_f64());
             appended?;
             metrics::counter!(telemetry::EVENTS_APPENDED).increment(recorded.len() as u64);
             self.head = head;
         }
-        Ok(Staged { events: recorded, outcomes })
+        Ok(Staged { foreign, events: recorded, outcomes })
+    }
+
+    /// Folds events other nodes committed after this writer's head into its state, checking
+    /// that they continue its chain, and returns them decoded.
+    fn catch_up(&mut self, foreign: &[StoredEvent]) -> Result<Vec<RecordedEvent>, LedgerError> {
+        let mut events = Vec::with_capacity(foreign.len());
+        for stored in foreign {
+            let event = chain::open(stored, self.head)?;
+            self.state.fold([&event]);
+            self.head = ChainHead { position: stored.position, hash: stored.hash };
+            events.push(event);
+        }
+        Ok(events)
     }
 }
 
@@ -390,6 +465,30 @@ mod tests {
             },
             max_keys_per_scope: DEFAULT_MAX_KEYS_PER_SCOPE,
         })
+    }
+
+    /// What the syncer and the follower both hand to `publish` (this node's batches, other
+    /// nodes' events read from the store, overlapping or arriving ahead) is folded once each,
+    /// in position order: the published state ends as a single writer's would.
+    #[test]
+    fn publishing_folds_each_event_once_in_order_and_stops_at_a_gap() {
+        let source: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let mut writer = Writer::new(Arc::clone(&source), load_state(&*source).unwrap()).unwrap();
+        let tokens = TokenFormat::new("rootly").unwrap();
+        operator::initialize(&mut writer, &[DirectoryFile::single_owner("Acme", "owner@acme.test")], &tokens).unwrap();
+        writer.execute(vec![(create("first"), "a".into()), (create("second"), "b".into())]);
+        let events: Vec<RecordedEvent> =
+            chain::Replay::new(source.events_from(1), ChainHead::genesis()).map(Result::unwrap).collect();
+        assert!(events.len() > 4);
+
+        let empty: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let follower = Writer::new(Arc::clone(&empty), State::default()).unwrap();
+        let durability = follower.durability();
+        assert_eq!(durability.publish(&events[2..]), 0, "a gap: nothing folded");
+        assert_eq!(durability.publish(&events[..3]), 3);
+        assert_eq!(durability.publish(&events[1..]), events.len() - 3, "the first two passed over");
+        assert_eq!(durability.publish(&events), 0, "everything passed over");
+        assert_eq!(*follower.published().read().unwrap(), *writer.published().read().unwrap());
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub use snapshot::PostgresSnapshot;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ::postgres::{Client, Config, Row, Transaction};
+use ::postgres::{Client, Config, GenericClient, Row};
 use chrono::{DateTime, Utc};
 use keyledger_projections::ProjectionId;
 use uuid::Uuid;
@@ -234,14 +234,14 @@ impl PostgresStorage {
     }
 
     /// Takes the ledger's append lock for the rest of `tx`.
-    fn lock_appends(&self, tx: &mut Transaction<'_>) -> Result<(), LedgerError> {
+    fn lock_appends(&self, tx: &mut impl GenericClient) -> Result<(), LedgerError> {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&self.append_lock])
             .map_err(database("taking the append lock"))?;
         Ok(())
     }
 
     fn store_checkpoints(
-        tx: &mut Transaction<'_>,
+        tx: &mut impl GenericClient,
         checkpoints: &[(ProjectionId, u64)],
     ) -> Result<(), LedgerError> {
         if checkpoints.is_empty() {
@@ -267,7 +267,7 @@ impl PostgresStorage {
         Ok(())
     }
 
-    fn insert_record(tx: &mut Transaction<'_>, bytes: &[u8]) -> Result<(), LedgerError> {
+    fn insert_record(tx: &mut impl GenericClient, bytes: &[u8]) -> Result<(), LedgerError> {
         tx.execute("INSERT INTO journal (record, rows) SELECT coalesce(max(record), 0) + 1, $1 FROM journal", &[&bytes])
             .map_err(database("journaling rows"))?;
         Ok(())
@@ -284,6 +284,17 @@ impl PostgresStorage {
             .transaction()
             .map_err(database("beginning an append"))?;
         self.lock_appends(&mut tx)?;
+        self.write_commit(&mut tx, commit, record)?;
+        tx.commit().map_err(database("committing an append"))
+    }
+
+    /// Writes `commit` inside a transaction that holds the append lock.
+    fn write_commit(
+        &self,
+        tx: &mut impl GenericClient,
+        commit: &Commit,
+        record: Option<&[u8]>,
+    ) -> Result<(), LedgerError> {
         if let Some(first) = commit.events.first() {
             let head: i64 = tx
                 .query_one("SELECT coalesce(max(position), 0) FROM events", &[])
@@ -325,18 +336,13 @@ impl PostgresStorage {
             .map_err(database("notifying the append"))?;
         }
         if let Some(record) = record {
-            PostgresStorage::insert_record(&mut tx, record)?;
+            PostgresStorage::insert_record(tx, record)?;
         }
-        PostgresStorage::store_checkpoints(&mut tx, &commit.checkpoints)?;
-        tx.commit().map_err(database("committing an append"))
+        PostgresStorage::store_checkpoints(tx, &commit.checkpoints)
     }
-}
 
-impl Storage for PostgresStorage {
-    fn append(&self, commit: Commit) -> Result<(), LedgerError> {
-        if commit.events.is_empty() && commit.rows.is_empty() && commit.checkpoints.is_empty() {
-            return Ok(());
-        }
+    /// The commit's checks before any round trip, and its journal record.
+    fn prepare(commit: &Commit) -> Result<Option<Vec<u8>>, LedgerError> {
         // The commit's own events must follow each other; the database checks the first.
         if let Some(gap) = commit
             .events
@@ -348,11 +354,21 @@ impl Storage for PostgresStorage {
                 head: gap[0].position,
             });
         }
-        let record = if commit.rows.is_empty() {
-            None
+        if commit.rows.is_empty() {
+            Ok(None)
         } else {
-            Some(journal::encode(&commit.rows)?)
-        };
+            Ok(Some(journal::encode(&commit.rows)?))
+        }
+    }
+
+}
+
+impl Storage for PostgresStorage {
+    fn append(&self, commit: Commit) -> Result<(), LedgerError> {
+        if commit.events.is_empty() && commit.rows.is_empty() && commit.checkpoints.is_empty() {
+            return Ok(());
+        }
+        let record = PostgresStorage::prepare(&commit)?;
         self.pool
             .with(|client| self.append_on(client, &commit, record.as_deref()))
     }
@@ -366,6 +382,38 @@ impl Storage for PostgresStorage {
                 .batch_execute("SELECT 1")
                 .map_err(database("checking the connection"))
         })
+    }
+
+    /// A transaction that takes the append lock and reads every event past `after`; the lock
+    /// is held (and the transaction open) until the session appends or is dropped, so the
+    /// events handed back are all there is until then.
+    fn begin_append(
+        &self,
+        after: u64,
+    ) -> Result<(Vec<StoredEvent>, Box<dyn super::AppendSession + '_>), LedgerError> {
+        let mut client = self.pool.get()?;
+        client
+            .batch_execute("BEGIN")
+            .map_err(database("beginning an append"))?;
+        self.lock_appends(&mut client)?;
+        let rows = client
+            .query(
+                "SELECT position, hash, canonical FROM events WHERE position > $1 ORDER BY position",
+                &[&position_param(after)?],
+            )
+            .map_err(database("reading the events of other nodes"))?;
+        let foreign = rows.iter().map(decode_event).collect::<Result<Vec<_>, _>>()?;
+        Ok((
+            foreign,
+            Box::new(Session {
+                storage: self,
+                client: Some(client),
+            }),
+        ))
+    }
+
+    fn shared(&self) -> Option<&dyn super::SharedLog> {
+        Some(self)
     }
 
     fn events_from(
@@ -453,6 +501,95 @@ impl Storage for PostgresStorage {
                 .map_err(database("committing a journal replacement"))?;
             Ok(written)
         })
+    }
+}
+
+/// An append holding the ledger's append lock in an open transaction on its own connection.
+struct Session<'a> {
+    storage: &'a PostgresStorage,
+    /// `None` once the transaction is over.
+    client: Option<Client>,
+}
+
+impl super::AppendSession for Session<'_> {
+    fn append(mut self: Box<Self>, commit: Commit) -> Result<(), LedgerError> {
+        let Some(mut client) = self.client.take() else {
+            return Ok(());
+        };
+        let record = PostgresStorage::prepare(&commit)?;
+        self.storage
+            .write_commit(&mut client, &commit, record.as_deref())?;
+        client
+            .batch_execute("COMMIT")
+            .map_err(database("committing an append"))?;
+        // A connection whose append failed is dropped above with its transaction: never reused.
+        self.storage.pool.put(client);
+        Ok(())
+    }
+}
+
+impl Drop for Session<'_> {
+    /// A session left without an append rolls back, which lets the lock go.
+    fn drop(&mut self) {
+        if let Some(mut client) = self.client.take() {
+            if client.batch_execute("ROLLBACK").is_ok() {
+                self.storage.pool.put(client);
+            }
+        }
+    }
+}
+
+impl super::SharedLog for PostgresStorage {
+    fn head(&self) -> Result<u64, LedgerError> {
+        self.pool.with(|client| {
+            let head: i64 = client
+                .query_one("SELECT coalesce(max(position), 0) FROM events", &[])
+                .and_then(|row| row.try_get(0))
+                .map_err(database("reading the head"))?;
+            Ok(u64::try_from(head).unwrap_or(0))
+        })
+    }
+
+    /// `LISTEN` on a connection of its own (never pooled: it keeps listening).
+    fn listen(&self) -> Result<Box<dyn super::AppendListener>, LedgerError> {
+        let mut client = self.pool.get()?;
+        client
+            .batch_execute(&format!("LISTEN {}_appended", self.schema))
+            .map_err(database("listening for appends"))?;
+        Ok(Box::new(Listener { client }))
+    }
+}
+
+/// A connection that `LISTEN`s on `<schema>_appended`.
+struct Listener {
+    client: Client,
+}
+
+impl super::AppendListener for Listener {
+    fn wait(&mut self, timeout: Duration) -> Result<bool, LedgerError> {
+        use ::postgres::fallible_iterator::FallibleIterator;
+        let announced = self
+            .client
+            .notifications()
+            .timeout_iter(timeout)
+            .next()
+            .map_err(database("waiting for appends"))?
+            .is_some();
+        if !announced {
+            // `None` is also what a closed connection gives.
+            if self.client.is_closed() {
+                return Err(LedgerError::Storage {
+                    context: "PostgreSQL, waiting for appends".into(),
+                    source: "the listening connection closed".into(),
+                });
+            }
+            return Ok(false);
+        }
+        // The others already here are the same news.
+        let mut pending = self.client.notifications();
+        let mut rest = pending.iter();
+        while rest.next().map_err(database("waiting for appends"))?.is_some() {}
+        Ok(true)
     }
 }
 
