@@ -44,21 +44,12 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 
 /// Request latencies: a read answers from memory in well under a millisecond, a write waits
 /// for a sync (milliseconds), and the request timeout ends everything at 30 s by default.
-const REQUEST_SECONDS: &[f64] = &[
-    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-    10.0, 30.0,
-];
+const REQUEST_SECONDS: &[f64] = &[0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 /// Appends: tens of microseconds for a small batch, more for a large one or a slow store.
-const APPEND_SECONDS: &[f64] = &[
-    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
-    0.25, 1.0,
-];
+const APPEND_SECONDS: &[f64] = &[0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
 /// Syncs: an `fdatasync` is sub-millisecond on a battery-backed disk and tens of
 /// milliseconds on a cheap one; seconds mean trouble.
-const SYNC_SECONDS: &[f64] = &[
-    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    10.0,
-];
+const SYNC_SECONDS: &[f64] = &[0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 /// Batch sizes: powers of two up to the service's `MAX_BATCH` (512).
 const BATCH_COMMANDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
@@ -105,56 +96,16 @@ fn register_zeros() {
 
 /// The `# HELP` and `# TYPE` lines of every series.
 fn describe() {
-    describe_counter!(
-        REQUESTS,
-        Unit::Count,
-        "HTTP requests answered, by route template, method and status."
-    );
-    describe_histogram!(
-        REQUEST_DURATION,
-        Unit::Seconds,
-        "Seconds from a request's arrival to its answer, by route template and method."
-    );
-    describe_histogram!(
-        BATCH_SIZE,
-        Unit::Count,
-        "Commands decided together in one group commit."
-    );
-    describe_histogram!(
-        APPEND_DURATION,
-        Unit::Seconds,
-        "Seconds one batch's append to the store took."
-    );
-    describe_histogram!(
-        SYNC_DURATION,
-        Unit::Seconds,
-        "Seconds one sync of the store took."
-    );
-    describe_counter!(
-        EVENTS_APPENDED,
-        Unit::Count,
-        "Events this process appended to the log."
-    );
-    describe_counter!(
-        AUTHENTICATION_FAILURES,
-        Unit::Count,
-        "Requests to an authenticated route without a valid token, by reason."
-    );
-    describe_counter!(
-        RATE_LIMITED,
-        Unit::Count,
-        "Requests refused with 429, by the limit that refused them."
-    );
-    describe_counter!(
-        STORE_ERRORS,
-        Unit::Count,
-        "Failed store operations, by operation."
-    );
-    describe_gauge!(
-        FOLLOWER_LAG_EVENTS,
-        Unit::Count,
-        "Committed events this node has not folded yet (always 0 with sled: no follower)."
-    );
+    describe_counter!(REQUESTS, Unit::Count, "HTTP requests answered, by route template, method and status.");
+    describe_histogram!(REQUEST_DURATION, Unit::Seconds, "Seconds from a request's arrival to its answer, by route template and method.");
+    describe_histogram!(BATCH_SIZE, Unit::Count, "Commands decided together in one group commit.");
+    describe_histogram!(APPEND_DURATION, Unit::Seconds, "Seconds one batch's append to the store took.");
+    describe_histogram!(SYNC_DURATION, Unit::Seconds, "Seconds one sync of the store took.");
+    describe_counter!(EVENTS_APPENDED, Unit::Count, "Events this process appended to the log.");
+    describe_counter!(AUTHENTICATION_FAILURES, Unit::Count, "Requests to an authenticated route without a valid token, by reason.");
+    describe_counter!(RATE_LIMITED, Unit::Count, "Requests refused with 429, by the limit that refused them.");
+    describe_counter!(STORE_ERRORS, Unit::Count, "Failed store operations, by operation.");
+    describe_gauge!(FOLLOWER_LAG_EVENTS, Unit::Count, "Committed events this node has not folded yet (always 0 with sled: no follower).");
     describe_gauge!(
         FOLLOWER_LAG_SECONDS,
         Unit::Seconds,

@@ -9,12 +9,12 @@ use std::process::Output;
 use std::sync::OnceLock;
 
 use chrono::{DateTime, Duration, SecondsFormat, SubsecRound, Utc};
-use serde_json::{json, Value};
 use common::fixtures::PLATFORM_TEAM;
-use common::http::{Resp, create, in_days};
+use common::http::{create, in_days, Resp};
 use common::ledger::{damage_event, open_stopped};
+use common::server::{cli, cli_ok, copy_of, DataDir, Server, Template};
 use common::store::sled_only;
-use common::server::{copy_of, DataDir, Server, Template, cli, cli_ok};
+use serde_json::{json, Value};
 
 /// A copy of the ledger [`world`] builds, and everything the test knows about it.
 struct World {
@@ -71,7 +71,18 @@ fn build_world(data: &DataDir) -> Known {
     let short_expires = (Utc::now() + Duration::hours(1)).trunc_subsecs(0);
     let expires_at = short_expires.to_rfc3339_opts(SecondsFormat::Secs, true);
     let token = cli_ok(&[
-        "keys", "issue", "--data", data.arg(), "--org", "Acme", "--user", "dave@acme.test", "--name", "short lived", "--expires-at", &expires_at,
+        "keys",
+        "issue",
+        "--data",
+        data.arg(),
+        "--org",
+        "Acme",
+        "--user",
+        "dave@acme.test",
+        "--name",
+        "short lived",
+        "--expires-at",
+        &expires_at,
     ]);
     tokens.push(token);
     let log = cli_ok(&["audit", "log", "--format", "jsonl", "--data", data.arg()]);
@@ -232,7 +243,8 @@ fn types_filter_case_insensitively_and_any_of_several() {
 fn actors_are_told_apart() {
     let world = world();
     let events = world.events();
-    let by_carol: Vec<u64> = events.iter().filter(|e| e["actor"]["user"]["user_id"] == 3).map(|e| e["position"].as_u64().unwrap_or(0)).collect();
+    let by_carol: Vec<u64> =
+        events.iter().filter(|e| e["actor"]["user"]["user_id"] == 3).map(|e| e["position"].as_u64().unwrap_or(0)).collect();
     assert_eq!(by_carol.len(), 3, "a team key with its service account, and a personal key");
 
     let carol = world.log(&["--actor", "user:3"]);
@@ -334,7 +346,9 @@ fn no_output_holds_a_token() {
         }
     }
     // The check itself works: it would catch a token.
-    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| world.assert_no_token(&format!("x {} y", world.tokens[0]), "a planted token")));
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        world.assert_no_token(&format!("x {} y", world.tokens[0]), "a planted token")
+    }));
     assert!(caught.is_err(), "the token check must catch a token");
 }
 
@@ -372,8 +386,10 @@ fn state_at_a_moment_lists_the_keys_created_by_then_with_their_status() {
     // Every key is there later on, sorted by organization name then creation.
     let all = world.state_at(&micros(world.short_expires + Duration::days(1)));
     assert_eq!(all.len(), 13);
-    let order: Vec<(String, String)> =
-        all.iter().map(|k| (k["organization"].as_str().unwrap_or("").to_owned(), k["created_at"].as_str().unwrap_or("").to_owned())).collect();
+    let order: Vec<(String, String)> = all
+        .iter()
+        .map(|k| (k["organization"].as_str().unwrap_or("").to_owned(), k["created_at"].as_str().unwrap_or("").to_owned()))
+        .collect();
     let mut sorted = order.clone();
     sorted.sort_by(|a, b| (&a.0, DateTime::parse_from_rfc3339(&a.1).ok()).cmp(&(&b.0, DateTime::parse_from_rfc3339(&b.1).ok())));
     assert_eq!(order, sorted);

@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use keyledger::ledger::chain::{self, ChainHead, Replay};
-use keyledger::ledger::checkpoint::KEY_FILE;
-use keyledger::ledger::{Commit, SledStorage, Storage, StoredEvent};
 use common::ledger::{damage_event, open_stopped, truncate_log};
 use common::server::{run_keyledger, DataDir};
 use common::store::sled_only;
+use keyledger::ledger::chain::{self, ChainHead, Replay};
+use keyledger::ledger::checkpoint::KEY_FILE;
+use keyledger::ledger::{Commit, SledStorage, Storage, StoredEvent};
 
 /// The variables that change what these commands do; none may leak in from the caller.
 /// `keyledger <args>` with `envs` (and no inherited `KEYLEDGER_*`, such as an audit key).
@@ -56,7 +56,9 @@ fn checkpoint(data: &DataDir, dir: &Path, name: &str) -> PathBuf {
 }
 
 fn verifier_key(data: &DataDir) -> String {
-    ok(keyledger(&["audit", "checkpoint", "--data", data.arg(), "--verifier-key"], &[]), "audit checkpoint --verifier-key").trim().to_owned()
+    ok(keyledger(&["audit", "checkpoint", "--data", data.arg(), "--verifier-key"], &[]), "audit checkpoint --verifier-key")
+        .trim()
+        .to_owned()
 }
 
 fn issue_key(data: &DataDir, name: &str) {

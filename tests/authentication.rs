@@ -6,11 +6,14 @@ mod common;
 use std::time::Duration;
 
 use chrono::Utc;
-use serde_json::{json, Value};
-use common::fixtures::{PLATFORM_TEAM, SECURITY_TEAM, acme_directory};
+use common::fixtures::{acme_directory, PLATFORM_TEAM, SECURITY_TEAM};
 use common::http::{create, create_doc, create_ok, get_with_authorization, in_days, show, try_send_with_authorization};
-use common::jsonapi::{JSON_API, assert_forbidden, assert_invalid, assert_key_doc_prefixed, assert_not_found, assert_unauthorized, checksum_ok, forged_token, is_token};
-use common::server::{DataDir, Server, World, apply_directory, cli_ok};
+use common::jsonapi::{
+    assert_forbidden, assert_invalid, assert_key_doc_prefixed, assert_not_found, assert_unauthorized, checksum_ok, forged_token, is_token,
+    JSON_API,
+};
+use common::server::{apply_directory, cli_ok, DataDir, Server, World};
+use serde_json::{json, Value};
 
 /// A path that answers 404 to any authenticated caller and 401 to everyone else: a probe
 /// of whether a token authenticates that depends on nothing else.
@@ -105,9 +108,16 @@ async fn missing_malformed_forged_and_unknown_tokens_are_all_invalid_token() {
         let resp = get_with_authorization(s, &path, header.as_deref()).await;
         assert_unauthorized(&resp);
         let document = create_doc(json!({"name": "x", "kind": "personal", "expires_at": in_days(1)}));
-        let post = try_send_with_authorization(s, "POST", "/v1/api_keys", header.as_deref(), Some(JSON_API), Some(document.to_string().into_bytes()))
-            .await
-            .expect("POST got no answer");
+        let post = try_send_with_authorization(
+            s,
+            "POST",
+            "/v1/api_keys",
+            header.as_deref(),
+            Some(JSON_API),
+            Some(document.to_string().into_bytes()),
+        )
+        .await
+        .expect("POST got no answer");
         assert_unauthorized(&post);
         assert!(!post.text.contains(&secret), "the refusal must not echo the token: {}", post.text);
     }
@@ -290,9 +300,7 @@ async fn a_demoted_admin_loses_admin_rights_after_the_directory_changes() {
     assert_forbidden(&refused);
     // Team keys only where bob administers the team.
     create_ok(s, &bob, json!({"name": "after", "kind": "team", "group_id": SECURITY_TEAM, "expires_at": in_days(5)})).await;
-    assert_forbidden(
-        &create(s, &bob, json!({"name": "after", "kind": "team", "group_id": PLATFORM_TEAM, "expires_at": in_days(5)})).await,
-    );
+    assert_forbidden(&create(s, &bob, json!({"name": "after", "kind": "team", "group_id": PLATFORM_TEAM, "expires_at": in_days(5)})).await);
     // And no longer sees other people's keys.
     assert_not_found(&show(s, &bob, &carol_key.id()).await);
     // The organization key made while bob was admin keeps its own (admin) role.

@@ -7,13 +7,13 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use serde_json::json;
 use common::fixtures::fixture;
-use common::http::{Resp, authenticates, create, in_days, personal, show};
+use common::http::{authenticates, create, in_days, personal, show, Resp};
 use common::jsonapi::{assert_taken, is_token};
 use common::ledger::read_log;
-use common::server::{DataDir, Server, World, run_keyledger, stderr_of, stdout_of, terminate};
+use common::server::{run_keyledger, stderr_of, stdout_of, terminate, DataDir, Server, World};
 use common::store::sled_only;
+use serde_json::json;
 
 const WITHIN: Duration = Duration::from_secs(30);
 
@@ -76,7 +76,8 @@ async fn init_prints_only_the_owner_token_and_a_later_server_takes_it() {
     let api = server.base.clone();
     assert!(authenticates(&api, &token).await, "the token init printed is refused");
     // It is the owner's: an organization key needs owner or admin.
-    let Resp { status, json: body, .. } = create(&api, &token, json!({"name": "deploy", "kind": "organization", "expires_at": in_days(30)})).await;
+    let Resp { status, json: body, .. } =
+        create(&api, &token, json!({"name": "deploy", "kind": "organization", "expires_at": in_days(30)})).await;
     assert_eq!(status, 201, "{body}");
 }
 
@@ -123,7 +124,20 @@ fn directory_apply_is_idempotent_and_says_so() {
     assert_eq!(read_log(data.path()).0, after_first);
 
     // What the first apply recorded is real: Globex's owner can be issued a key.
-    let out = keyledger(&["keys", "issue", "--data", data.arg(), "--org", "Globex", "--user", "hank@globex.test", "--name", "k", "--expires-in", "1d"]);
+    let out = keyledger(&[
+        "keys",
+        "issue",
+        "--data",
+        data.arg(),
+        "--org",
+        "Globex",
+        "--user",
+        "hank@globex.test",
+        "--name",
+        "k",
+        "--expires-in",
+        "1d",
+    ]);
     only_token(&succeeded(&out, "keys issue in Globex"), "rootly", "keys issue");
 }
 
@@ -165,7 +179,20 @@ fn keys_issue_refuses_unknown_users_organizations_and_lifetimes_plainly() {
 
     let stderr = failed(&issue(&data, "nobody@acme.test", "k", "7d"), "keys issue for an unknown email");
     assert!(stderr.contains("nobody@acme.test"), "the message names the unknown email: {stderr}");
-    let out = keyledger(&["keys", "issue", "--data", data.arg(), "--org", "Umbrella", "--user", "alice@acme.test", "--name", "k", "--expires-in", "7d"]);
+    let out = keyledger(&[
+        "keys",
+        "issue",
+        "--data",
+        data.arg(),
+        "--org",
+        "Umbrella",
+        "--user",
+        "alice@acme.test",
+        "--name",
+        "k",
+        "--expires-in",
+        "7d",
+    ]);
     let stderr = failed(&out, "keys issue for an unknown organization");
     assert!(stderr.contains("Umbrella"), "the message names the unknown organization: {stderr}");
 
@@ -191,7 +218,12 @@ async fn every_flag_can_be_given_as_an_environment_variable() {
     let dir = data.arg();
 
     // init: KEYLEDGER_DATA, KEYLEDGER_ORG, KEYLEDGER_OWNER, KEYLEDGER_TOKEN_PREFIX.
-    let env_init = [("KEYLEDGER_DATA", dir), ("KEYLEDGER_ORG", "Initech"), ("KEYLEDGER_OWNER", "peter@initech.test"), ("KEYLEDGER_TOKEN_PREFIX", "acme")];
+    let env_init = [
+        ("KEYLEDGER_DATA", dir),
+        ("KEYLEDGER_ORG", "Initech"),
+        ("KEYLEDGER_OWNER", "peter@initech.test"),
+        ("KEYLEDGER_TOKEN_PREFIX", "acme"),
+    ];
     let out = run_keyledger(["init"], &env_init, cwd.path(), WITHIN);
     let owner = only_token(&succeeded(&out, "init from the environment"), "acme", "init");
 
@@ -251,9 +283,12 @@ async fn every_flag_can_be_given_as_an_environment_variable() {
     assert_eq!(status, 201, "{body}");
     let minted = body["data"]["attributes"]["token"].as_str().expect("token");
     assert!(is_token(minted, "acme"), "KEYLEDGER_TOKEN_PREFIX was not used by serve: {minted}");
-    let Resp { status, json: body, .. } = create(&api, &owner, json!({"name": "big", "kind": "personal", "expires_at": in_days(1), "description": "x".repeat(900)})).await;
+    let Resp { status, json: body, .. } =
+        create(&api, &owner, json!({"name": "big", "kind": "personal", "expires_at": in_days(1), "description": "x".repeat(900)})).await;
     assert_eq!(status, 201, "a body under KEYLEDGER_BODY_LIMIT: {body}");
-    let Resp { status, json: body, .. } = create(&api, &owner, json!({"name": "bigger", "kind": "personal", "expires_at": in_days(1), "description": "x".repeat(3000)})).await;
+    let Resp { status, json: body, .. } =
+        create(&api, &owner, json!({"name": "bigger", "kind": "personal", "expires_at": in_days(1), "description": "x".repeat(3000)}))
+            .await;
     assert_eq!(status, 413, "a body over KEYLEDGER_BODY_LIMIT=2048: {body}");
     server.stop();
     assert!(!cwd.path().join("keyledger-data").exists(), "serve ignored KEYLEDGER_DATA");
@@ -280,7 +315,23 @@ async fn offline_commands_on_a_directory_a_server_holds_fail_at_once_naming_the_
     let acme = fixture("directory.example.json");
     let cwd = tempfile::tempdir().expect("tempdir");
     let attempts: [(&str, Vec<&str>); 4] = [
-        ("keys issue", vec!["keys", "issue", "--data", data.arg(), "--org", "Acme", "--user", "alice@acme.test", "--name", "blocked", "--expires-in", "1d"]),
+        (
+            "keys issue",
+            vec![
+                "keys",
+                "issue",
+                "--data",
+                data.arg(),
+                "--org",
+                "Acme",
+                "--user",
+                "alice@acme.test",
+                "--name",
+                "blocked",
+                "--expires-in",
+                "1d",
+            ],
+        ),
         ("directory apply", vec!["directory", "apply", "--data", data.arg(), path_arg(&globex)]),
         ("init", vec!["init", "--data", data.arg(), "--directory", path_arg(&acme)]),
         ("serve", vec!["serve", "--data", data.arg(), "--listen", "127.0.0.1:0"]),
@@ -318,7 +369,8 @@ async fn serve_on_an_empty_directory_with_a_directory_file_prints_the_first_owne
     let api = server.base.clone();
     assert!(authenticates(&api, &alice).await, "the banner token is refused");
     // It acts as alice: an owner (organization keys allowed), user 1 of Acme.
-    let Resp { status, json: body, .. } = create(&api, &alice, json!({"name": "org", "kind": "organization", "expires_at": in_days(30)})).await;
+    let Resp { status, json: body, .. } =
+        create(&api, &alice, json!({"name": "org", "kind": "organization", "expires_at": in_days(30)})).await;
     assert_eq!(status, 201, "{body}");
     let Resp { status, json: body, .. } = create(&api, &alice, personal("mine")).await;
     assert_eq!(status, 201, "{body}");
@@ -346,4 +398,3 @@ fn offline_commands_on_a_path_without_a_ledger_create_nothing() {
     }
     assert!(!missing.exists(), "a mistyped --data must not become a new ledger");
 }
-

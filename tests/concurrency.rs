@@ -7,14 +7,14 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::fixtures::{fixture, PLATFORM_TEAM};
+use common::http::{create, in_days, personal, show, Resp};
+use common::jsonapi::assert_taken;
+use common::load::{assert_acked_keys_intact, Acked};
+use common::server::{terminate, DataDir, Server};
 use serde_json::{json, Value};
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
-use common::fixtures::{PLATFORM_TEAM, fixture};
-use common::http::{Resp, create, in_days, personal, show};
-use common::jsonapi::assert_taken;
-use common::load::{Acked, assert_acked_keys_intact};
-use common::server::{DataDir, Server, terminate};
 
 const RACERS: usize = 48;
 

@@ -7,13 +7,13 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde_json::{json, Value};
 use common::fixtures::{PLATFORM_TEAM, SECURITY_TEAM};
-use common::http::{Resp, authenticates, create, in_days, personal, show};
+use common::http::{authenticates, create, in_days, personal, show, Resp};
 use common::jsonapi::{assert_taken, durable_attributes};
 use common::ledger::{ids_by_name, read_log};
-use common::load::{Acked, Load, assert_acked_keys_intact};
-use common::server::{DataDir, Server, cli_ok, terminate};
+use common::load::{assert_acked_keys_intact, Acked, Load};
+use common::server::{cli_ok, terminate, DataDir, Server};
+use serde_json::{json, Value};
 
 const CLIENTS: usize = 16;
 const ACKS_BEFORE_KILL: usize = 200;
@@ -140,12 +140,7 @@ async fn kill_9_under_concurrent_load_loses_no_acknowledged_create_and_leaves_no
         assert_eq!(status, 200, "unanswered {name} holds its name but its key {id} does not show: {body}");
         assert_eq!(body["data"]["attributes"]["name"], name.as_str());
     }
-    eprintln!(
-        "kill -9 × 3: {} acknowledged, {} unanswered ({} were committed)",
-        acked.len(),
-        unanswered.len(),
-        taken_ids.len()
-    );
+    eprintln!("kill -9 × 3: {} acknowledged, {} unanswered ({} were committed)", acked.len(), unanswered.len(), taken_ids.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -239,11 +234,8 @@ async fn sigterm_right_after_the_listening_line_still_shuts_down_cleanly() {
         owner
     };
     for attempt in 0..20 {
-        let mut killer = Command::new("sh")
-            .args(["-c", "read pid && kill -TERM \"$pid\""])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("spawn sh");
+        let mut killer =
+            Command::new("sh").args(["-c", "read pid && kill -TERM \"$pid\""]).stdin(Stdio::piped()).spawn().expect("spawn sh");
         // Returns as soon as the server has written its listening line.
         let serve = Server::start(&data);
         let (pid, listening) = (serve.pid(), serve.startup.last().cloned().unwrap_or_default());
@@ -252,7 +244,10 @@ async fn sigterm_right_after_the_listening_line_still_shuts_down_cleanly() {
         drop(stdin);
         assert!(killer.wait().expect("wait for sh").success());
         let (status, _) = serve.wait_for_exit(Duration::from_secs(30));
-        assert!(status.success(), "attempt {attempt}: SIGTERM right after {listening:?} ended keyledger serve with {status}, not a clean exit");
+        assert!(
+            status.success(),
+            "attempt {attempt}: SIGTERM right after {listening:?} ended keyledger serve with {status}, not a clean exit"
+        );
     }
     let server = Server::start(&data);
     assert!(authenticates(&server.base, &owner).await, "the ledger survives the stops");

@@ -2,11 +2,11 @@
 
 mod common;
 
-use serde_json::{json, Value};
 use common::fixtures::{PLATFORM_TEAM, SECURITY_TEAM};
-use common::http::{Resp, create, create_ok, in_days, show};
+use common::http::{create, create_ok, in_days, show, Resp};
 use common::jsonapi::{assert_error_doc, assert_forbidden, assert_invalid, assert_invalid_at, assert_key_doc, pointers};
 use common::server::World;
+use serde_json::{json, Value};
 
 fn org_key(name: &str) -> Value {
     json!({"name": name, "kind": "organization", "expires_at": in_days(30)})

@@ -2,11 +2,11 @@
 
 mod common;
 
-use serde_json::{json, Value};
 use common::fixtures::PLATFORM_TEAM;
 use common::http::{create, create_ok, in_days, show};
 use common::jsonapi::{assert_forbidden, assert_invalid_at, assert_key_doc, assert_timestamp};
 use common::server::World;
+use serde_json::{json, Value};
 
 /// The attributes a show must repeat unchanged from the create (token and last use aside).
 const STABLE: [&str; 8] = ["name", "kind", "created_at", "updated_at", "description", "role_id", "on_call_role_id", "expires_at"];

@@ -2,11 +2,11 @@
 
 mod common;
 
-use serde_json::{json, Value};
 use common::fixtures::{GLOBEX_TEAM, PLATFORM_TEAM, SECURITY_TEAM};
-use common::http::{Resp, create, create_ok, in_days, show};
+use common::http::{create, create_ok, in_days, show, Resp};
 use common::jsonapi::{assert_forbidden, assert_invalid, assert_invalid_at, assert_key_doc};
 use common::server::World;
+use serde_json::{json, Value};
 
 fn team_key(name: &str, group_id: &str) -> Value {
     json!({"name": name, "kind": "team", "group_id": group_id, "expires_at": in_days(30)})

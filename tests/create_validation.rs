@@ -4,11 +4,11 @@
 mod common;
 
 use chrono::{Duration, FixedOffset, SubsecRound, Utc};
-use serde_json::{json, Value};
 use common::fixtures::{GLOBEX_TEAM, PLATFORM_TEAM, SECURITY_TEAM};
-use common::http::{Resp, create, create_ok, five_years_from_now, in_days, post_raw, rfc3339, show};
+use common::http::{create, create_ok, five_years_from_now, in_days, post_raw, rfc3339, show, Resp};
 use common::jsonapi::{assert_error_doc, assert_invalid, assert_invalid_at, assert_timestamp, pointers, problems, titles};
 use common::server::World;
+use serde_json::{json, Value};
 
 fn personal(name: Value) -> Value {
     json!({"name": name, "kind": "personal", "expires_at": in_days(30)})

@@ -6,11 +6,11 @@ mod common;
 
 use std::collections::HashSet;
 
-use serde_json::{json, Value};
 use common::fixtures::{GLOBEX_TEAM, PLATFORM_TEAM, SECURITY_TEAM};
-use common::http::{Resp, create, get, in_days, revoke, send};
+use common::http::{create, get, in_days, revoke, send, Resp};
 use common::jsonapi::{assert_bad_parameter, titles};
 use common::server::{Server, World};
+use serde_json::{json, Value};
 
 const LISTS: [&str; 3] = ["/v1/roles", "/v1/on_call_roles", "/v1/teams"];
 

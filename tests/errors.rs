@@ -3,10 +3,10 @@
 
 mod common;
 
-use serde_json::json;
 use common::http::{create_doc, in_days, post_raw, raw_http, send};
-use common::jsonapi::{JSON_API, assert_error_doc, assert_invalid_at, assert_key_doc, assert_not_found, assert_unauthorized, forged_token};
+use common::jsonapi::{assert_error_doc, assert_invalid_at, assert_key_doc, assert_not_found, assert_unauthorized, forged_token, JSON_API};
 use common::server::World;
+use serde_json::json;
 
 fn valid_body(name: &str) -> Vec<u8> {
     create_doc(json!({"name": name, "kind": "personal", "expires_at": in_days(30)})).to_string().into_bytes()

@@ -28,8 +28,7 @@ async fn the_schedule_retires_a_previous_token_when_its_grace_period_ends_even_u
     let old = operator::initialize(&mut writer, &[DirectoryFile::single_owner("Acme", "owner@acme.test")], &tokens).unwrap();
     let clock = Arc::new(ManualClock::new(Utc::now().trunc_subsecs(6)));
     let started = clock.now();
-    let (service, writer_thread) =
-        Service::start(writer, tokens, sled, Policy::default(), Arc::clone(&clock) as Arc<dyn Clock>).unwrap();
+    let (service, writer_thread) = Service::start(writer, tokens, sled, Policy::default(), Arc::clone(&clock) as Arc<dyn Clock>).unwrap();
     let service = Arc::new(service);
 
     let caller = service.authenticate(old.reveal()).expect("the owner's token");
@@ -41,7 +40,8 @@ async fn the_schedule_retires_a_previous_token_when_its_grace_period_ends_even_u
         let service = Arc::clone(&service);
         async move { service.run_expiry_schedule().await }
     });
-    let grace_recorded = |service: &Service| service.read(|s| s.keys.get(caller.api_key_id).is_some_and(|k| k.grace_period_ends_at.is_none()));
+    let grace_recorded =
+        |service: &Service| service.read(|s| s.keys.get(caller.api_key_id).is_some_and(|k| k.grace_period_ends_at.is_none()));
 
     clock.advance(Duration::seconds(59));
     tokio::task::yield_now().await;

@@ -8,11 +8,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use serde_json::{json, Value};
-use common::http::{Resp, create, get, in_days};
+use common::http::{create, get, in_days, Resp};
 use common::jsonapi::durable_attributes;
-use common::server::{DataDir, Server, cli, cli_ok, ledger_with_a_key_of_each_kind};
+use common::server::{cli, cli_ok, ledger_with_a_key_of_each_kind, DataDir, Server};
 use common::store::sled_only;
+use serde_json::{json, Value};
 
 fn arg(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
@@ -40,7 +40,8 @@ fn import(lines: &[u8], target: &Path) -> std::process::Output {
 
 /// The names in a directory, sorted.
 fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir).expect("read dir").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).expect("read dir").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     names
 }
@@ -107,7 +108,12 @@ async fn the_imported_ledger_serves_the_same_keys_and_takes_the_same_tokens() {
     assert!(names_in(target.path()).iter().all(|n| !n.starts_with('.')), "staging left in the target: {:?}", names_in(target.path()));
 
     let out = cli(&["rebuild", "--check", "--data", arg(target.path())]);
-    assert!(out.status.success(), "the imported projections differ from its log: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "the imported projections differ from its log: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let server = Server::start(&target);
     assert!(server.owner_token().is_none(), "serve must not initialize an imported ledger again");
@@ -123,9 +129,11 @@ async fn the_imported_ledger_serves_the_same_keys_and_takes_the_same_tokens() {
     }
     // And it records on top of the imported log, with the imported name index.
     let alice = &tokens["alice@acme.test"];
-    let Resp { status, json: body, .. } = create(&server, alice, json!({"name": "Laptop", "kind": "personal", "expires_at": in_days(30)})).await;
+    let Resp { status, json: body, .. } =
+        create(&server, alice, json!({"name": "Laptop", "kind": "personal", "expires_at": in_days(30)})).await;
     assert_eq!(status, 422, "a name taken before the export must still be taken: {body}");
-    let Resp { status, json: body, .. } = create(&server, alice, json!({"name": "after import", "kind": "personal", "expires_at": in_days(30)})).await;
+    let Resp { status, json: body, .. } =
+        create(&server, alice, json!({"name": "after import", "kind": "personal", "expires_at": in_days(30)})).await;
     assert_eq!(status, 201, "{body}");
     server.stop();
 }
@@ -182,7 +190,10 @@ fn an_export_whose_chain_breaks_is_refused_naming_the_line_and_leaves_no_ledger(
         let out = import(&file, &target);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{what} was imported");
-        assert!(stderr.contains(&format!("line {line}:")) || stderr.contains(&format!("line {line} ")), "{what}: the message does not name line {line}: {stderr}");
+        assert!(
+            stderr.contains(&format!("line {line}:")) || stderr.contains(&format!("line {line} ")),
+            "{what}: the message does not name line {line}: {stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{what}: {stderr}");
         assert!(!target.exists(), "{what}: the target was created");
         assert!(names_in(parent.path()).is_empty(), "{what}: left behind: {:?}", names_in(parent.path()));

@@ -14,6 +14,7 @@ mod common;
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
+use common::fixtures::{fixture, PLATFORM_TEAM};
 use keyledger::ledger::chain::{from_line, to_line, Replay};
 use keyledger::ledger::{ChainHead, SledStorage, Storage};
 use keyledger::service::operator;
@@ -22,14 +23,13 @@ use keyledger::service::rules::caller::Credential;
 use keyledger::service::rules::create_api_key::{CreateApiKey, NewApiKey, Requester, DEFAULT_MAX_KEYS_PER_SCOPE};
 use keyledger::service::rules::directory::DirectoryFile;
 use keyledger::service::rules::revoke_api_key::RevokeApiKey;
+use keyledger::service::rules::rotate_api_key::{RotateApiKey, Rotation};
 use keyledger::service::rules::update_api_key::{KeyChanges, UpdateApiKey};
 use keyledger::service::token::TokenFormat;
 use keyledger::service::writer::{Command, Writer};
-use keyledger::service::rules::rotate_api_key::{RotateApiKey, Rotation};
 use keyledger_projections::event::RevocationReason;
 use keyledger_projections::{ApiKeyKind, Event, State};
 use uuid::Uuid;
-use common::fixtures::{PLATFORM_TEAM, fixture};
 
 const FIRST: &str = "fixtures/golden-log.jsonl";
 const LIFECYCLE: &str = "fixtures/golden-log-lifecycle.jsonl";
@@ -83,9 +83,17 @@ fn write_lifecycle_golden() {
         writer.execute(vec![(rotation, "golden".into())]).pop().unwrap().unwrap();
     }
     // dave leaves and the platform team is deleted: dave's key and the team's key go with them.
-    let dave = operator::issue_personal_key(&mut writer, Some("Acme"), "dave@acme.test", "dave's laptop", Utc::now() + Duration::days(30), &tokens);
+    let dave = operator::issue_personal_key(
+        &mut writer,
+        Some("Acme"),
+        "dave@acme.test",
+        "dave's laptop",
+        Utc::now() + Duration::days(30),
+        &tokens,
+    );
     dave.unwrap();
-    let mut smaller: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixture("directory.example.json")).unwrap()).unwrap();
+    let mut smaller: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("directory.example.json")).unwrap()).unwrap();
     smaller["users"].as_array_mut().unwrap().retain(|u| u["email"] != "dave@acme.test");
     smaller["teams"].as_array_mut().unwrap().retain(|t| t["slug"] != "platform");
     operator::apply_directory(&mut writer, &[serde_json::from_value(smaller).unwrap()]).unwrap();

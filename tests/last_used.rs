@@ -4,9 +4,9 @@
 mod common;
 
 use chrono::{DateTime, SubsecRound, Utc};
+use common::http::{create, get, in_days, Resp};
+use common::server::{cli_ok, ledger_with_a_key_of_each_kind, DataDir, Server, World};
 use serde_json::{json, Value};
-use common::http::{Resp, create, get, in_days};
-use common::server::{DataDir, Server, World, cli_ok, ledger_with_a_key_of_each_kind};
 
 /// The `last_used_at` of a shown key, parsed; `None` for null.
 fn last_used(body: &Value) -> Option<DateTime<Utc>> {
@@ -25,7 +25,10 @@ fn events_in(data: &DataDir) -> usize {
 
 /// The names of a list, in order.
 fn names(body: &Value) -> Vec<String> {
-    body["data"].as_array().map(|keys| keys.iter().filter_map(|k| k["attributes"]["name"].as_str().map(str::to_owned)).collect()).unwrap_or_default()
+    body["data"]
+        .as_array()
+        .map(|keys| keys.iter().filter_map(|k| k["attributes"]["name"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
 }
 
 /// Creates a personal key for the owner of `token`; returns its id and token.
@@ -83,7 +86,10 @@ async fn last_uses_survive_a_graceful_restart_and_record_no_event() {
     assert_eq!(events_in(&data), events, "using keys recorded events");
 
     let server = Server::start(&data);
-    let query = format!("/v1/api_keys?filter[name]=test%20login&filter[last_used_at][gte]={}&filter[user_id]=2", bob_used.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+    let query = format!(
+        "/v1/api_keys?filter[name]=test%20login&filter[last_used_at][gte]={}&filter[user_id]=2",
+        bob_used.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    );
     let Resp { status, json: body, .. } = get(&server, alice, &query).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["meta"]["total_count"], 1, "bob's login (user 2) lost its last use across the restart: {body}");

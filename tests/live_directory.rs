@@ -6,11 +6,11 @@ mod common;
 
 use std::path::PathBuf;
 
+use common::fixtures::{fixture, PLATFORM_TEAM, SECURITY_TEAM};
+use common::http::{create, get, in_days, Resp};
+use common::server::{cli_ok, DataDir, Server, World};
 use serde_json::{json, Value};
 use tempfile::TempDir;
-use common::fixtures::{PLATFORM_TEAM, SECURITY_TEAM, fixture};
-use common::http::{Resp, create, get, in_days};
-use common::server::{DataDir, Server, World, cli_ok};
 
 /// A directory file outside the data directory, starting as the Acme fixture.
 struct DirectoryFile {
@@ -85,10 +85,12 @@ async fn status_of(server: &Server, token: &str, id: &str) -> u16 {
 async fn a_removed_users_keys_stop_at_once_and_the_keys_they_created_for_others_survive() {
     let (data, tokens, file, acme, server) = serve();
     let carol = &tokens["carol@acme.test"];
-    let (personal, personal_token) = created(&server, carol, json!({"name": "deploy", "kind": "personal", "expires_at": in_days(30)})).await;
+    let (personal, personal_token) =
+        created(&server, carol, json!({"name": "deploy", "kind": "personal", "expires_at": in_days(30)})).await;
     let (team, team_token) =
         created(&server, carol, json!({"name": "ci", "kind": "team", "group_id": PLATFORM_TEAM, "expires_at": in_days(30)})).await;
-    let (org, org_token) = created(&server, &tokens["bob@acme.test"], json!({"name": "billing", "kind": "organization", "expires_at": in_days(30)})).await;
+    let (org, org_token) =
+        created(&server, &tokens["bob@acme.test"], json!({"name": "billing", "kind": "organization", "expires_at": in_days(30)})).await;
 
     let line = reload(&server, &file, &without_users(&acme, &[2, 3]));
     assert!(line.contains("recorded"), "the reload says what it recorded: {line}");
@@ -123,7 +125,8 @@ async fn a_demoted_admins_keys_lose_the_rights_at_once() {
     }
     reload(&server, &file, &demoted);
 
-    let Resp { status, json: body, .. } = create(&server, bob, json!({"name": "another", "kind": "organization", "expires_at": in_days(30)})).await;
+    let Resp { status, json: body, .. } =
+        create(&server, bob, json!({"name": "another", "kind": "organization", "expires_at": in_days(30)})).await;
     assert_eq!(status, 403, "{body}");
     let Resp { status, json: after, .. } = get(&server, bob, "/v1/api_keys").await;
     assert_eq!(status, 200, "{after}");
@@ -159,11 +162,8 @@ async fn a_deleted_teams_keys_are_revoked_and_the_log_says_why() {
     server.stop();
 
     let log = cli_ok(&["audit", "log", "--data", data.arg(), "--key", &platform_key, "--format", "jsonl"]);
-    let revoked: Vec<Value> = log
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|event| event["type"] == "ApiKeyRevoked")
-        .collect();
+    let revoked: Vec<Value> =
+        log.lines().filter_map(|line| serde_json::from_str::<Value>(line).ok()).filter(|event| event["type"] == "ApiKeyRevoked").collect();
     assert_eq!(revoked.len(), 1, "{log}");
     assert_eq!(revoked[0]["payload"]["reason"], "team_deleted", "{log}");
     assert!(log.contains("ServiceAccountDeleted"), "its service account goes with it: {log}");
@@ -191,7 +191,8 @@ async fn a_broken_or_inconsistent_file_changes_nothing_and_says_why() {
     assert!(line.contains("wizard"), "the error names the problem: {line}");
 
     assert_eq!(get(&server, &tokens["carol@acme.test"], "/v1/api_keys").await.status, 200, "carol's removal was not applied either");
-    let Resp { status, json: body, .. } = create(&server, bob, json!({"name": "billing", "kind": "organization", "expires_at": in_days(30)})).await;
+    let Resp { status, json: body, .. } =
+        create(&server, bob, json!({"name": "billing", "kind": "organization", "expires_at": in_days(30)})).await;
     assert_eq!(status, 201, "bob is still an admin: {body}");
 
     let line = reload(&server, &file, &without_users(&acme, &[3]));

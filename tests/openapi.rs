@@ -5,10 +5,10 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use serde_json::{json, Value};
-use common::http::{Resp, create, create_doc, get, in_days, send};
+use common::http::{create, create_doc, get, in_days, send, Resp};
 use common::jsonapi::JSON_API;
 use common::server::{DataDir, Server, World};
+use serde_json::{json, Value};
 
 /// Every (path, method) of the API: API.md's table and the read-only directory.
 const ROUTES: [(&str, &str); 10] = [
@@ -45,10 +45,7 @@ async fn every_route_is_in_the_openapi_31_document_and_nothing_else() {
     let document = openapi(&server).await;
 
     assert_eq!(document["openapi"], "3.1.0");
-    let expected: BTreeSet<(String, String)> = ROUTES
-        .iter()
-        .map(|(path, method)| (path.to_string(), method.to_string()))
-        .collect();
+    let expected: BTreeSet<(String, String)> = ROUTES.iter().map(|(path, method)| (path.to_string(), method.to_string())).collect();
     assert_eq!(documented(&document), expected);
     assert!(document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer", "bearer auth is declared");
     let mut refs = Vec::new();
@@ -82,7 +79,8 @@ async fn every_documented_operation_is_served_with_a_documented_status() {
     let World { data: _data, tokens, server } = World::start();
     let alice = &tokens["alice@acme.test"];
     let document = openapi(&server).await;
-    let Resp { status, json: created, .. } = create(&server, alice, json!({"name": "documented", "kind": "personal", "expires_at": in_days(30)})).await;
+    let Resp { status, json: created, .. } =
+        create(&server, alice, json!({"name": "documented", "kind": "personal", "expires_at": in_days(30)})).await;
     assert_eq!(status, 201, "{created}");
     let id = created["data"]["id"].as_str().expect("id").to_owned();
     let key_token = created["data"]["attributes"]["token"].as_str().expect("token").to_owned();
@@ -103,7 +101,15 @@ async fn every_documented_operation_is_served_with_a_documented_status() {
     let mut called = BTreeSet::new();
     for (path, method, token, body) in calls {
         let content_type = body.as_ref().map(|_| JSON_API);
-        let resp = send(&server, &method.to_uppercase(), &path.replace("{id}", &id), Some(token), content_type, body.map(|b| b.to_string().into_bytes())).await;
+        let resp = send(
+            &server,
+            &method.to_uppercase(),
+            &path.replace("{id}", &id),
+            Some(token),
+            content_type,
+            body.map(|b| b.to_string().into_bytes()),
+        )
+        .await;
         let Resp { status, json: body, .. } = resp;
         assert!((200..300).contains(&status), "{method} {path}: {status} {body}");
         let responses = &document["paths"][path][method]["responses"];

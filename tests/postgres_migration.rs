@@ -22,7 +22,8 @@ fn database_url() -> Option<String> {
     static SKIPPED: Once = Once::new();
     let url = std::env::var(URL_VAR).ok().filter(|url| !url.is_empty());
     if url.is_none() {
-        SKIPPED.call_once(|| eprintln!("PostgreSQL tests skipped: set {URL_VAR} (e.g. postgres://postgres@127.0.0.1:5432/test) to run them"));
+        SKIPPED
+            .call_once(|| eprintln!("PostgreSQL tests skipped: set {URL_VAR} (e.g. postgres://postgres@127.0.0.1:5432/test) to run them"));
     }
     url
 }
@@ -35,10 +36,7 @@ struct Schema {
 
 impl Schema {
     fn new(url: &str) -> Self {
-        Schema {
-            url: url.to_owned(),
-            name: format!("kl_migr_{}", uuid::Uuid::new_v4().simple()),
-        }
+        Schema { url: url.to_owned(), name: format!("kl_migr_{}", uuid::Uuid::new_v4().simple()) }
     }
 
     /// `args` followed by this schema's flags.
@@ -52,14 +50,8 @@ impl Schema {
     fn exists(&self) -> bool {
         let (url, name) = (self.url.clone(), self.name.clone());
         std::thread::spawn(move || {
-            let mut client = postgres::Client::connect(&url, postgres::NoTls)
-                .expect("connect to the test database");
-            let row = client
-                .query_one(
-                    "SELECT count(*) FROM pg_namespace WHERE nspname = $1",
-                    &[&name],
-                )
-                .expect("look for the schema");
+            let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect to the test database");
+            let row = client.query_one("SELECT count(*) FROM pg_namespace WHERE nspname = $1", &[&name]).expect("look for the schema");
             row.get::<_, i64>(0) == 1
         })
         .join()
@@ -86,11 +78,7 @@ fn arg(path: &Path) -> &str {
 
 /// The `head: position N, hash H` line of `audit verify`.
 fn verified_head(stdout: &str) -> String {
-    stdout
-        .lines()
-        .find(|line| line.starts_with("head: "))
-        .unwrap_or_else(|| panic!("no head line in {stdout:?}"))
-        .to_owned()
+    stdout.lines().find(|line| line.starts_with("head: ")).unwrap_or_else(|| panic!("no head line in {stdout:?}")).to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,39 +95,19 @@ async fn sled_to_postgres_and_back_keeps_every_byte_and_the_head() {
     cli_ok(&["export", "--data", sled.arg(), "--output", arg(&from_sled)]);
     let sled_head = verified_head(&cli_ok(&["audit", "verify", "--data", sled.arg()]));
     let imported = cli(&schema.with(&["import", arg(&from_sled)]));
-    assert!(
-        imported.status.success(),
-        "{}",
-        String::from_utf8_lossy(&imported.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&imported.stderr).contains(&format!("into schema {}", schema.name)),
-        "{imported:?}"
-    );
+    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    assert!(String::from_utf8_lossy(&imported.stderr).contains(&format!("into schema {}", schema.name)), "{imported:?}");
     cli_ok(&schema.with(&["export", "--output", arg(&from_postgres)]));
     let exported = std::fs::read(&from_sled).expect("read the sled export");
-    assert!(
-        exported == std::fs::read(&from_postgres).expect("read the PostgreSQL export"),
-        "the export of the import is byte-identical"
-    );
-    assert_eq!(
-        verified_head(&cli_ok(&schema.with(&["audit", "verify"]))),
-        sled_head,
-        "the same head on PostgreSQL"
-    );
+    assert!(exported == std::fs::read(&from_postgres).expect("read the PostgreSQL export"), "the export of the import is byte-identical");
+    assert_eq!(verified_head(&cli_ok(&schema.with(&["audit", "verify"]))), sled_head, "the same head on PostgreSQL");
     let checked = cli_ok(&schema.with(&["rebuild", "--check"]));
-    assert!(
-        checked.contains("the stored projections match the log"),
-        "{checked}"
-    );
+    assert!(checked.contains("the stored projections match the log"), "{checked}");
 
     // The imported ledger serves the same keys to the same tokens.
     let unused = DataDir::new();
     let server = Server::start_with(&unused, &schema.with(&[]));
-    assert!(
-        server.owner_token().is_none(),
-        "an imported ledger is not initialized again"
-    );
+    assert!(server.owner_token().is_none(), "an imported ledger is not initialized again");
     for key in &created {
         let Resp { status, json: shown, .. } = get(&server, &key.token, &format!("/v1/api_keys/{}", key.id)).await;
         assert_eq!(status, 200, "{shown}");
@@ -150,85 +118,37 @@ async fn sled_to_postgres_and_back_keeps_every_byte_and_the_head() {
     // PostgreSQL → sled.
     let back = files.path().join("back");
     cli_ok(&["import", "--data", arg(&back), arg(&from_postgres)]);
-    cli_ok(&[
-        "export",
-        "--data",
-        arg(&back),
-        "--output",
-        arg(&back_in_sled),
-    ]);
-    assert!(
-        exported == std::fs::read(&back_in_sled).expect("read the export of the way back"),
-        "and byte-identical on the way back"
-    );
-    assert_eq!(
-        verified_head(&cli_ok(&["audit", "verify", "--data", arg(&back)])),
-        sled_head
-    );
+    cli_ok(&["export", "--data", arg(&back), "--output", arg(&back_in_sled)]);
+    assert!(exported == std::fs::read(&back_in_sled).expect("read the export of the way back"), "and byte-identical on the way back");
+    assert_eq!(verified_head(&cli_ok(&["audit", "verify", "--data", arg(&back)])), sled_head);
     let checked = cli_ok(&["rebuild", "--check", "--data", arg(&back)]);
-    assert!(
-        checked.contains("the stored projections match the log"),
-        "{checked}"
-    );
+    assert!(checked.contains("the stored projections match the log"), "{checked}");
 
     // A schema that holds a ledger is refused, and keeps its ledger.
     let again = cli(&schema.with(&["import", arg(&from_sled)]));
     assert!(!again.status.success());
-    assert!(
-        String::from_utf8_lossy(&again.stderr).contains("already holds a ledger"),
-        "{again:?}"
-    );
-    assert_eq!(
-        verified_head(&cli_ok(&schema.with(&["audit", "verify"]))),
-        sled_head
-    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a ledger"), "{again:?}");
+    assert_eq!(verified_head(&cli_ok(&schema.with(&["audit", "verify"]))), sled_head);
 }
 
 #[test]
 fn a_broken_file_leaves_no_schema_and_an_empty_schema_takes_a_good_one() {
     let Some(url) = database_url() else { return };
     let data = DataDir::new();
-    cli_ok(&[
-        "init",
-        "--data",
-        data.arg(),
-        "--org",
-        "acme",
-        "--owner",
-        "alice@acme.test",
-    ]);
-    cli_ok(&[
-        "keys",
-        "issue",
-        "--data",
-        data.arg(),
-        "--user",
-        "alice@acme.test",
-        "--name",
-        "ci",
-        "--expires-in",
-        "30d",
-    ]);
+    cli_ok(&["init", "--data", data.arg(), "--org", "acme", "--owner", "alice@acme.test"]);
+    cli_ok(&["keys", "issue", "--data", data.arg(), "--user", "alice@acme.test", "--name", "ci", "--expires-in", "30d"]);
     let files = tempfile::tempdir().expect("temp dir");
     let good = files.path().join("good.jsonl");
     cli_ok(&["export", "--data", data.arg(), "--output", arg(&good)]);
-    let lines: Vec<Vec<u8>> = std::fs::read(&good)
-        .expect("read the export")
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect();
+    let lines: Vec<Vec<u8>> =
+        std::fs::read(&good).expect("read the export").split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect();
     assert!(lines.len() >= 3, "the export holds a few events");
 
     // The last line edited: every line before it checks and was inserted, and still nothing
     // is committed; the schema the import created is gone again.
     let mut edited = lines.clone();
     let last = edited.len() - 1;
-    let at = edited[last]
-        .iter()
-        .position(|b| *b == b'"')
-        .expect("a quote")
-        + 1;
+    let at = edited[last].iter().position(|b| *b == b'"').expect("a quote") + 1;
     edited[last][at] = if edited[last][at] == b'x' { b'y' } else { b'x' };
     let broken = files.path().join("broken.jsonl");
     std::fs::write(&broken, edited.join(&b'\n')).expect("write the broken file");
@@ -236,20 +156,14 @@ fn a_broken_file_leaves_no_schema_and_an_empty_schema_takes_a_good_one() {
     let refused = cli(&schema.with(&["import", arg(&broken)]));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success());
-    assert!(
-        stderr.contains(&format!("line {}", lines.len()))
-            && stderr.contains("nothing was imported"),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&format!("line {}", lines.len())) && stderr.contains("nothing was imported"), "{stderr}");
     assert!(!schema.exists(), "a refused import leaves no schema");
 
     // A schema that exists and holds no ledger (made by hand, say) receives the import.
     let (url_owned, name) = (url.clone(), schema.name.clone());
     std::thread::spawn(move || {
         let mut client = postgres::Client::connect(&url_owned, postgres::NoTls).expect("connect");
-        client
-            .batch_execute(&format!("CREATE SCHEMA {name}"))
-            .expect("create an empty schema");
+        client.batch_execute(&format!("CREATE SCHEMA {name}")).expect("create an empty schema");
     })
     .join()
     .expect("create the schema");

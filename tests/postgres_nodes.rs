@@ -12,10 +12,10 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
 use common::http::*;
 use common::jsonapi::*;
 use common::server::*;
+use serde_json::{json, Value};
 
 const URL_VAR: &str = "KEYLEDGER_TEST_DATABASE_URL";
 
@@ -40,10 +40,7 @@ struct Schema {
 
 impl Schema {
     fn new(url: &str) -> Self {
-        Schema {
-            url: url.to_owned(),
-            name: format!("kl_nodes_{}", uuid::Uuid::new_v4().simple()),
-        }
+        Schema { url: url.to_owned(), name: format!("kl_nodes_{}", uuid::Uuid::new_v4().simple()) }
     }
 
     fn args(&self) -> Vec<&str> {
@@ -85,47 +82,27 @@ impl Node {
         let mut args = schema.args();
         args.extend(["--consistency", consistency]);
         let server = Server::start_with(&data, &args);
-        assert!(
-            server.owner_token().is_none(),
-            "the schema was initialized by `init`"
-        );
-        Node {
-            server,
-            _data: data,
-        }
+        assert!(server.owner_token().is_none(), "the schema was initialized by `init`");
+        Node { server, _data: data }
     }
 }
 
 async fn create_key(node: &Node, token: &str, name: &str) -> (String, String) {
-    let Resp { status, json: body, .. } = create(
-        &node.server,
-        token,
-        json!({"name": name, "kind": "personal", "expires_at": in_days(30)}),
-    )
-    .await;
+    let Resp { status, json: body, .. } =
+        create(&node.server, token, json!({"name": name, "kind": "personal", "expires_at": in_days(30)})).await;
     assert_eq!(status, 201, "{body}");
     let id = body["data"]["id"].as_str().expect("id").to_owned();
-    let key_token = body["data"]["attributes"]["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let key_token = body["data"]["attributes"]["token"].as_str().expect("token").to_owned();
     (id, key_token)
 }
 
 async fn revoke(node: &Node, token: &str, id: &str) -> u16 {
-    let response = client()
-        .delete(node.server.url(&format!("/v1/api_keys/{id}")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("DELETE");
+    let response = client().delete(node.server.url(&format!("/v1/api_keys/{id}"))).bearer_auth(token).send().await.expect("DELETE");
     response.status().as_u16()
 }
 
 async fn status_of(node: &Node, token: &str, id: &str) -> u16 {
-    get(&node.server, token, &format!("/v1/api_keys/{id}"))
-        .await
-        .status
+    get(&node.server, token, &format!("/v1/api_keys/{id}")).await.status
 }
 
 /// Polls `GET /v1/api_keys/{id}` on `node` until it answers `want`; fails after
@@ -137,10 +114,7 @@ async fn until_status(node: &Node, token: &str, id: &str, want: u16) {
         if status == want {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "still {status} instead of {want} after {FOLLOW_DEADLINE:?}"
-        );
+        assert!(Instant::now() < deadline, "still {status} instead of {want} after {FOLLOW_DEADLINE:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -158,11 +132,7 @@ async fn eventual_nodes_follow_each_other_and_one_name_is_taken_once_across_both
     until_status(&b, &token, &id, 200).await;
 
     assert_eq!(revoke(&a, &owner, &id).await, 200);
-    assert_eq!(
-        status_of(&a, &token, &id).await,
-        401,
-        "refused at once where it was revoked"
-    );
+    assert_eq!(status_of(&a, &token, &id).await, 401, "refused at once where it was revoked");
     until_status(&b, &token, &id, 401).await;
 
     // The other way round: made on b, known on a, and b's writer (which has not written
@@ -174,21 +144,10 @@ async fn eventual_nodes_follow_each_other_and_one_name_is_taken_once_across_both
     let requests = (0..48).map(|i| {
         let node = if i % 2 == 0 { &a } else { &b };
         let owner = owner.clone();
-        async move {
-            create(
-                &node.server,
-                &owner,
-                json!({"name": "contested", "kind": "personal", "expires_at": in_days(30)}),
-            )
-            .await
-        }
+        async move { create(&node.server, &owner, json!({"name": "contested", "kind": "personal", "expires_at": in_days(30)})).await }
     });
     let answers = futures_join_all(requests).await;
-    let created: Vec<&Value> = answers
-        .iter()
-        .filter(|answer| answer.status == 201)
-        .map(|answer| &answer.json)
-        .collect();
+    let created: Vec<&Value> = answers.iter().filter(|answer| answer.status == 201).map(|answer| &answer.json).collect();
     assert_eq!(created.len(), 1, "exactly one winner: {answers:?}");
     for answer in answers.iter().filter(|answer| answer.status != 201) {
         assert_eq!(answer.status, 422, "{}", answer.json);
@@ -211,9 +170,7 @@ async fn a_node_started_while_another_writes_knows_every_key() {
     let writes = async {
         let mut made = Vec::new();
         // At least a few, at most far below the scope's limit of 1000 (a slow start).
-        while (writing.load(std::sync::atomic::Ordering::Acquire) || made.len() < 5)
-            && made.len() < 300
-        {
+        while (writing.load(std::sync::atomic::Ordering::Acquire) || made.len() < 5) && made.len() < 300 {
             made.push(create_key(&a, &owner, &format!("during {}", made.len())).await);
         }
         made
@@ -221,16 +178,12 @@ async fn a_node_started_while_another_writes_knows_every_key() {
     let start_b = async {
         tokio::task::yield_now().await;
         let b = tokio::task::spawn_blocking({
-            let schema_args: Vec<String> =
-                schema.args().iter().map(|arg| arg.to_string()).collect();
+            let schema_args: Vec<String> = schema.args().iter().map(|arg| arg.to_string()).collect();
             move || {
                 let data = DataDir::new();
                 let mut args: Vec<&str> = schema_args.iter().map(String::as_str).collect();
                 args.extend(["--consistency", "eventual"]);
-                Node {
-                    server: Server::start_with(&data, &args),
-                    _data: data,
-                }
+                Node { server: Server::start_with(&data, &args), _data: data }
             }
         })
         .await
@@ -256,17 +209,9 @@ async fn a_strict_node_refuses_a_key_revoked_on_another_node_at_the_very_next_re
 
     for round in 0..10 {
         let (id, token) = create_key(&a, &owner, &format!("strict {round}")).await;
-        assert_eq!(
-            status_of(&b, &token, &id).await,
-            200,
-            "created on a: known on strict b at once"
-        );
+        assert_eq!(status_of(&b, &token, &id).await, 200, "created on a: known on strict b at once");
         assert_eq!(revoke(&a, &owner, &id).await, 200);
-        assert_eq!(
-            status_of(&b, &token, &id).await,
-            401,
-            "revoked on a: refused on strict b at once"
-        );
+        assert_eq!(status_of(&b, &token, &id).await, 401, "revoked on a: refused on strict b at once");
     }
     a.server.stop();
     b.server.stop();
@@ -306,10 +251,7 @@ where
         }
     })
     .await;
-    outputs
-        .into_iter()
-        .map(|output| output.expect("every future finished"))
-        .collect()
+    outputs.into_iter().map(|output| output.expect("every future finished")).collect()
 }
 
 /// Two nodes in this process (two stores on one schema, two services, two expiry schedules)
@@ -337,56 +279,29 @@ fn a_grace_periods_end_is_recorded_once_with_both_nodes_scheduling_it() {
     // Opened here, outside the runtime: the store blocks.
     let node = |create: bool| {
         let store = Arc::new(
-            if create {
-                PostgresStorage::open(&url, &schema.name)
-            } else {
-                PostgresStorage::open_existing(&url, &schema.name)
-            }
-            .unwrap(),
+            if create { PostgresStorage::open(&url, &schema.name) } else { PostgresStorage::open_existing(&url, &schema.name) }.unwrap(),
         );
         let storage: Arc<dyn Storage> = Arc::clone(&store) as Arc<dyn Storage>;
         let writer = Writer::new(Arc::clone(&storage), load_state(&*storage).unwrap()).unwrap();
         (store, storage, writer)
     };
     let (store_a, storage, mut writer_a) = node(true);
-    let owner = operator::initialize(
-        &mut writer_a,
-        &[DirectoryFile::single_owner("Acme", "owner@acme.test")],
-        &tokens,
-    )
-    .unwrap();
+    let owner = operator::initialize(&mut writer_a, &[DirectoryFile::single_owner("Acme", "owner@acme.test")], &tokens).unwrap();
     let (store_b, _, writer_b) = node(false);
     let start = |writer, store: Arc<PostgresStorage>| {
-        let (service, thread) = Service::start(
-            writer,
-            tokens.clone(),
-            store as Arc<dyn LastUseStore>,
-            Policy::default(),
-            Arc::clone(&clock) as Arc<dyn Clock>,
-        )
-        .unwrap();
+        let (service, thread) =
+            Service::start(writer, tokens.clone(), store as Arc<dyn LastUseStore>, Policy::default(), Arc::clone(&clock) as Arc<dyn Clock>)
+                .unwrap();
         (Arc::new(service), thread)
     };
     let (a, thread_a) = start(writer_a, store_a);
     let (b, thread_b) = start(writer_b, store_b);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
-        let caller = a
-            .authenticate(owner.reveal())
-            .expect("the owner's token on a");
-        let rotation = Rotation {
-            grace_period_minutes: Some(1),
-            ..Rotation::default()
-        };
-        let rotated = a
-            .rotate_api_key(&caller, caller.api_key_id, rotation, "rotate".into())
-            .await
-            .unwrap();
+        let caller = a.authenticate(owner.reveal()).expect("the owner's token on a");
+        let rotation = Rotation { grace_period_minutes: Some(1), ..Rotation::default() };
+        let rotated = a.rotate_api_key(&caller, caller.api_key_id, rotation, "rotate".into()).await.unwrap();
         assert!(rotated.key.grace_period_ends_at.is_some());
         let schedules: Vec<_> = [&a, &b]
             .into_iter()
@@ -395,13 +310,7 @@ fn a_grace_periods_end_is_recorded_once_with_both_nodes_scheduling_it() {
                 tokio::spawn(async move { node.run_expiry_schedule().await })
             })
             .collect();
-        let in_grace = |node: &Service| {
-            node.read(|s| {
-                s.keys
-                    .get(caller.api_key_id)
-                    .map(|k| k.grace_period_ends_at.is_some())
-            })
-        };
+        let in_grace = |node: &Service| node.read(|s| s.keys.get(caller.api_key_id).map(|k| k.grace_period_ends_at.is_some()));
         until("b never saw the rotation", &|| in_grace(&b) == Some(true)).await;
 
         clock.advance(chrono::Duration::seconds(61));
@@ -422,16 +331,11 @@ fn a_grace_periods_end_is_recorded_once_with_both_nodes_scheduling_it() {
     thread_a.join();
     thread_b.join();
     let events = std::thread::spawn(move || {
-        Replay::new(storage.events_from(1), ChainHead::genesis())
-            .map(|event| event.unwrap())
-            .collect::<Vec<_>>()
+        Replay::new(storage.events_from(1), ChainHead::genesis()).map(|event| event.unwrap()).collect::<Vec<_>>()
     })
     .join()
     .unwrap();
-    let ended = events
-        .iter()
-        .filter(|event| matches!(event.event, Event::ApiKeyGracePeriodEnded(_)))
-        .count();
+    let ended = events.iter().filter(|event| matches!(event.event, Event::ApiKeyGracePeriodEnded(_))).count();
     assert_eq!(ended, 1, "the end recorded once across both nodes");
     drop(runtime);
 }

@@ -5,11 +5,11 @@
 
 mod common;
 
-use serde_json::json;
 use common::http::*;
 use common::jsonapi::*;
 use common::server::*;
 use common::store::sled_only;
+use serde_json::json;
 
 const URL_VAR: &str = "KEYLEDGER_TEST_DATABASE_URL";
 
@@ -21,10 +21,7 @@ struct Schema {
 
 impl Schema {
     fn new(url: &str) -> Self {
-        Schema {
-            url: url.to_owned(),
-            name: format!("kl_node_{}", uuid::Uuid::new_v4().simple()),
-        }
+        Schema { url: url.to_owned(), name: format!("kl_node_{}", uuid::Uuid::new_v4().simple()) }
     }
 
     fn args(&self) -> [&str; 4] {
@@ -59,42 +56,23 @@ async fn one_node_on_postgres_keeps_keys_across_a_restart_and_exports_what_sled_
     let unused = DataDir::new();
 
     let server = Server::start_with(&unused, &schema.args());
-    let owner = server
-        .owner_token()
-        .expect("banner with the owner's token");
-    let Resp { status, json: body, .. } = create(
-        &server,
-        &owner,
-        json!({"name": "ci", "kind": "personal", "expires_at": in_days(30)}),
-    )
-    .await;
+    let owner = server.owner_token().expect("banner with the owner's token");
+    let Resp { status, json: body, .. } =
+        create(&server, &owner, json!({"name": "ci", "kind": "personal", "expires_at": in_days(30)})).await;
     assert_eq!(status, 201, "{body}");
-    let token = body["data"]["attributes"]["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let token = body["data"]["attributes"]["token"].as_str().expect("token").to_owned();
     let path = format!("/v1/api_keys/{}", body["data"]["id"].as_str().expect("id"));
     let Resp { status, json: before, .. } = get(&server, &token, &path).await;
     assert_eq!(status, 200, "{before}");
     server.stop();
 
     let server = Server::start_with(&unused, &schema.args());
-    assert!(
-        server.owner_token().is_none(),
-        "a restart finds the ledger: no new owner token"
-    );
+    assert!(server.owner_token().is_none(), "a restart finds the ledger: no new owner token");
     let Resp { status, json: after, .. } = get(&server, &token, &path).await;
     assert_eq!(status, 200, "{after}");
-    assert_eq!(
-        durable_attributes(&after),
-        durable_attributes(&before),
-        "the key reads back the same after a restart"
-    );
+    assert_eq!(durable_attributes(&after), durable_attributes(&before), "the key reads back the same after a restart");
     server.stop();
-    assert!(
-        !unused.path().join("sled").exists(),
-        "nothing was written to --data"
-    );
+    assert!(!unused.path().join("sled").exists(), "nothing was written to --data");
 
     let files = tempfile::tempdir().expect("temp dir");
     let from_postgres = files.path().join("postgres.jsonl");
@@ -102,72 +80,23 @@ async fn one_node_on_postgres_keeps_keys_across_a_restart_and_exports_what_sled_
     let sled_data = files.path().join("sled-data");
     let [flag, url_arg, schema_flag, schema_name] = schema.args();
     cli_ok(&["audit", "verify", flag, url_arg, schema_flag, schema_name]);
-    cli_ok(&[
-        "export",
-        flag,
-        url_arg,
-        schema_flag,
-        schema_name,
-        "--output",
-        path_arg(&from_postgres),
-    ]);
-    cli_ok(&[
-        "import",
-        "--data",
-        path_arg(&sled_data),
-        path_arg(&from_postgres),
-    ]);
-    cli_ok(&[
-        "export",
-        "--data",
-        path_arg(&sled_data),
-        "--output",
-        path_arg(&from_sled),
-    ]);
+    cli_ok(&["export", flag, url_arg, schema_flag, schema_name, "--output", path_arg(&from_postgres)]);
+    cli_ok(&["import", "--data", path_arg(&sled_data), path_arg(&from_postgres)]);
+    cli_ok(&["export", "--data", path_arg(&sled_data), "--output", path_arg(&from_sled)]);
     let exported = std::fs::read(&from_postgres).expect("read the PostgreSQL export");
-    assert!(
-        exported
-            .split(|b| *b == b'\n')
-            .filter(|line| !line.is_empty())
-            .count()
-            >= 2,
-        "the export holds the ledger's events"
-    );
-    assert!(
-        exported == std::fs::read(&from_sled).expect("read the sled export"),
-        "the same bytes from either store"
-    );
+    assert!(exported.split(|b| *b == b'\n').filter(|line| !line.is_empty()).count() >= 2, "the export holds the ledger's events");
+    assert!(exported == std::fs::read(&from_sled).expect("read the sled export"), "the same bytes from either store");
 
     // An import goes only into an empty schema, and a database that is not there is one line.
-    let refused = cli(&[
-        "import",
-        flag,
-        url_arg,
-        schema_flag,
-        schema_name,
-        path_arg(&from_postgres),
-    ]);
+    let refused = cli(&["import", flag, url_arg, schema_flag, schema_name, path_arg(&from_postgres)]);
     assert!(!refused.status.success());
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("already holds a ledger"),
-        "{refused:?}"
-    );
-    let unreachable = cli(&[
-        "export",
-        "--database-url",
-        "postgres://keyledger:secret@127.0.0.1:1/ledger",
-    ]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("already holds a ledger"), "{refused:?}");
+    let unreachable = cli(&["export", "--database-url", "postgres://keyledger:secret@127.0.0.1:1/ledger"]);
     let message = String::from_utf8_lossy(&unreachable.stderr);
     assert!(!unreachable.status.success());
-    assert!(
-        message.contains("cannot connect to PostgreSQL at keyledger@127.0.0.1:1/ledger"),
-        "{message}"
-    );
+    assert!(message.contains("cannot connect to PostgreSQL at keyledger@127.0.0.1:1/ledger"), "{message}");
     assert_eq!(message.trim().lines().count(), 1, "{message}");
-    assert!(
-        !message.contains("secret") && !message.contains("panicked"),
-        "{message}"
-    );
+    assert!(!message.contains("secret") && !message.contains("panicked"), "{message}");
 }
 
 fn path_arg(path: &std::path::Path) -> &str {

@@ -12,10 +12,10 @@ mod common;
 use std::process::{Command, Output};
 use std::sync::Once;
 
-use serde_json::json;
 use common::fixtures::fixture;
 use common::http::{create, in_days, Resp};
 use common::server::{cli, cli_ok, DataDir, Server, BIN};
+use serde_json::json;
 
 const URL_VAR: &str = "KEYLEDGER_TEST_DATABASE_URL";
 
@@ -24,7 +24,8 @@ fn database_url() -> Option<String> {
     static SKIPPED: Once = Once::new();
     let url = std::env::var(URL_VAR).ok().filter(|url| !url.is_empty());
     if url.is_none() {
-        SKIPPED.call_once(|| eprintln!("PostgreSQL tests skipped: set {URL_VAR} (e.g. postgres://postgres@127.0.0.1:5432/test) to run them"));
+        SKIPPED
+            .call_once(|| eprintln!("PostgreSQL tests skipped: set {URL_VAR} (e.g. postgres://postgres@127.0.0.1:5432/test) to run them"));
     }
     url
 }
@@ -37,10 +38,7 @@ struct Schema {
 
 impl Schema {
     fn new(url: &str) -> Self {
-        Schema {
-            url: url.to_owned(),
-            name: format!("kl_tool_{}", uuid::Uuid::new_v4().simple()),
-        }
+        Schema { url: url.to_owned(), name: format!("kl_tool_{}", uuid::Uuid::new_v4().simple()) }
     }
 
     /// `args` followed by this schema's flags.
@@ -72,17 +70,10 @@ fn stderr(out: &Output) -> String {
 fn assert_refused_while_serving(args: &[&str], server: &Server) {
     let out = cli(args);
     let message = stderr(&out);
+    assert!(!out.status.success(), "{args:?} ran while a node serves: {message}");
+    assert!(message.contains("is refused while nodes serve this ledger"), "{args:?}: {message}");
     assert!(
-        !out.status.success(),
-        "{args:?} ran while a node serves: {message}"
-    );
-    assert!(
-        message.contains("is refused while nodes serve this ledger"),
-        "{args:?}: {message}"
-    );
-    assert!(
-        message.contains("keyledger serve ")
-            && message.contains(&format!(":{} from ", server.pid())),
+        message.contains("keyledger serve ") && message.contains(&format!(":{} from ", server.pid())),
         "{args:?} names the node: {message}"
     );
 }
@@ -104,9 +95,7 @@ async fn reads_run_beside_a_serving_node_and_changes_wait_until_it_stops() {
     let schema = Schema::new(&url);
     let unused = DataDir::new();
     let server = Server::start_with(&unused, &schema.with(&[]));
-    let owner = server
-        .owner_token()
-        .expect("banner with the owner's token");
+    let owner = server.owner_token().expect("banner with the owner's token");
 
     // Reads, also while the node appends: every read sees one snapshot, so the stored
     // projections are compared with the log as of one moment.
@@ -114,7 +103,8 @@ async fn reads_run_beside_a_serving_node_and_changes_wait_until_it_stops() {
         let (base_server, owner) = (&server, owner.clone());
         async move {
             for n in 0..20 {
-                let Resp { status, json: body, .. } = create(base_server, &owner, json!({"name": format!("ci-{n}"), "kind": "personal", "expires_at": in_days(30)})).await;
+                let Resp { status, json: body, .. } =
+                    create(base_server, &owner, json!({"name": format!("ci-{n}"), "kind": "personal", "expires_at": in_days(30)})).await;
                 assert_eq!(status, 201, "{body}");
             }
         }
@@ -125,10 +115,7 @@ async fn reads_run_beside_a_serving_node_and_changes_wait_until_it_stops() {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             for _ in 0..3 {
                 let checked = cli_ok(&[&["rebuild", "--check"], args.as_slice()].concat());
-                assert!(
-                    checked.contains("the stored projections match the log"),
-                    "{checked}"
-                );
+                assert!(checked.contains("the stored projections match the log"), "{checked}");
                 let verified = cli_ok(&[&["audit", "verify"], args.as_slice()].concat());
                 assert!(verified.contains("log intact"), "{verified}");
             }
@@ -138,14 +125,7 @@ async fn reads_run_beside_a_serving_node_and_changes_wait_until_it_stops() {
     reading.await.expect("the reads beside the appends");
     let exported = cli(&schema.with(&["export"]));
     assert!(exported.status.success(), "{}", stderr(&exported));
-    assert!(
-        exported
-            .stdout
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .count()
-            >= 22
-    );
+    assert!(exported.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count() >= 22);
     let log = cli_ok(&schema.with(&["audit", "log"]));
     assert!(log.contains("ci-19"), "{log}");
 
@@ -156,22 +136,10 @@ async fn reads_run_beside_a_serving_node_and_changes_wait_until_it_stops() {
     let export_file = files.path().join("ledger.jsonl");
     std::fs::write(&export_file, &exported.stdout).expect("write the export");
     let export_file = export_file.to_str().expect("utf-8 temp path");
-    let issue = [
-        "keys",
-        "issue",
-        "--user",
-        "owner@localhost",
-        "--name",
-        "offline",
-        "--expires-in",
-        "1d",
-    ];
+    let issue = ["keys", "issue", "--user", "owner@localhost", "--name", "offline", "--expires-in", "1d"];
     assert_refused_while_serving(&schema.with(&issue), &server);
     assert_refused_while_serving(&schema.with(&["directory", "apply", directory]), &server);
-    assert_refused_while_serving(
-        &schema.with(&["init", "--org", "other", "--owner", "bob@other.test"]),
-        &server,
-    );
+    assert_refused_while_serving(&schema.with(&["init", "--org", "other", "--owner", "bob@other.test"]), &server);
     assert_refused_while_serving(&schema.with(&["rebuild"]), &server);
     assert_refused_while_serving(&schema.with(&["import", export_file]), &server);
 
@@ -192,11 +160,7 @@ async fn reads_run_beside_a_serving_node_and_changes_wait_until_it_stops() {
         if out.status.success() {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still refused after the node died: {}",
-            stderr(&out)
-        );
+        assert!(std::time::Instant::now() < deadline, "still refused after the node died: {}", stderr(&out));
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
@@ -208,71 +172,34 @@ fn audit_keygen_prints_a_fresh_key_that_signs_checkpoints_on_postgres() {
     let key = String::from_utf8_lossy(&first.stdout).into_owned();
     assert_eq!(key.lines().count(), 1, "one line on stdout: {key:?}");
     let key = key.trim().to_owned();
-    assert!(
-        key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()),
-        "a 32-byte seed in hex: {key:?}"
-    );
-    assert!(
-        stderr(&first).contains("KEYLEDGER_AUDIT_KEY"),
-        "{}",
-        stderr(&first)
-    );
+    assert!(key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()), "a 32-byte seed in hex: {key:?}");
+    assert!(stderr(&first).contains("KEYLEDGER_AUDIT_KEY"), "{}", stderr(&first));
     let second = with_audit_key(&["audit", "keygen"], None);
-    assert_ne!(
-        String::from_utf8_lossy(&second.stdout).trim(),
-        key,
-        "every key is new"
-    );
+    assert_ne!(String::from_utf8_lossy(&second.stdout).trim(), key, "every key is new");
 
     let Some(url) = database_url() else { return };
     let schema = Schema::new(&url);
     // Without a key, init says how to make one, and checkpoint refuses saying why.
-    let init = with_audit_key(
-        &schema.with(&["init", "--org", "acme", "--owner", "alice@acme.test"]),
-        None,
-    );
+    let init = with_audit_key(&schema.with(&["init", "--org", "acme", "--owner", "alice@acme.test"]), None);
     assert!(init.status.success(), "{}", stderr(&init));
-    assert!(
-        stderr(&init).contains("keyledger audit keygen"),
-        "{}",
-        stderr(&init)
-    );
+    assert!(stderr(&init).contains("keyledger audit keygen"), "{}", stderr(&init));
     let unsigned = with_audit_key(&schema.with(&["audit", "checkpoint"]), None);
     assert!(!unsigned.status.success());
-    assert!(
-        stderr(&unsigned).contains("keyledger audit keygen")
-            && stderr(&unsigned).contains("re-sign"),
-        "{}",
-        stderr(&unsigned)
-    );
+    assert!(stderr(&unsigned).contains("keyledger audit keygen") && stderr(&unsigned).contains("re-sign"), "{}", stderr(&unsigned));
 
     // With the generated key: a checkpoint, checked against the key's verifier.
     let signed = with_audit_key(&schema.with(&["audit", "checkpoint"]), Some(&key));
     assert!(signed.status.success(), "{}", stderr(&signed));
-    let vkey = with_audit_key(
-        &schema.with(&["audit", "checkpoint", "--verifier-key"]),
-        Some(&key),
-    );
+    let vkey = with_audit_key(&schema.with(&["audit", "checkpoint", "--verifier-key"]), Some(&key));
     assert!(vkey.status.success(), "{}", stderr(&vkey));
     let files = tempfile::tempdir().expect("temp dir");
     let note = files.path().join("checkpoint.txt");
     std::fs::write(&note, &signed.stdout).expect("write the checkpoint");
     let vkey = String::from_utf8_lossy(&vkey.stdout).trim().to_owned();
     let verified = with_audit_key(
-        &schema.with(&[
-            "audit",
-            "verify",
-            "--checkpoint",
-            note.to_str().expect("utf-8 temp path"),
-            "--verifier-key",
-            &vkey,
-        ]),
+        &schema.with(&["audit", "verify", "--checkpoint", note.to_str().expect("utf-8 temp path"), "--verifier-key", &vkey]),
         None,
     );
     assert!(verified.status.success(), "{}", stderr(&verified));
-    assert!(
-        String::from_utf8_lossy(&verified.stdout).contains("the log extends it"),
-        "{}",
-        String::from_utf8_lossy(&verified.stdout)
-    );
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("the log extends it"), "{}", String::from_utf8_lossy(&verified.stdout));
 }

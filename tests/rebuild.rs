@@ -7,14 +7,14 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
+use common::http::{get, Resp};
+use common::ledger::{damage_event, open_sled, open_stopped};
+use common::server::{cli, ledger_with_a_key_of_each_kind, CreatedKey, DataDir, Server, BIN};
+use common::store::{point_at_store, sled_only};
 use keyledger::ledger::{Commit, RowChange, Storage};
 use keyledger::service::recovery::load_state;
 use keyledger_projections::ProjectionId;
 use serde_json::{json, Value};
-use common::http::{Resp, get};
-use common::ledger::{damage_event, open_sled, open_stopped};
-use common::server::{CreatedKey, DataDir, Server, BIN, cli, ledger_with_a_key_of_each_kind};
-use common::store::{point_at_store, sled_only};
 
 fn rebuild(data: &DataDir, extra: &[&str]) -> Output {
     let mut args = vec!["rebuild", "--data", data.arg()];
@@ -109,7 +109,9 @@ fn add_extra_key_row(data: &DataDir) -> String {
     let position = first.split('/').next().expect("positioned key");
     let key = format!("{position}/{id}");
     let value = serde_json::to_vec(&row).ok();
-    storage.commit(Commit { rows: vec![RowChange { projection: ProjectionId::KeysView, key: key.clone(), value }], ..Commit::default() }).expect("append");
+    storage
+        .commit(Commit { rows: vec![RowChange { projection: ProjectionId::KeysView, key: key.clone(), value }], ..Commit::default() })
+        .expect("append");
     key
 }
 
@@ -359,12 +361,8 @@ fn a_compaction_killed_at_any_moment_leaves_the_stored_projections_as_the_log_sa
         let args = ["rebuild", "--compact", "--data", data.arg()];
         let mut compaction = std::process::Command::new(BIN);
         point_at_store(&mut compaction, &args, &[], Path::new("."));
-        let mut compaction = compaction
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start rebuild");
+        let mut compaction =
+            compaction.args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().expect("start rebuild");
         std::thread::sleep(run * percent / 100);
         if compaction.try_wait().expect("poll rebuild").is_none() {
             compaction.kill().expect("kill -9 the rebuild");

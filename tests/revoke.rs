@@ -3,11 +3,11 @@
 
 mod common;
 
-use serde_json::{json, Value};
 use common::fixtures::PLATFORM_TEAM;
-use common::http::{Resp, create, get, in_days, revoke, send};
+use common::http::{create, get, in_days, revoke, send, Resp};
 use common::jsonapi::titles;
 use common::server::{Server, World};
+use serde_json::{json, Value};
 
 fn created(body: &Value) -> (String, String) {
     let id = body["data"]["id"].as_str().expect("id").to_owned();
@@ -19,7 +19,8 @@ fn created(body: &Value) -> (String, String) {
 async fn a_revoked_token_fails_on_the_very_next_request_and_the_name_is_free() {
     let World { data: _data, tokens, server } = World::start();
     let carol = &tokens["carol@acme.test"];
-    let Resp { status, json: body, .. } = create(&server, carol, json!({"name": "Deploy", "kind": "personal", "expires_at": in_days(30)})).await;
+    let Resp { status, json: body, .. } =
+        create(&server, carol, json!({"name": "Deploy", "kind": "personal", "expires_at": in_days(30)})).await;
     assert_eq!(status, 201, "{body}");
     let (id, token) = created(&body);
 
@@ -34,7 +35,8 @@ async fn a_revoked_token_fails_on_the_very_next_request_and_the_name_is_free() {
     assert_eq!(get(&server, carol, &format!("/v1/api_keys/{id}")).await.status, 404);
     assert_eq!(revoke(&server, carol, &id).await.status, 404, "revoking twice: the key is gone");
 
-    let Resp { status, json: body, .. } = create(&server, carol, json!({"name": " deploy ", "kind": "personal", "expires_at": in_days(30)})).await;
+    let Resp { status, json: body, .. } =
+        create(&server, carol, json!({"name": " deploy ", "kind": "personal", "expires_at": in_days(30)})).await;
     assert_eq!(status, 201, "the name is free again: {body}");
 }
 

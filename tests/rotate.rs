@@ -4,11 +4,11 @@
 mod common;
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
 use common::fixtures::fixture;
-use common::http::{Resp, client, create, get, in_days, revoke, rotate, update};
+use common::http::{client, create, get, in_days, revoke, rotate, update, Resp};
 use common::jsonapi::{pointers, titles};
-use common::server::{DataDir, Server, World, cli_ok};
+use common::server::{cli_ok, DataDir, Server, World};
+use serde_json::{json, Value};
 
 /// Acme and Globex served, and a personal key of carol's.
 struct CarolsKey {
@@ -24,7 +24,8 @@ struct CarolsKey {
 async fn carols_key() -> CarolsKey {
     let World { data, tokens, server } = World::start();
     let carol = tokens["carol@acme.test"].clone();
-    let Resp { status, json: body, .. } = create(&server, &carol, json!({"name": "deploy", "kind": "personal", "expires_at": in_days(30)})).await;
+    let Resp { status, json: body, .. } =
+        create(&server, &carol, json!({"name": "deploy", "kind": "personal", "expires_at": in_days(30)})).await;
     assert_eq!(status, 201, "{body}");
     let id = body["data"]["id"].as_str().expect("id").to_owned();
     let token = token_of(&body);
@@ -103,13 +104,15 @@ async fn grace_zero_or_the_organization_setting_off_stops_the_old_token_at_once(
     assert_eq!(status_with(&server, &token_of(&body), &id).await, 200);
     server.stop();
 
-    let mut acme: Value = serde_json::from_str(&std::fs::read_to_string(fixture("directory.example.json")).expect("fixture")).expect("json");
+    let mut acme: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("directory.example.json")).expect("fixture")).expect("json");
     acme["grace_period"] = json!(false);
     let file = data.path().join("acme-without-grace.json");
     std::fs::write(&file, acme.to_string()).expect("write directory file");
     cli_ok(&["directory", "apply", "--data", data.arg(), file.to_str().expect("utf-8")]);
     let server = Server::start(&data);
-    let Resp { status, json: body, .. } = create(&server, &carol, json!({"name": "other", "kind": "personal", "expires_at": in_days(30)})).await;
+    let Resp { status, json: body, .. } =
+        create(&server, &carol, json!({"name": "other", "kind": "personal", "expires_at": in_days(30)})).await;
     assert_eq!(status, 201, "{body}");
     let (id, old) = (body["data"]["id"].as_str().expect("id").to_owned(), token_of(&body));
     let Resp { status, json: body, .. } = rotate(&server, &old, &id, Some(json!({"grace_period_minutes": 120}))).await;
@@ -148,7 +151,8 @@ async fn bad_rotation_attributes_are_422_naming_each() {
         assert_eq!((status, pointers(&body)), (422, vec!["/data/attributes/grace_period_minutes".to_owned()]), "{minutes}: {body}");
     }
     let expires_at = in_days(10);
-    let Resp { status, json: body, .. } = rotate(&server, &token, &id, Some(json!({"expires_at": expires_at, "grace_period_minutes": 1440}))).await;
+    let Resp { status, json: body, .. } =
+        rotate(&server, &token, &id, Some(json!({"expires_at": expires_at, "grace_period_minutes": 1440}))).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(time_of(&body, "expires_at"), expires_at.parse().ok());
 }

@@ -3,11 +3,11 @@
 
 mod common;
 
-use serde_json::json;
 use common::fixtures::{GLOBEX_TEAM, PLATFORM_TEAM, SECURITY_TEAM};
-use common::http::{Resp, create_ok, in_days, personal, send, show};
+use common::http::{create_ok, in_days, personal, send, show, Resp};
 use common::jsonapi::{assert_key_doc, assert_not_found, assert_unauthorized};
 use common::server::{Server, World};
+use serde_json::json;
 
 struct Keys {
     alice_personal: Resp,

@@ -4,12 +4,12 @@
 
 mod common;
 
-use serde_json::json;
 use common::fixtures::PLATFORM_TEAM;
 use common::http::{create, in_days, post_raw, rotate, show};
 use common::ledger::read_tree;
 use common::server::{DataDir, Server};
 use common::store::sled_only;
+use serde_json::json;
 
 /// Whether `needle` occurs anywhere in `haystack`.
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -3,10 +3,10 @@
 
 mod common;
 
-use serde_json::json;
-use common::http::{Resp, create, get, in_days, update};
+use common::http::{create, get, in_days, update, Resp};
 use common::jsonapi::pointers;
 use common::server::World;
+use serde_json::json;
 
 #[tokio::test]
 async fn an_update_changes_name_description_and_expiry_and_moves_updated_at() {
@@ -17,7 +17,8 @@ async fn an_update_changes_name_description_and_expiry_and_moves_updated_at() {
     let created_at = body["data"]["attributes"]["updated_at"].clone();
 
     let Resp { status, json: updated, .. } =
-        update(&server, carol, &id, json!({"name": " new ", "description": "rotated monthly", "expires_at": "2027-06-01T12:00:00+02:00"})).await;
+        update(&server, carol, &id, json!({"name": " new ", "description": "rotated monthly", "expires_at": "2027-06-01T12:00:00+02:00"}))
+            .await;
     assert_eq!(status, 200, "{updated}");
     let attributes = &updated["data"]["attributes"];
     assert_eq!(attributes["name"], "new");
@@ -39,7 +40,8 @@ async fn immutable_attributes_and_bad_values_are_422_together() {
     let carol = &tokens["carol@acme.test"];
     let Resp { json: body, .. } = create(&server, carol, json!({"name": "k", "kind": "personal", "expires_at": in_days(30)})).await;
     let id = body["data"]["id"].as_str().expect("id").to_owned();
-    let Resp { status, json: body, .. } = update(&server, carol, &id, json!({"kind": "team", "role_id": "admin", "name": "", "expires_at": "2001-01-01T00:00:00Z"})).await;
+    let Resp { status, json: body, .. } =
+        update(&server, carol, &id, json!({"kind": "team", "role_id": "admin", "name": "", "expires_at": "2001-01-01T00:00:00Z"})).await;
     assert_eq!(status, 422, "{body}");
     let mut found = pointers(&body);
     found.sort();
@@ -50,7 +52,8 @@ async fn immutable_attributes_and_bad_values_are_422_together() {
 #[tokio::test]
 async fn strangers_get_not_found() {
     let World { data: _data, tokens, server } = World::start();
-    let Resp { json: body, .. } = create(&server, &tokens["carol@acme.test"], json!({"name": "k", "kind": "personal", "expires_at": in_days(30)})).await;
+    let Resp { json: body, .. } =
+        create(&server, &tokens["carol@acme.test"], json!({"name": "k", "kind": "personal", "expires_at": in_days(30)})).await;
     let id = body["data"]["id"].as_str().expect("id").to_owned();
     for email in ["dave@acme.test", "hank@globex.test"] {
         assert_eq!(update(&server, &tokens[email], &id, json!({"name": "mine"})).await.status, 404, "{email}");

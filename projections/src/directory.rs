@@ -166,10 +166,8 @@ impl Projection for Directory {
                 );
             }
             Event::OnCallRoleDefined(e) => {
-                org.on_call_roles.insert(
-                    e.on_call_role_id,
-                    OnCallRole { id: e.on_call_role_id, slug: e.slug.clone(), name: e.name.clone() },
-                );
+                org.on_call_roles
+                    .insert(e.on_call_role_id, OnCallRole { id: e.on_call_role_id, slug: e.slug.clone(), name: e.name.clone() });
             }
             Event::UserJoined(e) => {
                 org.users.insert(

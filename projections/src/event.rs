@@ -319,17 +319,12 @@ impl Event {
     }
 
     /// Reads a payload written with `schema_version`, upcasting older shapes.
-    pub fn decode(
-        event_type: &str,
-        schema_version: u32,
-        payload: serde_json::Value,
-    ) -> Result<Event, DecodeError> {
+    pub fn decode(event_type: &str, schema_version: u32, payload: serde_json::Value) -> Result<Event, DecodeError> {
         if schema_version != 1 || !Event::TYPES.contains(&event_type) {
             return Err(DecodeError::UnknownType { event_type: event_type.to_owned(), schema_version });
         }
         let tagged = serde_json::json!({ "type": event_type, "payload": payload });
-        serde_json::from_value(tagged)
-            .map_err(|source| DecodeError::Payload { event_type: event_type.to_owned(), schema_version, source })
+        serde_json::from_value(tagged).map_err(|source| DecodeError::Payload { event_type: event_type.to_owned(), schema_version, source })
     }
 
     pub fn organization_id(&self) -> Uuid {

@@ -171,8 +171,8 @@ impl Projection for ExpirySchedule {
     }
 
     fn load_row(&mut self, key: &str, _value: &[u8]) -> Result<(), RowError> {
-        let (position, at, key_id, grace) = parse_row_key(key)
-            .ok_or_else(|| RowError::new(Self::NAME, key, "not <position>/<micros>/<key id>[/grace]"))?;
+        let (position, at, key_id, grace) =
+            parse_row_key(key).ok_or_else(|| RowError::new(Self::NAME, key, "not <position>/<micros>/<key id>[/grace]"))?;
         self.timetable(grace).insert(key_id, at, position);
         Ok(())
     }

@@ -164,9 +164,8 @@ impl KeysView {
     /// Adds or replaces a key; a replacement keeps its place unless it moved (it never does
     /// by an event, but a loaded row may differ from what it replaces).
     fn insert(&mut self, key: ApiKey) {
-        let same_place = |old: &ApiKey| {
-            old.organization_id == key.organization_id && old.creation() == key.creation() && old.slices().eq(key.slices())
-        };
+        let same_place =
+            |old: &ApiKey| old.organization_id == key.organization_id && old.creation() == key.creation() && old.slices().eq(key.slices());
         match self.keys.get(&key.id) {
             Some(old) if same_place(old) => {}
             old => {
@@ -251,26 +250,26 @@ impl Projection for KeysView {
         }
         if let Event::ApiKeyCreated(e) = &recorded.event {
             self.insert(ApiKey {
-                    id: e.api_key_id,
-                    position: recorded.position,
-                    stream_version: recorded.stream_version,
-                    organization_id: e.organization_id,
-                    kind: e.kind,
-                    name: e.name.clone(),
-                    description: e.description.clone(),
-                    user_id: e.user_id,
-                    group_id: e.group_id,
-                    role_id: e.role_id,
-                    on_call_role_id: e.on_call_role_id,
-                    service_account_id: e.service_account_id,
-                    token_digest: e.token_digest.clone(),
-                    created_by: recorded.actor.clone(),
-                    created_at: recorded.recorded_at,
-                    updated_at: recorded.recorded_at,
-                    expires_at: e.expires_at,
-                    previous_token_digest: None,
-                    grace_period_ends_at: None,
-                    rotated_at: None,
+                id: e.api_key_id,
+                position: recorded.position,
+                stream_version: recorded.stream_version,
+                organization_id: e.organization_id,
+                kind: e.kind,
+                name: e.name.clone(),
+                description: e.description.clone(),
+                user_id: e.user_id,
+                group_id: e.group_id,
+                role_id: e.role_id,
+                on_call_role_id: e.on_call_role_id,
+                service_account_id: e.service_account_id,
+                token_digest: e.token_digest.clone(),
+                created_by: recorded.actor.clone(),
+                created_at: recorded.recorded_at,
+                updated_at: recorded.recorded_at,
+                expires_at: e.expires_at,
+                previous_token_digest: None,
+                grace_period_ends_at: None,
+                rotated_at: None,
             });
             touched.touch(|| positioned(recorded.position, &e.api_key_id.to_string()));
         }

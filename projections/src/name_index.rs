@@ -129,8 +129,7 @@ impl Projection for NameIndex {
     }
 
     fn load_row(&mut self, key: &str, value: &[u8]) -> Result<(), RowError> {
-        let (position, name) =
-            split_positioned(key).ok_or_else(|| RowError::new(Self::NAME, key, "not <position>/<name key>"))?;
+        let (position, name) = split_positioned(key).ok_or_else(|| RowError::new(Self::NAME, key, "not <position>/<name key>"))?;
         let api_key_id = std::str::from_utf8(value)
             .ok()
             .and_then(|s| Uuid::parse_str(s).ok())

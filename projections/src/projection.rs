@@ -84,10 +84,6 @@ pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Option<Vec<u8>> {
     serde_json::to_vec(value).ok()
 }
 
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(
-    projection: &'static str,
-    key: &str,
-    value: &[u8],
-) -> Result<T, RowError> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(projection: &'static str, key: &str, value: &[u8]) -> Result<T, RowError> {
     serde_json::from_slice(value).map_err(|e| RowError::new(projection, key, e))
 }

@@ -109,7 +109,8 @@ mod tests {
     fn fields_read_through_serde_and_name_what_is_wrong() {
         let row: Row = serde_json::from_str(r#"{"at":"2026-11-29T13:54:56Z","until":null}"#).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((row.at.to_rfc3339(), row.until), ("2026-11-29T13:54:56+00:00".to_owned(), None));
-        let row: Row = serde_json::from_str(r#"{"at":"2026-11-29T13:54:56Z","until":"2026-11-30T00:00:00Z"}"#).unwrap_or_else(|e| panic!("{e}"));
+        let row: Row =
+            serde_json::from_str(r#"{"at":"2026-11-29T13:54:56Z","until":"2026-11-30T00:00:00Z"}"#).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(row.until.map(|t| t.to_rfc3339()), Some("2026-11-30T00:00:00+00:00".to_owned()));
         let row: Row = serde_json::from_str(r#"{"at":"2026-11-29T13:54:56Z"}"#).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(row.until, None, "a missing optional timestamp is none");

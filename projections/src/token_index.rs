@@ -104,8 +104,7 @@ impl Projection for TokenIndex {
     }
 
     fn load_row(&mut self, key: &str, value: &[u8]) -> Result<(), RowError> {
-        let (position, hex) =
-            split_positioned(key).ok_or_else(|| RowError::new(Self::NAME, key, "not <position>/<digest>"))?;
+        let (position, hex) = split_positioned(key).ok_or_else(|| RowError::new(Self::NAME, key, "not <position>/<digest>"))?;
         let digest = blake3::Hash::from_hex(hex).map_err(|e| RowError::new(Self::NAME, key, e))?;
         let text = std::str::from_utf8(value).map_err(|e| RowError::new(Self::NAME, key, e))?;
         let (id, previous) = text.strip_suffix(PREVIOUS).map_or((text, false), |id| (id, true));

@@ -45,8 +45,7 @@ fn organization_settings_changed_sets_the_grace_period() {
 #[test]
 fn role_defined_is_found_by_id_by_slug_and_gives_its_slug() {
     let role = id(0x1);
-    let directory: Directory =
-        fold([organization_created(org_a(), "acme"), role_defined(org_a(), role, "observer", &[Permission::Read])]);
+    let directory: Directory = fold([organization_created(org_a(), "acme"), role_defined(org_a(), role, "observer", &[Permission::Read])]);
 
     let org = org(&directory);
     let by_id = org.role(&role.to_string()).expect("by id");
@@ -83,8 +82,7 @@ fn role_defined_twice_redefines_the_role() {
 #[test]
 fn on_call_role_defined_is_found_by_id_and_by_slug() {
     let on_call = id(0x4);
-    let directory: Directory =
-        fold([organization_created(org_a(), "acme"), on_call_role_defined(org_a(), on_call, "responder")]);
+    let directory: Directory = fold([organization_created(org_a(), "acme"), on_call_role_defined(org_a(), on_call, "responder")]);
 
     let org = org(&directory);
     let by_id = org.on_call_role(&on_call.to_string()).expect("by id");
@@ -196,8 +194,7 @@ fn team_membership_changed_replaces_the_whole_membership() {
 
 #[test]
 fn team_membership_changed_for_an_unknown_team_creates_nothing() {
-    let directory: Directory =
-        fold([organization_created(org_a(), "acme"), membership_changed(org_a(), id(0x5), &[1], &[1])]);
+    let directory: Directory = fold([organization_created(org_a(), "acme"), membership_changed(org_a(), id(0x5), &[1], &[1])]);
 
     assert!(org(&directory).teams.is_empty());
 }

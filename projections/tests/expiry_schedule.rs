@@ -29,22 +29,16 @@ fn an_empty_schedule_has_nothing_next_and_nothing_due() {
 
 #[test]
 fn next_is_the_earliest_expiry_whatever_the_creation_order() {
-    let schedule: ExpirySchedule = fold([
-        expiring(0x100, day(2026, 1, 1)),
-        expiring(0x101, day(2025, 3, 1)),
-        expiring(0x102, day(2025, 6, 30)),
-    ]);
+    let schedule: ExpirySchedule =
+        fold([expiring(0x100, day(2026, 1, 1)), expiring(0x101, day(2025, 3, 1)), expiring(0x102, day(2025, 6, 30))]);
 
     assert_eq!(schedule.next(), Some((day(2025, 3, 1), id(0x101))));
 }
 
 #[test]
 fn due_by_lists_keys_expiring_at_or_before_now_earliest_first() {
-    let schedule: ExpirySchedule = fold([
-        expiring(0x100, day(2026, 1, 1)),
-        expiring(0x101, day(2025, 6, 30)),
-        expiring(0x102, day(2025, 3, 1)),
-    ]);
+    let schedule: ExpirySchedule =
+        fold([expiring(0x100, day(2026, 1, 1)), expiring(0x101, day(2025, 6, 30)), expiring(0x102, day(2025, 3, 1))]);
 
     let due: Vec<(DateTime<Utc>, Uuid)> = schedule.due_by(day(2025, 6, 30)).collect();
 
@@ -86,10 +80,7 @@ fn other_events_touch_nothing() {
 
     let touched = touched_per_event(
         &mut schedule,
-        [
-            organization_created(org_a(), "acme"),
-            account_created(team_account(org_a(), id(0x200), id(0x102), id(0x5))),
-        ],
+        [organization_created(org_a(), "acme"), account_created(team_account(org_a(), id(0x200), id(0x102), id(0x5)))],
     );
 
     assert!(touched.iter().all(Vec::is_empty), "{touched:?}");
@@ -141,11 +132,8 @@ fn a_row_key_is_the_position_then_the_twenty_digit_micros_and_the_key_id() {
 
 #[test]
 fn same_moment_keys_are_due_in_key_id_order_while_their_rows_sort_by_position() {
-    let schedule: ExpirySchedule = fold([
-        expiring(0xff, day(2025, 6, 30)),
-        expiring(0x1_0000_0000_0000_0000, day(2025, 6, 30)),
-        expiring(0x1, day(2025, 6, 30)),
-    ]);
+    let schedule: ExpirySchedule =
+        fold([expiring(0xff, day(2025, 6, 30)), expiring(0x1_0000_0000_0000_0000, day(2025, 6, 30)), expiring(0x1, day(2025, 6, 30))]);
 
     let keys = schedule.row_keys();
     let mut lexicographic = keys.clone();
@@ -153,11 +141,7 @@ fn same_moment_keys_are_due_in_key_id_order_while_their_rows_sort_by_position() 
     assert_eq!(keys, lexicographic);
     assert_eq!(
         keys,
-        vec![
-            row(1, day(2025, 6, 30), 0xff),
-            row(2, day(2025, 6, 30), 0x1_0000_0000_0000_0000),
-            row(3, day(2025, 6, 30), 0x1),
-        ],
+        vec![row(1, day(2025, 6, 30), 0xff), row(2, day(2025, 6, 30), 0x1_0000_0000_0000_0000), row(3, day(2025, 6, 30), 0x1),],
         "stored order is creation order"
     );
     let due: Vec<Uuid> = schedule.due_by(day(2025, 6, 30)).map(|(_, key)| key).collect();
@@ -323,11 +307,8 @@ fn a_rotation_without_grace_or_the_end_of_one_leaves_nothing_to_retire() {
 #[test]
 fn a_revocation_cancels_the_grace_period_too() {
     let key = personal_key(org_a(), id(0x100), 1, "laptop");
-    let schedule: ExpirySchedule = fold([
-        created(key.clone()),
-        rotation_of_0x100(Some(day(2026, 6, 1)), None),
-        Event::ApiKeyRevoked(revocation_of(key)),
-    ]);
+    let schedule: ExpirySchedule =
+        fold([created(key.clone()), rotation_of_0x100(Some(day(2026, 6, 1)), None), Event::ApiKeyRevoked(revocation_of(key))]);
 
     assert_eq!(schedule, ExpirySchedule::default());
 }

@@ -52,8 +52,7 @@ fn created_key_keeps_the_position_and_stream_version_of_its_creation() {
 fn keys_of_a_history_keep_their_own_positions_and_stream_versions() {
     let view: KeysView = fold(a_busy_history());
 
-    let positions: Vec<(u64, u64)> =
-        (0x100..=0x105).map(|n| view.get(id(n)).map(|k| (k.position, k.stream_version)).unwrap()).collect();
+    let positions: Vec<(u64, u64)> = (0x100..=0x105).map(|n| view.get(id(n)).map(|k| (k.position, k.stream_version)).unwrap()).collect();
     assert_eq!(positions, vec![(21, 3), (22, 1), (23, 1), (25, 3), (27, 1), (28, 2)], "rotations and grace ends count");
 }
 
@@ -85,10 +84,7 @@ fn created_by_is_the_actor_of_the_creation() {
     let mut view = KeysView::default();
     let mut touched = Vec::new();
 
-    view.apply(
-        &recorded_by(1, creator.clone(), created(personal_key(org_a(), id(0x100), 7, "Laptop"))),
-        &mut touched,
-    );
+    view.apply(&recorded_by(1, creator.clone(), created(personal_key(org_a(), id(0x100), 7, "Laptop"))), &mut touched);
 
     assert_eq!(view.get(id(0x100)).unwrap().created_by, creator);
 }
@@ -152,11 +148,7 @@ fn row_keys_sort_by_creation_position_not_by_key_id() {
 
     assert_eq!(
         view.row_keys(),
-        vec![
-            positioned(1, &id(0x102).to_string()),
-            positioned(2, &id(0x100).to_string()),
-            positioned(3, &id(0x101).to_string()),
-        ]
+        vec![positioned(1, &id(0x102).to_string()), positioned(2, &id(0x100).to_string()), positioned(3, &id(0x101).to_string()),]
     );
 }
 
@@ -199,10 +191,8 @@ fn encode_row_of_another_position_is_none() {
 
 #[test]
 fn unload_row_removes_the_key() {
-    let mut view: KeysView = fold([
-        created(personal_key(org_a(), id(0x100), 7, "Laptop")),
-        created(personal_key(org_a(), id(0x101), 7, "Desktop")),
-    ]);
+    let mut view: KeysView =
+        fold([created(personal_key(org_a(), id(0x100), 7, "Laptop")), created(personal_key(org_a(), id(0x101), 7, "Desktop"))]);
 
     view.unload_row(&positioned(1, &id(0x100).to_string()));
 

@@ -94,10 +94,8 @@ fn organization_key_name_is_held_in_the_organization_scope() {
 
 #[test]
 fn same_name_for_different_users_is_held_separately() {
-    let index: NameIndex = fold([
-        created(personal_key(org_a(), id(0x100), 7, "Laptop")),
-        created(personal_key(org_a(), id(0x101), 8, "laptop")),
-    ]);
+    let index: NameIndex =
+        fold([created(personal_key(org_a(), id(0x100), 7, "Laptop")), created(personal_key(org_a(), id(0x101), 8, "laptop"))]);
 
     assert_eq!(index.holder(&personal(org_a(), 7, "laptop")), Some(id(0x100)));
     assert_eq!(index.holder(&personal(org_a(), 8, "laptop")), Some(id(0x101)));
@@ -219,10 +217,7 @@ fn row_keys_sort_by_position_not_by_name() {
 fn encode_row_is_the_holders_id_and_none_for_a_free_name() {
     let index: NameIndex = fold([created(personal_key(org_a(), id(0x100), 7, "Laptop"))]);
 
-    assert_eq!(
-        index.encode_row(&positioned(1, &personal(org_a(), 7, "laptop"))),
-        Some(id(0x100).to_string().into_bytes())
-    );
+    assert_eq!(index.encode_row(&positioned(1, &personal(org_a(), 7, "laptop"))), Some(id(0x100).to_string().into_bytes()));
     assert_eq!(index.encode_row(&positioned(1, &personal(org_a(), 7, "desktop"))), None);
 }
 
@@ -259,10 +254,8 @@ fn a_reclaimed_name_has_one_row_at_the_latest_claim_and_the_earlier_row_is_gone(
 
 #[test]
 fn unload_row_removes_the_claim() {
-    let mut index: NameIndex = fold([
-        created(personal_key(org_a(), id(0x100), 7, "Laptop")),
-        created(personal_key(org_a(), id(0x101), 8, "Laptop")),
-    ]);
+    let mut index: NameIndex =
+        fold([created(personal_key(org_a(), id(0x100), 7, "Laptop")), created(personal_key(org_a(), id(0x101), 8, "Laptop"))]);
 
     index.unload_row(&positioned(1, &personal(org_a(), 7, "laptop")));
 

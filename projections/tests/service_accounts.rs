@@ -23,8 +23,7 @@ fn team_account_is_shown_with_its_key_and_team() {
 
 #[test]
 fn organization_account_is_shown_with_its_roles() {
-    let accounts: ServiceAccounts =
-        fold([account_created(organization_account(org_a(), id(0x201), id(0x103), id(0x1), Some(id(0x4))))]);
+    let accounts: ServiceAccounts = fold([account_created(organization_account(org_a(), id(0x201), id(0x103), id(0x1), Some(id(0x4))))]);
 
     let account = accounts.get(id(0x201)).unwrap();
     assert_eq!(account.kind, ApiKeyKind::Organization);
@@ -106,11 +105,7 @@ fn row_keys_are_the_account_ids_at_their_creation_positions() {
 
     assert_eq!(
         accounts.row_keys(),
-        vec![
-            positioned(24, &id(0x200).to_string()),
-            positioned(26, &id(0x201).to_string()),
-            positioned(29, &id(0x202).to_string()),
-        ]
+        vec![positioned(24, &id(0x200).to_string()), positioned(26, &id(0x201).to_string()), positioned(29, &id(0x202).to_string()),]
     );
 }
 
@@ -124,11 +119,7 @@ fn row_keys_sort_by_creation_position_not_by_account_id() {
 
     assert_eq!(
         accounts.row_keys(),
-        vec![
-            positioned(1, &id(0x202).to_string()),
-            positioned(2, &id(0x200).to_string()),
-            positioned(3, &id(0x201).to_string()),
-        ]
+        vec![positioned(1, &id(0x202).to_string()), positioned(2, &id(0x200).to_string()), positioned(3, &id(0x201).to_string()),]
     );
 }
 

@@ -24,9 +24,7 @@ fn rebuilt_from_rows(original: &State, touched: &Touched) -> State {
     let mut rebuilt = State::default();
     for (projection, key) in touched {
         if let Some(value) = original.encode_row(*projection, key) {
-            rebuilt
-                .load_row(*projection, key, &value)
-                .unwrap_or_else(|e| panic!("{projection} row {key:?} does not load back: {e}"));
+            rebuilt.load_row(*projection, key, &value).unwrap_or_else(|e| panic!("{projection} row {key:?} does not load back: {e}"));
         }
     }
     rebuilt
@@ -204,10 +202,7 @@ fn projection_names_are_the_row_prefixes_of_each_projection() {
         service_accounts::ServiceAccounts, token_index::TokenIndex,
     };
     let names = PROJECTIONS.map(ProjectionId::name);
-    assert_eq!(
-        names,
-        [Directory::NAME, NameIndex::NAME, TokenIndex::NAME, KeysView::NAME, ServiceAccounts::NAME, ExpirySchedule::NAME]
-    );
+    assert_eq!(names, [Directory::NAME, NameIndex::NAME, TokenIndex::NAME, KeysView::NAME, ServiceAccounts::NAME, ExpirySchedule::NAME]);
     assert_eq!(names, ["directory", "name_index", "token_index", "keys", "service_accounts", "expiry_schedule"]);
 }
 
@@ -320,9 +315,9 @@ fn replayed(journal: &Journal) -> State {
     for record in journal {
         for (projection, key, value) in record {
             match value {
-                Some(value) => state
-                    .load_row(*projection, key, value)
-                    .unwrap_or_else(|e| panic!("{projection} row {key:?} does not load back: {e}")),
+                Some(value) => {
+                    state.load_row(*projection, key, value).unwrap_or_else(|e| panic!("{projection} row {key:?} does not load back: {e}"))
+                }
                 None => state.unload_row(*projection, key),
             }
         }
@@ -513,8 +508,13 @@ fn stream_versions_of_keys_and_service_accounts_are_their_own() {
     assert_eq!(state.stream_version(&account_created(team_account(a, id(0x200), id(0x102), team))), 1);
     assert_eq!(state.stream_version(&grace_period_set(a, true)), 1, "keys do not count on the organization");
     assert!(
-        !state.directory.organization(a).unwrap().stream_versions.keys().any(|s| s.starts_with("api_key-")
-            || s.starts_with("service_account-")),
+        !state
+            .directory
+            .organization(a)
+            .unwrap()
+            .stream_versions
+            .keys()
+            .any(|s| s.starts_with("api_key-") || s.starts_with("service_account-")),
         "the directory keeps no key or account streams"
     );
 }

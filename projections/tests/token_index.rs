@@ -32,10 +32,7 @@ fn each_key_is_found_by_its_own_digest() {
     let index: TokenIndex = fold([
         created(key_with_token(0x100, "rootly_one")),
         created(key_with_token(0x101, "rootly_two")),
-        created(ApiKeyCreated {
-            token_digest: digest_of("rootly_three"),
-            ..organization_key(org_b(), id(0x102), id(0x200), "Terraform")
-        }),
+        created(ApiKeyCreated { token_digest: digest_of("rootly_three"), ..organization_key(org_b(), id(0x102), id(0x200), "Terraform") }),
     ]);
 
     assert_eq!(index.key_for(&digest_hash("rootly_one")), Some(id(0x100)));
@@ -57,10 +54,7 @@ fn api_key_created_touches_exactly_its_digest_row() {
 #[test]
 fn the_row_key_holds_the_lowercase_hex_of_an_uppercase_recorded_digest() {
     let mut index = TokenIndex::default();
-    let event = ApiKeyCreated {
-        token_digest: digest_of("rootly_secret").to_uppercase(),
-        ..key_with_token(0x100, "rootly_secret")
-    };
+    let event = ApiKeyCreated { token_digest: digest_of("rootly_secret").to_uppercase(), ..key_with_token(0x100, "rootly_secret") };
 
     let touched = touched_by(&mut index, 1, created(event));
 
@@ -96,9 +90,7 @@ fn row_keys_are_positioned_lowercase_hex_digests_sorted_by_position() {
     assert_eq!(keys.len(), 7, "six keys, one of them with a previous token in its grace period");
     let split: Vec<(u64, &str)> = keys.iter().map(|k| split_positioned(k).expect("positioned")).collect();
     assert_eq!(split.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![22, 23, 27, 30, 31, 32, 34], "rotated tokens sit at their rotation");
-    assert!(split
-        .iter()
-        .all(|(_, hex)| hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())));
+    assert!(split.iter().all(|(_, hex)| hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())));
 }
 
 #[test]
@@ -132,8 +124,7 @@ fn encode_row_is_none_for_another_position_or_an_unpositioned_digest() {
 
 #[test]
 fn unload_row_removes_the_digest() {
-    let mut index: TokenIndex =
-        fold([created(key_with_token(0x100, "rootly_one")), created(key_with_token(0x101, "rootly_two"))]);
+    let mut index: TokenIndex = fold([created(key_with_token(0x100, "rootly_one")), created(key_with_token(0x101, "rootly_two"))]);
 
     index.unload_row(&positioned(1, &digest_of("rootly_one")));
 
@@ -145,8 +136,7 @@ fn unload_row_removes_the_digest() {
 #[test]
 fn unload_row_of_a_stale_position_leaves_the_newer_entry() {
     // One digest introduced twice (the service never does this): the later position holds it.
-    let mut index: TokenIndex =
-        fold([created(key_with_token(0x100, "rootly_same")), created(key_with_token(0x101, "rootly_same"))]);
+    let mut index: TokenIndex = fold([created(key_with_token(0x100, "rootly_same")), created(key_with_token(0x101, "rootly_same"))]);
     assert_eq!(index.row_keys(), vec![positioned(2, &digest_of("rootly_same"))]);
     assert_eq!(index.encode_row(&positioned(1, &digest_of("rootly_same"))), None, "the earlier row is gone");
     let before = index.clone();
@@ -277,10 +267,8 @@ fn revoking_a_key_in_its_grace_period_forgets_both_tokens() {
 
 #[test]
 fn which_token_is_the_previous_one_survives_the_row_round_trip() {
-    let (original, rebuilt) = round_trip_touched::<TokenIndex>([
-        a_key(0x100),
-        rotated(org_a(), id(0x100), &token_of(0x100), "new", Some(day(2026, 1, 1)), None),
-    ]);
+    let (original, rebuilt) =
+        round_trip_touched::<TokenIndex>([a_key(0x100), rotated(org_a(), id(0x100), &token_of(0x100), "new", Some(day(2026, 1, 1)), None)]);
     assert_eq!(rebuilt, original);
     let mut revoked = revocation_of(personal_key(org_a(), id(0x100), 1, "laptop"));
     revoked.token_digest = digest_of("new");

@@ -41,9 +41,7 @@ pub enum TimelineError {
 /// An RFC 3339 date-time, in any offset, as UTC. Nothing looser (no bare dates, no local
 /// time): an audit bound must mean the same instant on every auditor's machine.
 pub fn parse_time(text: &str) -> Result<DateTime<Utc>, TimelineError> {
-    DateTime::parse_from_rfc3339(text.trim())
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| TimelineError::BadTime { input: text.to_owned() })
+    DateTime::parse_from_rfc3339(text.trim()).map(|t| t.with_timezone(&Utc)).map_err(|_| TimelineError::BadTime { input: text.to_owned() })
 }
 
 /// An event type name, case-insensitively, as its canonical spelling. Unknown names are an
@@ -109,9 +107,7 @@ impl ActorMatch {
             (ActorMatch::Operator, Actor::Operator) | (ActorMatch::Schedule, Actor::Schedule) => true,
             (ActorMatch::User(id), Actor::User { user_id, .. }) => user_id == id,
             (ActorMatch::ServiceAccount(id), Actor::ServiceAccount { service_account_id, .. }) => service_account_id == id,
-            (ActorMatch::ApiKey(id), Actor::User { api_key_id, .. } | Actor::ServiceAccount { api_key_id, .. }) => {
-                api_key_id == id
-            }
+            (ActorMatch::ApiKey(id), Actor::User { api_key_id, .. } | Actor::ServiceAccount { api_key_id, .. }) => api_key_id == id,
             _ => false,
         }
     }
@@ -259,12 +255,7 @@ pub fn summary(event: &Event, directory: &Directory) -> String {
         Event::OrganizationSettingsChanged(e) => format!("{org_name}: grace period {}", on_off(e.grace_period)),
         Event::RoleDefined(e) => {
             let verb = if org.is_some_and(|o| o.roles.contains_key(&e.role_id)) { "redefined" } else { "defined" };
-            format!(
-                "role {:?} ({:?}) {verb} in {org_name}, api key permissions: {}",
-                e.slug,
-                e.name,
-                permissions(&e.api_keys_permissions)
-            )
+            format!("role {:?} ({:?}) {verb} in {org_name}, api key permissions: {}", e.slug, e.name, permissions(&e.api_keys_permissions))
         }
         Event::OnCallRoleDefined(e) => {
             let verb = if org.is_some_and(|o| o.on_call_roles.contains_key(&e.on_call_role_id)) { "redefined" } else { "defined" };
@@ -298,12 +289,9 @@ pub fn summary(event: &Event, directory: &Directory) -> String {
         }
         Event::UserRemoved(e) => format!("{} removed from {org_name}", user_label(org, e.user_id)),
         Event::TeamCreated(e) => format!("team {:?} ({:?}) created in {org_name}", e.slug, e.name),
-        Event::TeamMembershipChanged(e) => format!(
-            "{} in {org_name}: members {}; admins {}",
-            team_label(org, e.team_id),
-            ids(&e.user_ids),
-            ids(&e.admin_ids)
-        ),
+        Event::TeamMembershipChanged(e) => {
+            format!("{} in {org_name}: members {}; admins {}", team_label(org, e.team_id), ids(&e.user_ids), ids(&e.admin_ids))
+        }
         Event::TeamDeleted(e) => format!("{} deleted from {org_name}", team_label(org, e.team_id)),
         Event::ApiKeyCreated(e) => {
             let scope = match (e.kind, e.user_id, e.group_id) {
@@ -313,12 +301,7 @@ pub fn summary(event: &Event, directory: &Directory) -> String {
             };
             let role = e.role_id.map(|r| format!(", role {}", role_label(org, r))).unwrap_or_default();
             let on_call = e.on_call_role_id.map(|r| format!(", on-call role {}", on_call_label(org, Some(r)))).unwrap_or_default();
-            format!(
-                "{} key {:?}{scope} in {org_name}{role}{on_call}, expires {}",
-                e.kind.as_str(),
-                e.name,
-                utc_seconds(e.expires_at)
-            )
+            format!("{} key {:?}{scope} in {org_name}{role}{on_call}, expires {}", e.kind.as_str(), e.name, utc_seconds(e.expires_at))
         }
         Event::ServiceAccountCreated(e) => {
             let team = e.group_id.map(|t| format!(" for {}", team_label(org, t))).unwrap_or_default();
@@ -533,9 +516,9 @@ mod tests {
     use super::*;
     use crate::ledger::chain::{seal, ChainHead};
     use keyledger_projections::event::{
-        ApiKeyCreated, ApiKeyGracePeriodEnded, ApiKeyRevoked, ApiKeyRotated, ApiKeyUpdated, OnCallRoleDefined, OrganizationCreated, OrganizationSettingsChanged, RevocationReason,
-        RoleDefined, ServiceAccountCreated, ServiceAccountDeleted, TeamCreated, TeamDeleted, TeamMembershipChanged,
-        UserChanged, UserJoined, UserRemoved,
+        ApiKeyCreated, ApiKeyGracePeriodEnded, ApiKeyRevoked, ApiKeyRotated, ApiKeyUpdated, OnCallRoleDefined, OrganizationCreated,
+        OrganizationSettingsChanged, RevocationReason, RoleDefined, ServiceAccountCreated, ServiceAccountDeleted, TeamCreated, TeamDeleted,
+        TeamMembershipChanged, UserChanged, UserJoined, UserRemoved,
     };
     use keyledger_projections::Projection;
 
@@ -584,28 +567,151 @@ mod tests {
     /// rotation's grace period, and the key's revocation.
     fn history_with_revocation() -> Vec<RecordedEvent> {
         let mut events = history_events();
-        events.push((Actor::Operator, Event::ApiKeyUpdated(ApiKeyUpdated { api_key_id: TEAM_KEY, organization_id: ORG, kind: ApiKeyKind::Team, user_id: Some(3), group_id: Some(TEAM), previous_name: "ci".into(), name: "ci-2".into(), description: None, expires_at: at(100) })));
-        events.push((Actor::Operator, Event::ApiKeyRotated(ApiKeyRotated { api_key_id: TEAM_KEY, organization_id: ORG, token_digest: "e".repeat(64), previous_token_digest: "d".repeat(64), grace_period_ends_at: Some(at(50)), retired_token_digest: None, expires_at: at(100) })));
-        events.push((Actor::Schedule, Event::ApiKeyGracePeriodEnded(ApiKeyGracePeriodEnded { api_key_id: TEAM_KEY, organization_id: ORG, token_digest: "d".repeat(64), grace_period_ended_at: at(50) })));
-        events.push((Actor::Operator, Event::ApiKeyRevoked(ApiKeyRevoked { api_key_id: TEAM_KEY, organization_id: ORG, kind: ApiKeyKind::Team, name: "ci".into(), user_id: Some(3), group_id: Some(TEAM), token_digest: "e".repeat(64), reason: RevocationReason::Requested })));
-        events.push((Actor::Operator, Event::ServiceAccountDeleted(ServiceAccountDeleted { service_account_id: SERVICE_ACCOUNT, organization_id: ORG, api_key_id: TEAM_KEY })));
+        events.push((
+            Actor::Operator,
+            Event::ApiKeyUpdated(ApiKeyUpdated {
+                api_key_id: TEAM_KEY,
+                organization_id: ORG,
+                kind: ApiKeyKind::Team,
+                user_id: Some(3),
+                group_id: Some(TEAM),
+                previous_name: "ci".into(),
+                name: "ci-2".into(),
+                description: None,
+                expires_at: at(100),
+            }),
+        ));
+        events.push((
+            Actor::Operator,
+            Event::ApiKeyRotated(ApiKeyRotated {
+                api_key_id: TEAM_KEY,
+                organization_id: ORG,
+                token_digest: "e".repeat(64),
+                previous_token_digest: "d".repeat(64),
+                grace_period_ends_at: Some(at(50)),
+                retired_token_digest: None,
+                expires_at: at(100),
+            }),
+        ));
+        events.push((
+            Actor::Schedule,
+            Event::ApiKeyGracePeriodEnded(ApiKeyGracePeriodEnded {
+                api_key_id: TEAM_KEY,
+                organization_id: ORG,
+                token_digest: "d".repeat(64),
+                grace_period_ended_at: at(50),
+            }),
+        ));
+        events.push((
+            Actor::Operator,
+            Event::ApiKeyRevoked(ApiKeyRevoked {
+                api_key_id: TEAM_KEY,
+                organization_id: ORG,
+                kind: ApiKeyKind::Team,
+                name: "ci".into(),
+                user_id: Some(3),
+                group_id: Some(TEAM),
+                token_digest: "e".repeat(64),
+                reason: RevocationReason::Requested,
+            }),
+        ));
+        events.push((
+            Actor::Operator,
+            Event::ServiceAccountDeleted(ServiceAccountDeleted {
+                service_account_id: SERVICE_ACCOUNT,
+                organization_id: ORG,
+                api_key_id: TEAM_KEY,
+            }),
+        ));
         record(events)
     }
 
     fn history_events() -> Vec<(Actor, Event)> {
         vec![
-            (Actor::Operator, Event::OrganizationCreated(OrganizationCreated { organization_id: ORG, name: "Acme".into(), grace_period: true })),
-            (Actor::Operator, Event::RoleDefined(RoleDefined { organization_id: ORG, role_id: ROLE, slug: "user".into(), name: "User".into(), api_keys_permissions: vec![Permission::Create, Permission::Read] })),
-            (Actor::Operator, Event::RoleDefined(RoleDefined { organization_id: ORG, role_id: ADMIN, slug: "admin".into(), name: "Admin".into(), api_keys_permissions: vec![] })),
-            (Actor::Operator, Event::OnCallRoleDefined(OnCallRoleDefined { organization_id: ORG, on_call_role_id: ON_CALL, slug: "responder".into(), name: "Responder".into() })),
-            (Actor::Operator, Event::UserJoined(UserJoined { organization_id: ORG, user_id: 3, email: "carol@acme.test".into(), role_id: ROLE, on_call_role_id: Some(ON_CALL) })),
-            (Actor::Operator, Event::TeamCreated(TeamCreated { organization_id: ORG, team_id: TEAM, slug: "platform".into(), name: "Platform".into() })),
-            (Actor::Operator, Event::TeamMembershipChanged(TeamMembershipChanged { organization_id: ORG, team_id: TEAM, user_ids: vec![3, 4], admin_ids: vec![3] })),
+            (
+                Actor::Operator,
+                Event::OrganizationCreated(OrganizationCreated { organization_id: ORG, name: "Acme".into(), grace_period: true }),
+            ),
+            (
+                Actor::Operator,
+                Event::RoleDefined(RoleDefined {
+                    organization_id: ORG,
+                    role_id: ROLE,
+                    slug: "user".into(),
+                    name: "User".into(),
+                    api_keys_permissions: vec![Permission::Create, Permission::Read],
+                }),
+            ),
+            (
+                Actor::Operator,
+                Event::RoleDefined(RoleDefined {
+                    organization_id: ORG,
+                    role_id: ADMIN,
+                    slug: "admin".into(),
+                    name: "Admin".into(),
+                    api_keys_permissions: vec![],
+                }),
+            ),
+            (
+                Actor::Operator,
+                Event::OnCallRoleDefined(OnCallRoleDefined {
+                    organization_id: ORG,
+                    on_call_role_id: ON_CALL,
+                    slug: "responder".into(),
+                    name: "Responder".into(),
+                }),
+            ),
+            (
+                Actor::Operator,
+                Event::UserJoined(UserJoined {
+                    organization_id: ORG,
+                    user_id: 3,
+                    email: "carol@acme.test".into(),
+                    role_id: ROLE,
+                    on_call_role_id: Some(ON_CALL),
+                }),
+            ),
+            (
+                Actor::Operator,
+                Event::TeamCreated(TeamCreated { organization_id: ORG, team_id: TEAM, slug: "platform".into(), name: "Platform".into() }),
+            ),
+            (
+                Actor::Operator,
+                Event::TeamMembershipChanged(TeamMembershipChanged {
+                    organization_id: ORG,
+                    team_id: TEAM,
+                    user_ids: vec![3, 4],
+                    admin_ids: vec![3],
+                }),
+            ),
             (Actor::Operator, key_created(PERSONAL_KEY, ApiKeyKind::Personal, "deploy bot", 1000)),
             (carol_via(PERSONAL_KEY), key_created(TEAM_KEY, ApiKeyKind::Team, "ci", 100)),
-            (carol_via(PERSONAL_KEY), Event::ServiceAccountCreated(ServiceAccountCreated { service_account_id: SERVICE_ACCOUNT, organization_id: ORG, api_key_id: TEAM_KEY, kind: ApiKeyKind::Team, group_id: Some(TEAM), role_id: Some(ADMIN), on_call_role_id: None })),
-            (Actor::Operator, Event::OrganizationSettingsChanged(OrganizationSettingsChanged { organization_id: ORG, grace_period: false })),
-            (Actor::Operator, Event::UserChanged(UserChanged { organization_id: ORG, user_id: 3, email: "carol@acme.test".into(), role_id: ADMIN, on_call_role_id: Some(ON_CALL) })),
+            (
+                carol_via(PERSONAL_KEY),
+                Event::ServiceAccountCreated(ServiceAccountCreated {
+                    service_account_id: SERVICE_ACCOUNT,
+                    organization_id: ORG,
+                    api_key_id: TEAM_KEY,
+                    kind: ApiKeyKind::Team,
+                    group_id: Some(TEAM),
+                    role_id: Some(ADMIN),
+                    on_call_role_id: None,
+                }),
+            ),
+            (
+                Actor::Operator,
+                Event::OrganizationSettingsChanged(OrganizationSettingsChanged { organization_id: ORG, grace_period: false }),
+            ),
+            (
+                Actor::Operator,
+                Event::UserChanged(UserChanged {
+                    organization_id: ORG,
+                    user_id: 3,
+                    email: "carol@acme.test".into(),
+                    role_id: ADMIN,
+                    on_call_role_id: Some(ON_CALL),
+                }),
+            ),
             (Actor::Operator, Event::UserRemoved(UserRemoved { organization_id: ORG, user_id: 3 })),
             (Actor::Operator, Event::TeamDeleted(TeamDeleted { organization_id: ORG, team_id: TEAM })),
         ]
@@ -653,10 +759,7 @@ mod tests {
         assert_eq!(seen.len(), Event::TYPES.len(), "the history has one event of every type");
         for name in Event::TYPES {
             let decoded = Event::decode(name, 1, serde_json::json!({}));
-            assert!(
-                !matches!(decoded, Err(keyledger_projections::event::DecodeError::UnknownType { .. })),
-                "{name} is not an event type"
-            );
+            assert!(!matches!(decoded, Err(keyledger_projections::event::DecodeError::UnknownType { .. })), "{name} is not an event type");
         }
     }
 
@@ -770,10 +873,7 @@ mod tests {
     fn times_are_rfc_3339_in_any_offset_and_nothing_looser() {
         assert_eq!(parse_time("2027-01-15T10:00:00Z").ok().map(|t| t.timestamp()), Some(1_800_007_200));
         assert_eq!(parse_time("2027-01-15T11:00:00+01:00").ok().map(|t| t.timestamp()), Some(1_800_007_200));
-        assert_eq!(
-            parse_time("2027-01-15T10:00:00.000001Z").ok().map(|t| t.timestamp_subsec_micros()),
-            Some(1)
-        );
+        assert_eq!(parse_time("2027-01-15T10:00:00.000001Z").ok().map(|t| t.timestamp_subsec_micros()), Some(1));
         for bad in ["", "2027-01-15", "2027-01-15 10:00:00", "yesterday", "1800007200"] {
             assert!(matches!(parse_time(bad), Err(TimelineError::BadTime { .. })), "{bad:?} parsed");
         }
@@ -935,7 +1035,8 @@ mod tests {
         let other = Uuid::from_u128(0x0B);
         let mut org = events[0].clone();
         org.position = 15;
-        org.event = Event::OrganizationCreated(OrganizationCreated { organization_id: other, name: "Aardvark".into(), grace_period: false });
+        org.event =
+            Event::OrganizationCreated(OrganizationCreated { organization_id: other, name: "Aardvark".into(), grace_period: false });
         let mut key = events[7].clone();
         key.position = 16;
         key.recorded_at = at(16);

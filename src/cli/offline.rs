@@ -14,8 +14,8 @@ use keyledger::service::rules::directory::DirectoryFile;
 use keyledger::service::token::TokenFormat;
 use keyledger::service::writer::Writer;
 
-use super::{read_directory, TokenPrefix};
 use super::store::{Open, StoreArgs};
+use super::{read_directory, TokenPrefix};
 
 #[derive(Args)]
 #[command(group = clap::ArgGroup::new("source").required(true).args(["directory", "org"]))]

@@ -9,19 +9,19 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::builder::TypedValueParser;
 use clap::{Args, ValueEnum};
-use keyledger::{http, telemetry};
+use keyledger::service::clock::SystemClock;
 use keyledger::service::operator;
+use keyledger::service::rules::create_api_key::DEFAULT_MAX_KEYS_PER_SCOPE;
 use keyledger::service::rules::directory::DirectoryFile;
 use keyledger::service::token::TokenFormat;
-use keyledger::service::rules::create_api_key::DEFAULT_MAX_KEYS_PER_SCOPE;
-use keyledger::service::clock::SystemClock;
 use keyledger::service::{Consistency, Policy, Provenance, Service};
+use keyledger::{http, telemetry};
 use tracing_subscriber::EnvFilter;
 use uuid::Uuid;
 
 use super::offline::writer_over;
-use super::{read_directory, TokenPrefix};
 use super::store::StoreArgs;
+use super::{read_directory, TokenPrefix};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -171,7 +171,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(recorded, "directory file applied");
     }
 
-    let (mut service, writer_thread) = Service::start(writer, tokens, ledger.last_uses, Policy { max_keys_per_scope: args.max_keys_per_scope }, Arc::new(SystemClock)).context("cannot start the service")?;
+    let (mut service, writer_thread) =
+        Service::start(writer, tokens, ledger.last_uses, Policy { max_keys_per_scope: args.max_keys_per_scope }, Arc::new(SystemClock))
+            .context("cannot start the service")?;
     service.set_consistency(args.consistency.into());
     let service = Arc::new(service);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;

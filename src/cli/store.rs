@@ -16,12 +16,7 @@ pub struct StoreArgs {
     /// Keep the ledger in PostgreSQL instead of --data (preview), e.g.
     /// postgres://keyledger@db:5432/keyledger. Prefer the variable to the flag when the URL
     /// holds a password: a flag shows in process lists.
-    #[arg(
-        long,
-        env = "KEYLEDGER_DATABASE_URL",
-        hide_env_values = true,
-        value_name = "URL"
-    )]
+    #[arg(long, env = "KEYLEDGER_DATABASE_URL", hide_env_values = true, value_name = "URL")]
     pub database_url: Option<String>,
     /// The schema of that database that holds the ledger (created and migrated by keyledger).
     #[arg(long, env = "KEYLEDGER_DATABASE_SCHEMA", default_value = DEFAULT_SCHEMA, value_name = "NAME")]
@@ -63,22 +58,14 @@ impl StoreArgs {
         Ok(match &self.database_url {
             Some(url) => {
                 let storage = Arc::new(open_postgres(url, &self.database_schema, mode)?);
-                Ledger {
-                    storage: Arc::clone(&storage) as Arc<dyn Storage>,
-                    last_uses: storage,
-                    place,
-                }
+                Ledger { storage: Arc::clone(&storage) as Arc<dyn Storage>, last_uses: storage, place }
             }
             None => {
                 let storage = Arc::new(match mode {
                     Open::CreateIfMissing => SledStorage::open(&self.data)?,
                     Open::Existing => SledStorage::open_existing(&self.data)?,
                 });
-                Ledger {
-                    storage: Arc::clone(&storage) as Arc<dyn Storage>,
-                    last_uses: storage,
-                    place,
-                }
+                Ledger { storage: Arc::clone(&storage) as Arc<dyn Storage>, last_uses: storage, place }
             }
         })
     }
@@ -87,71 +74,41 @@ impl StoreArgs {
     /// so must have it to itself: on PostgreSQL, refused while a node serves the ledger
     /// (`why` says what would go wrong), and the returned lock keeps nodes from starting until
     /// it is dropped. On sled the data directory's own lock does this (no lock is returned).
-    pub fn open_alone(
-        &self,
-        mode: Open,
-        command: &str,
-        why: &str,
-    ) -> anyhow::Result<(Ledger, Option<LedgerLock>)> {
+    pub fn open_alone(&self, mode: Open, command: &str, why: &str) -> anyhow::Result<(Ledger, Option<LedgerLock>)> {
         let Some(url) = &self.database_url else {
             return Ok((self.open(mode)?, None));
         };
         let storage = Arc::new(open_postgres(url, &self.database_schema, mode)?);
         let lock = hold_alone(&storage, command, why)?;
-        let ledger = Ledger {
-            storage: Arc::clone(&storage) as Arc<dyn Storage>,
-            last_uses: storage,
-            place: self.place(),
-        };
+        let ledger = Ledger { storage: Arc::clone(&storage) as Arc<dyn Storage>, last_uses: storage, place: self.place() };
         Ok((ledger, Some(lock)))
     }
 
     /// On PostgreSQL, the schema (created and migrated if missing) held alone for `command`;
     /// `None` on sled.
-    pub fn open_postgres_alone(
-        &self,
-        command: &str,
-        why: &str,
-    ) -> anyhow::Result<Option<PostgresAlone>> {
+    pub fn open_postgres_alone(&self, command: &str, why: &str) -> anyhow::Result<Option<PostgresAlone>> {
         let Some(url) = &self.database_url else {
             return Ok(None);
         };
         let (storage, created) = match PostgresStorage::open_existing(url, &self.database_schema) {
             Ok(storage) => (storage, false),
-            Err(LedgerError::NoSchema { .. }) => {
-                (PostgresStorage::open(url, &self.database_schema)?, true)
-            }
+            Err(LedgerError::NoSchema { .. }) => (PostgresStorage::open(url, &self.database_schema)?, true),
             Err(e) => return Err(e.into()),
         };
         let lock = hold_alone(&storage, command, why)?;
-        Ok(Some(PostgresAlone {
-            storage,
-            created,
-            _lock: lock,
-        }))
+        Ok(Some(PostgresAlone { storage, created, _lock: lock }))
     }
 
     /// Opens the ledger for `serve`: on PostgreSQL, held shared with the other nodes until
     /// the returned lock is dropped, so that no command that needs the ledger alone runs
     /// meanwhile (one running now is waited for, and `waiting` is told who it is).
-    pub fn open_serving(
-        &self,
-        waiting: &mut dyn FnMut(&str),
-    ) -> anyhow::Result<(Ledger, Option<LedgerLock>)> {
+    pub fn open_serving(&self, waiting: &mut dyn FnMut(&str)) -> anyhow::Result<(Ledger, Option<LedgerLock>)> {
         let Some(url) = &self.database_url else {
             return Ok((self.open(Open::CreateIfMissing)?, None));
         };
-        let storage = Arc::new(open_postgres(
-            url,
-            &self.database_schema,
-            Open::CreateIfMissing,
-        )?);
+        let storage = Arc::new(open_postgres(url, &self.database_schema, Open::CreateIfMissing)?);
         let lock = storage.hold_serving(waiting)?;
-        let ledger = Ledger {
-            storage: Arc::clone(&storage) as Arc<dyn Storage>,
-            last_uses: storage,
-            place: self.place(),
-        };
+        let ledger = Ledger { storage: Arc::clone(&storage) as Arc<dyn Storage>, last_uses: storage, place: self.place() };
         Ok((ledger, Some(lock)))
     }
 
@@ -159,9 +116,7 @@ impl StoreArgs {
     /// on PostgreSQL every read sees one snapshot, taken now (see `postgres::snapshot`).
     pub fn open_reading(&self) -> anyhow::Result<Arc<dyn Storage>> {
         match &self.database_url {
-            Some(url) => Ok(Arc::new(
-                open_postgres(url, &self.database_schema, Open::Existing)?.snapshot()?,
-            )),
+            Some(url) => Ok(Arc::new(open_postgres(url, &self.database_schema, Open::Existing)?.snapshot()?)),
             None => self.open_log(),
         }
     }
@@ -195,9 +150,9 @@ fn open_postgres(url: &str, schema: &str, mode: Open) -> anyhow::Result<Postgres
 fn hold_alone(storage: &PostgresStorage, command: &str, why: &str) -> anyhow::Result<LedgerLock> {
     match storage.hold_alone(command) {
         Ok(lock) => Ok(lock),
-        Err(e @ LedgerError::Serving { .. }) => Err(anyhow::Error::new(e).context(format!(
-            "`keyledger {command}` is refused while nodes serve this ledger: {why}"
-        ))),
+        Err(e @ LedgerError::Serving { .. }) => {
+            Err(anyhow::Error::new(e).context(format!("`keyledger {command}` is refused while nodes serve this ledger: {why}")))
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -10,12 +10,11 @@ use anyhow::bail;
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, ValueEnum};
 use indicatif::ProgressBar;
+use keyledger::audit::timeline::{
+    actor_label, parse_event_type, parse_key_id, parse_time, summary, utc_seconds, ActorMatch, Filter, KeyAt, LogLine, StateAt,
+};
 use keyledger::ledger::chain::{self, Replay};
 use keyledger::ledger::{ChainHead, Storage};
-use keyledger::audit::timeline::{
-    actor_label, parse_event_type, parse_key_id, parse_time, summary, utc_seconds, ActorMatch, Filter, KeyAt, LogLine,
-    StateAt,
-};
 use keyledger_projections::directory::Directory;
 use keyledger_projections::projection::Untracked;
 use keyledger_projections::Projection;
@@ -395,9 +394,7 @@ fn printable(cell: &str) -> String {
     if !cell.chars().any(char::is_control) {
         return cell.to_owned();
     }
-    cell.chars()
-        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
-        .collect()
+    cell.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 #[cfg(test)]

@@ -58,7 +58,9 @@ pub fn import(args: ImportArgs) -> anyhow::Result<()> {
     // should be said at once, not after a long read.
     let postgres = args.store.open_postgres_alone("import", IMPORT_ALONE)?;
     let bar = progress::bar(size, "import");
-    if let Ok(style) = ProgressStyle::with_template("{msg:>10} [{bar:40}] {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, {eta})") {
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg:>10} [{bar:40}] {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, {eta})")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
     let mut source = BufReader::with_capacity(1 << 20, file);
@@ -85,10 +87,7 @@ pub fn import(args: ImportArgs) -> anyhow::Result<()> {
     let imported = imported.with_context(|| format!("cannot import {} into {place}", args.file.display()))?;
     // The lock goes only now: a node started meanwhile waited for the whole import.
     drop(postgres);
-    eprintln!(
-        "imported {} event(s) into {place}; head {} at position {}",
-        imported.events, imported.head.hash, imported.head.position
-    );
+    eprintln!("imported {} event(s) into {place}; head {} at position {}", imported.events, imported.head.hash, imported.head.position);
     Ok(())
 }
 

@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use super::auth::Authenticated;
 use super::errors::ApiError;
-use super::openapi::responses::{BadRequest, Forbidden, Invalid, InvalidToken, NotFound, PayloadTooLarge, UnsupportedMediaType};
 use super::openapi::requests::{CreateApiKeyDocument, RotateApiKeyDocument, UpdateApiKeyDocument};
+use super::openapi::responses::{BadRequest, Forbidden, Invalid, InvalidToken, NotFound, PayloadTooLarge, UnsupportedMediaType};
 use super::{document, resource, AppState};
 use crate::service::rules::create_api_key::NewApiKey;
 use crate::service::rules::rotate_api_key::Rotation;
@@ -74,11 +74,7 @@ fn unknown_attribute(name: &str, allowed: &[&str]) -> Problem {
 /// and `data.type` rather than stopping there.
 fn attributes_of<'a>(document: &'a Value, problems: &mut Vec<Problem>) -> Option<&'a Map<String, Value>> {
     let Some(data) = document.get("data").and_then(Value::as_object) else {
-        problems.push(Problem::new(
-            "/data",
-            "Data can't be blank",
-            r#"Send {"data": {"type": "api_keys", "attributes": {...}}}."#,
-        ));
+        problems.push(Problem::new("/data", "Data can't be blank", r#"Send {"data": {"type": "api_keys", "attributes": {...}}}."#));
         return None;
     };
     if data.get("type").and_then(Value::as_str) != Some("api_keys") {
@@ -187,7 +183,8 @@ pub(super) async fn show(
 ) -> Result<Response, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
     let last_used_at = app.service.last_used_at(id);
-    let body = app.service.show_api_key(&caller, id, |key| resource::api_key_document(key, last_used_at, None)).ok_or_else(ApiError::not_found)?;
+    let body =
+        app.service.show_api_key(&caller, id, |key| resource::api_key_document(key, last_used_at, None)).ok_or_else(ApiError::not_found)?;
     Ok(document(StatusCode::OK, body))
 }
 
@@ -243,7 +240,11 @@ pub(super) fn key_changes(document: &Value) -> KeyChanges {
             "description" => changes.description = Some(text),
             _ => match text {
                 Some(text) => changes.expires_at = Some(text),
-                None => changes.problems.push(Problem::attribute("expires_at", "Expires at can't be blank", "Give expires_at as an RFC 3339 date-time.")),
+                None => changes.problems.push(Problem::attribute(
+                    "expires_at",
+                    "Expires at can't be blank",
+                    "Give expires_at as an RFC 3339 date-time.",
+                )),
             },
         }
     }

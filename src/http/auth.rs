@@ -30,10 +30,7 @@ fn bearer_token(parts: &Parts) -> Option<&str> {
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = Response;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts);
         if token.is_some() {
             // Strict consistency: never authenticate against a state behind the shared log.
@@ -50,16 +47,10 @@ impl FromRequestParts<AppState> for Authenticated {
         let Some(caller) = token.and_then(|token| state.service.authenticate(token)) else {
             let reason = if token.is_some() { "rejected" } else { "missing" };
             metrics::counter!(telemetry::AUTHENTICATION_FAILURES, "reason" => reason).increment(1);
-            let address = parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(peer)| peer.ip());
+            let address = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip());
             return Err(state.rate_limits.failed_authentication(address));
         };
-        let standing = state
-            .rate_limits
-            .request_by(caller.api_key_id)
-            .map_err(IntoResponse::into_response)?;
+        let standing = state.rate_limits.request_by(caller.api_key_id).map_err(IntoResponse::into_response)?;
         if let (Some(slot), Some(standing)) = (parts.extensions.get::<StandingSlot>(), standing) {
             slot.fill(standing);
         }

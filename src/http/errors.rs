@@ -48,16 +48,17 @@ impl ApiError {
     pub fn new(status: StatusCode, title: &str, detail: impl Into<String>) -> Self {
         ApiError {
             status,
-            errors: vec![ErrorObject { status: status.as_str().to_owned(), title: title.to_owned(), detail: Some(detail.into()), source: None }],
+            errors: vec![ErrorObject {
+                status: status.as_str().to_owned(),
+                title: title.to_owned(),
+                detail: Some(detail.into()),
+                source: None,
+            }],
         }
     }
 
     pub fn unauthorized() -> Self {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "Invalid token",
-            "Send a valid, unexpired API token as `Authorization: Bearer <token>`.",
-        )
+        ApiError::new(StatusCode::UNAUTHORIZED, "Invalid token", "Send a valid, unexpired API token as `Authorization: Bearer <token>`.")
     }
 
     /// A bare 500: nothing of what failed, so nothing secret, reaches the client.

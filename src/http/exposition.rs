@@ -25,11 +25,7 @@ pub(super) const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// The metrics, rendered now.
 pub(super) async fn render(State(state): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
-        state.metrics.render(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], state.metrics.render()).into_response()
 }
 
 /// The request's method as a label: the standard ones by name, anything else (a client may
@@ -51,15 +47,12 @@ fn method_label(method: &Method) -> &'static str {
 /// layers give (413, a timeout's 503, a panic's 500) are counted too.
 pub(super) async fn count(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request.extensions().get::<MatchedPath>().map_or_else(
-        || telemetry::UNMATCHED_ROUTE.to_owned(),
-        |path| path.as_str().to_owned(),
-    );
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| telemetry::UNMATCHED_ROUTE.to_owned(), |path| path.as_str().to_owned());
     let method = method_label(request.method());
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    metrics::histogram!(telemetry::REQUEST_DURATION, "route" => route.clone(), "method" => method)
-        .record(started.elapsed().as_secs_f64());
+    metrics::histogram!(telemetry::REQUEST_DURATION, "route" => route.clone(), "method" => method).record(started.elapsed().as_secs_f64());
     metrics::counter!(telemetry::REQUESTS, "route" => route, "method" => method, "status" => status).increment(1);
     response
 }

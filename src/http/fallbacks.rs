@@ -16,11 +16,7 @@ pub(super) async fn not_found(_caller: Authenticated) -> ApiError {
 }
 
 pub(super) async fn method_not_allowed(_caller: Authenticated) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "Method not allowed",
-        "This path does not accept that method.",
-    )
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", "This path does not accept that method.")
 }
 
 /// A panicking handler becomes a 500 that reveals nothing of the panic.

@@ -30,17 +30,6 @@ struct ReadinessDocument {
 /// 200 when ready, 503 naming each condition that is not.
 pub(super) async fn ready(State(state): State<AppState>) -> Response {
     let checks = state.service.readiness().await;
-    let (status, word) = if checks.is_ready() {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
-    };
-    (
-        status,
-        Json(ReadinessDocument {
-            status: word,
-            checks,
-        }),
-    )
-        .into_response()
+    let (status, word) = if checks.is_ready() { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") };
+    (status, Json(ReadinessDocument { status: word, checks })).into_response()
 }

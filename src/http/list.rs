@@ -128,7 +128,10 @@ pub(super) fn parse_query(pairs: &[(String, String)]) -> Result<ListQuery, ApiEr
                 return Err(bad(p, format!("filter[search] may be at most {MAX_SEARCH_CHARS} characters.")));
             }
             "filter[search]" => query.search = Some(value.clone()),
-            "filter[user_id]" => query.user_id = Some(user_id(value).ok_or_else(|| bad(p, "filter[user_id] must be a user's number, 0 to 9223372036854775807."))?),
+            "filter[user_id]" => {
+                query.user_id =
+                    Some(user_id(value).ok_or_else(|| bad(p, "filter[user_id] must be a user's number, 0 to 9223372036854775807."))?)
+            }
             "filter[group_ids]" => {
                 query.group_ids = value
                     .split(',')
@@ -149,7 +152,12 @@ pub(super) fn parse_query(pairs: &[(String, String)]) -> Result<ListQuery, ApiEr
                     "updated_at" => SortField::UpdatedAt,
                     "expires_at" => SortField::ExpiresAt,
                     "last_used_at" => SortField::LastUsedAt,
-                    _ => return Err(bad(p, "sort must be one of name, kind, created_at, updated_at, expires_at, last_used_at, with - for descending.")),
+                    _ => {
+                        return Err(bad(
+                            p,
+                            "sort must be one of name, kind, created_at, updated_at, expires_at, last_used_at, with - for descending.",
+                        ))
+                    }
                 };
             }
             _ => query.times.push(time_filter(p, value)?),

@@ -11,9 +11,9 @@
 
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 /// Name of the bearer-token security scheme (also spelled out in `security(...)` above).
 const BEARER: &str = "bearer";
@@ -71,7 +71,9 @@ pub(super) fn with_rate_limits(mut document: utoipa::openapi::OpenApi) -> utoipa
     let components = document.components.get_or_insert_with(Default::default);
     for (name, description) in RATE_LIMIT_HEADERS {
         let schema = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0));
-        components.headers.insert(name.to_owned(), RefOr::T(HeaderBuilder::new().schema(Some(schema)).description(Some(description)).build()));
+        components
+            .headers
+            .insert(name.to_owned(), RefOr::T(HeaderBuilder::new().schema(Some(schema)).description(Some(description)).build()));
     }
     for (name, response) in &mut components.responses {
         if let (RefOr::T(response), false) = (response, name == "InvalidToken") {

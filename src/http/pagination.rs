@@ -37,12 +37,10 @@ pub(super) struct PageParameters {
 pub(super) fn read_page_parameter(paging: &mut Paging, parameter: &str, value: &str) -> Result<bool, ApiError> {
     match parameter {
         "page[number]" => {
-            paging.number = value
-                .parse::<u64>()
-                .ok()
-                .filter(|n| (1..=MAX_PAGE_NUMBER).contains(n))
-                .and_then(|n| usize::try_from(n).ok())
-                .ok_or_else(|| ApiError::bad_parameter(parameter, format!("page[number] must be a whole number from 1 to {MAX_PAGE_NUMBER}.")))?;
+            paging.number =
+                value.parse::<u64>().ok().filter(|n| (1..=MAX_PAGE_NUMBER).contains(n)).and_then(|n| usize::try_from(n).ok()).ok_or_else(
+                    || ApiError::bad_parameter(parameter, format!("page[number] must be a whole number from 1 to {MAX_PAGE_NUMBER}.")),
+                )?;
         }
         "page[size]" => {
             paging.size = value.parse().ok().filter(|n| (1..=MAX_PAGE_SIZE).contains(n)).ok_or_else(|| {

@@ -26,8 +26,7 @@ use super::errors::ApiError;
 use super::Limits;
 use crate::telemetry;
 
-type Buckets<K> =
-    RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
+type Buckets<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
 
 /// How often buckets that are full again are forgotten, so that the many addresses and keys
 /// seen once do not stay in memory: a bucket untouched for its quota's minute is full, the
@@ -65,10 +64,7 @@ pub(crate) struct TooManyRequests {
 impl IntoResponse for TooManyRequests {
     fn into_response(self) -> Response {
         let mut response = self.error.into_response();
-        response.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            HeaderValue::from(self.retry_after),
-        );
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from(self.retry_after));
         if let Some(standing) = self.standing {
             standing.write(response.headers_mut());
         }
@@ -80,10 +76,7 @@ impl<K: std::hash::Hash + Eq + Clone> Limited<K> {
     /// `None` for 0 a minute: no limit.
     fn per_minute(requests: u32) -> Option<Self> {
         let quota = Quota::per_minute(NonZeroU32::new(requests)?);
-        Some(Limited {
-            quota,
-            buckets: RateLimiter::dashmap(quota).with_middleware::<StateInformationMiddleware>(),
-        })
+        Some(Limited { quota, buckets: RateLimiter::dashmap(quota).with_middleware::<StateInformationMiddleware>() })
     }
 
     fn forget_full_buckets(&self) {
@@ -115,10 +108,7 @@ fn client(address: IpAddr) -> IpAddr {
 
 impl RateLimits {
     pub(crate) fn new(limits: &Limits) -> Self {
-        RateLimits {
-            per_key: Limited::per_minute(limits.rate_limit),
-            failures_per_client: Limited::per_minute(limits.auth_failure_limit),
-        }
+        RateLimits { per_key: Limited::per_minute(limits.rate_limit), failures_per_client: Limited::per_minute(limits.auth_failure_limit) }
     }
 
     /// A request authenticated as `key`: its standing (none when keys are not limited), or a
@@ -132,31 +122,19 @@ impl RateLimits {
         match buckets.check_key(&key) {
             Ok(state) => {
                 let remaining = state.remaining_burst_capacity();
-                Ok(Some(Standing {
-                    limit,
-                    remaining,
-                    reset: whole_seconds(interval * (limit - remaining)),
-                }))
+                Ok(Some(Standing { limit, remaining, reset: whole_seconds(interval * (limit - remaining)) }))
             }
             Err(not_until) => {
                 metrics::counter!(telemetry::RATE_LIMITED, "limit" => "key").increment(1);
                 let wait = not_until.wait_time_from(buckets.clock().now());
                 let retry_after = whole_seconds(wait).max(1);
-                let standing = Standing {
-                    limit,
-                    remaining: 0,
-                    reset: whole_seconds(wait + interval * (limit - 1)).max(retry_after),
-                };
+                let standing = Standing { limit, remaining: 0, reset: whole_seconds(wait + interval * (limit - 1)).max(retry_after) };
                 let error = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "Too many requests",
                     format!("This key may make {limit} requests a minute; try again in {retry_after} s."),
                 );
-                Err(TooManyRequests {
-                    error,
-                    retry_after,
-                    standing: Some(standing),
-                })
+                Err(TooManyRequests { error, retry_after, standing: Some(standing) })
             }
         }
     }
@@ -164,27 +142,22 @@ impl RateLimits {
     /// A request without a valid token from `address` (none: not known, not counted): 401,
     /// or 429 once the address has failed more often than its quota allows.
     pub(crate) fn failed_authentication(&self, address: Option<IpAddr>) -> Response {
-        let (Some(Limited { buckets, .. }), Some(address)) = (&self.failures_per_client, address)
-        else {
+        let (Some(Limited { buckets, .. }), Some(address)) = (&self.failures_per_client, address) else {
             return ApiError::unauthorized().into_response();
         };
         match buckets.check_key(&client(address)) {
             Ok(_) => ApiError::unauthorized().into_response(),
             Err(not_until) => {
                 metrics::counter!(telemetry::RATE_LIMITED, "limit" => "client_address").increment(1);
-                let retry_after =
-                    whole_seconds(not_until.wait_time_from(buckets.clock().now())).max(1);
+                let retry_after = whole_seconds(not_until.wait_time_from(buckets.clock().now())).max(1);
                 let error = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "Too many requests",
-                    format!("Too many requests without a valid token from this address; send a valid token, or try again in {retry_after} s."),
+                    format!(
+                        "Too many requests without a valid token from this address; send a valid token, or try again in {retry_after} s."
+                    ),
                 );
-                TooManyRequests {
-                    error,
-                    retry_after,
-                    standing: None,
-                }
-                .into_response()
+                TooManyRequests { error, retry_after, standing: None }.into_response()
             }
         }
     }

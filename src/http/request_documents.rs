@@ -7,8 +7,8 @@ use axum::body::Bytes;
 use axum::extract::Query;
 use axum::http::{HeaderMap, Uri};
 
-use super::errors::ApiError;
 use super::api_keys::{self, read_document, Body};
+use super::errors::ApiError;
 use super::{list, pagination};
 use crate::service::listing::ListQuery;
 use crate::service::rules::create_api_key::NewApiKey;

@@ -89,22 +89,22 @@ pub fn api_key_document(key: &ApiKey, last_used_at: Option<DateTime<Utc>>, token
 /// separately.
 pub fn api_key<'a>(key: &'a ApiKey, last_used_at: Option<DateTime<Utc>>, token: Option<&'a str>) -> Resource<'a> {
     Resource {
-            id: key.id,
-            kind: "api_keys",
-            attributes: Attributes {
-                name: &key.name,
-                kind: key.kind.as_str(),
-                created_at: key.created_at,
-                updated_at: key.updated_at,
-                description: key.description.as_deref(),
-                role_id: key.role_id,
-                on_call_role_id: key.on_call_role_id,
-                group_id: key.group_id,
-                user_id: key.user_id,
-                expires_at: key.expires_at,
-                last_used_at,
-                grace_period_ends_at: key.grace_period_ends_at,
-                token,
-            },
+        id: key.id,
+        kind: "api_keys",
+        attributes: Attributes {
+            name: &key.name,
+            kind: key.kind.as_str(),
+            created_at: key.created_at,
+            updated_at: key.updated_at,
+            description: key.description.as_deref(),
+            role_id: key.role_id,
+            on_call_role_id: key.on_call_role_id,
+            group_id: key.group_id,
+            user_id: key.user_id,
+            expires_at: key.expires_at,
+            last_used_at,
+            grace_period_ends_at: key.grace_period_ends_at,
+            token,
+        },
     }
 }

@@ -47,8 +47,7 @@ pub async fn serve(
     let app = router(service, rate_limits, metrics, limits);
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout.min(limits.idle_timeout));
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout.min(limits.idle_timeout));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -91,12 +90,7 @@ pub async fn serve(
 /// file descriptors, most often) is logged and waited out for a second, as hyper and axum
 /// do, rather than retried in a tight loop.
 async fn refused(error: io::Error) {
-    if matches!(
-        error.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionRefused
-    ) {
+    if matches!(error.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionRefused) {
         return;
     }
     tracing::error!(%error, "cannot accept a connection");

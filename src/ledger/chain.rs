@@ -93,10 +93,7 @@ pub fn open(stored: &StoredEvent, prev: ChainHead) -> Result<RecordedEvent, Ledg
     }
     let computed = link(&prev.hash, &stored.canonical);
     if computed != stored.hash {
-        return Err(corrupt(format!(
-            "stored hash {} but blake3(prev_hash ‖ event) is {computed}",
-            stored.hash
-        )));
+        return Err(corrupt(format!("stored hash {} but blake3(prev_hash ‖ event) is {computed}", stored.hash)));
     }
     open_linked(stored, prev)
 }
@@ -118,16 +115,15 @@ pub fn open_linked(stored: &StoredEvent, prev: ChainHead) -> Result<RecordedEven
 /// which upcasts old payload versions and names what is wrong.
 pub fn decode_with_upcast(stored: &StoredEvent, prev: ChainHead) -> Result<RecordedEvent, LedgerError> {
     let corrupt = |reason: String| LedgerError::Corrupt { position: stored.position, reason };
-    let envelope: Envelope = serde_json::from_slice(&stored.canonical)
-        .map_err(|e| corrupt(format!("envelope does not decode: {e}")))?;
+    let envelope: Envelope = serde_json::from_slice(&stored.canonical).map_err(|e| corrupt(format!("envelope does not decode: {e}")))?;
     if envelope.position != stored.position {
         return Err(corrupt(format!("envelope says position {}", envelope.position)));
     }
     if envelope.prev_hash != prev.hash.to_hex().as_str() {
         return Err(corrupt(format!("prev_hash {} but the previous event's hash is {}", envelope.prev_hash, prev.hash)));
     }
-    let event = Event::decode(&envelope.event_type, envelope.schema_version, envelope.payload)
-        .map_err(|e: DecodeError| corrupt(e.to_string()))?;
+    let event =
+        Event::decode(&envelope.event_type, envelope.schema_version, envelope.payload).map_err(|e: DecodeError| corrupt(e.to_string()))?;
     Ok(RecordedEvent {
         position: envelope.position,
         stream: envelope.stream,

@@ -192,7 +192,8 @@ pub fn load_or_create_key_file(dir: &Path) -> Result<(AuditKey, KeyFile), Checkp
     let path = dir.join(KEY_FILE);
     let temporary = dir.join(format!("{KEY_FILE}.tmp"));
     let fail = |action, source| CheckpointError::KeyFile { action, path: path.clone(), source };
-    let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temporary).map_err(|e| fail("create", e))?;
+    let mut file =
+        OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temporary).map_err(|e| fail("create", e))?;
     file.write_all(format!("{}\n", key.seed_hex()).as_bytes()).and_then(|()| file.sync_all()).map_err(|e| fail("write", e))?;
     std::fs::rename(&temporary, &path).map_err(|e| fail("create", e))?;
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| fail("create", e))?;
@@ -446,7 +447,10 @@ mod tests {
         assert!(public.verify_strict(body.as_bytes(), &signature).is_ok());
         assert_eq!(lines[5], "");
         let vkey = key.verifier(&checkpoint.origin).to_vkey();
-        assert_eq!(vkey, format!("{}+{}+{}", checkpoint.origin, hex(&decoded[..4]), BASE64.encode([&[1u8][..], public.as_bytes()].concat())));
+        assert_eq!(
+            vkey,
+            format!("{}+{}+{}", checkpoint.origin, hex(&decoded[..4]), BASE64.encode([&[1u8][..], public.as_bytes()].concat()))
+        );
     }
 
     fn hex(bytes: &[u8]) -> String {
@@ -535,7 +539,8 @@ mod tests {
         let verifier = key(7).verifier("keyledger/0123456789abcdef");
         assert_eq!(Verifier::from_vkey(&verifier.to_vkey()).ok(), Some(verifier.clone()));
         // Base64 keys may contain `+`: only the first two separate the parts.
-        let plus = (0..=255u8).map(|b| key(b).verifier("n")).find(|v| v.to_vkey().matches('+').count() > 2).expect("a key with + in its base64");
+        let plus =
+            (0..=255u8).map(|b| key(b).verifier("n")).find(|v| v.to_vkey().matches('+').count() > 2).expect("a key with + in its base64");
         assert_eq!(Verifier::from_vkey(&plus.to_vkey()).ok(), Some(plus));
         let vkey = verifier.to_vkey();
         let (name, rest) = vkey.split_once('+').expect("name");

@@ -31,7 +31,9 @@ pub fn encode(changes: &[RowChange]) -> Result<Vec<u8>, LedgerError> {
     let mut out = Vec::with_capacity(changes.iter().map(|c| c.key.len() + c.value.as_ref().map_or(0, Vec::len) + 16).sum());
     for change in changes {
         let name = change.projection.name();
-        out.push(u8::try_from(name.len()).map_err(|_| LedgerError::TooLarge { what: format!("projection name {name:?}"), bytes: name.len() })?);
+        out.push(
+            u8::try_from(name.len()).map_err(|_| LedgerError::TooLarge { what: format!("projection name {name:?}"), bytes: name.len() })?,
+        );
         out.extend_from_slice(name.as_bytes());
         put_len(&mut out, change.key.len(), "a projection row key")?;
         out.extend_from_slice(change.key.as_bytes());

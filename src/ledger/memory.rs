@@ -90,7 +90,11 @@ impl Storage for MemoryStorage {
     }
 
     /// The new journal is one record (none for no rows), switched in at once.
-    fn replace_journal(&self, rows: &mut dyn Iterator<Item = RowChange>, checkpoints: Vec<(ProjectionId, u64)>) -> Result<usize, LedgerError> {
+    fn replace_journal(
+        &self,
+        rows: &mut dyn Iterator<Item = RowChange>,
+        checkpoints: Vec<(ProjectionId, u64)>,
+    ) -> Result<usize, LedgerError> {
         let rows: Vec<RowChange> = rows.collect();
         let mut ledger = self.ledger();
         let journal = if rows.is_empty() { Vec::new() } else { vec![ledger.record(&rows)?] };

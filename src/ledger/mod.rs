@@ -77,7 +77,9 @@ pub enum LedgerError {
     Serving { schema: String, target: String, holders: String },
     /// An append whose first event is not right after the stored head: another writer
     /// appended first (or the caller lost track of the head). Nothing of the commit is written.
-    #[error("the commit starts at position {position} but the log's head is at {head}: another writer appended first; nothing was written")]
+    #[error(
+        "the commit starts at position {position} but the log's head is at {head}: another writer appended first; nothing was written"
+    )]
     NotNext { position: u64, head: u64 },
 }
 
@@ -150,7 +152,11 @@ pub trait Storage: Send + Sync {
     /// This is how `rebuild` swaps fresh projections in, and it compacts the journal (one
     /// row per entity instead of one per change ever made). The events are untouched. `rows`
     /// is drawn as it is written: a million keys' rows held at once would cost gigabytes.
-    fn replace_journal(&self, rows: &mut dyn Iterator<Item = RowChange>, checkpoints: Vec<(ProjectionId, u64)>) -> Result<usize, LedgerError>;
+    fn replace_journal(
+        &self,
+        rows: &mut dyn Iterator<Item = RowChange>,
+        checkpoints: Vec<(ProjectionId, u64)>,
+    ) -> Result<usize, LedgerError>;
 }
 
 /// An append in progress (see [`Storage::begin_append`]): nobody else appends until it is

@@ -86,12 +86,7 @@ pub struct Transferred {
 
 /// Writes every stored event, in position order, as one line each, to `out`; `to` names
 /// `out` in errors. `progress` is told how many events are written so far.
-pub fn export(
-    storage: &dyn Storage,
-    out: &mut dyn Write,
-    to: &str,
-    progress: &mut dyn FnMut(u64),
-) -> Result<Transferred, TransferError> {
+pub fn export(storage: &dyn Storage, out: &mut dyn Write, to: &str, progress: &mut dyn FnMut(u64)) -> Result<Transferred, TransferError> {
     let write_err = |source| TransferError::Write { to: to.to_owned(), source };
     let mut head = ChainHead::genesis();
     let mut events = 0u64;

@@ -234,8 +234,8 @@ mod tests {
     use super::*;
     use crate::ledger::chain::{from_line, seal};
     use crate::ledger::{Commit, SledStorage};
-    use keyledger_projections::event::{ApiKeyCreated, TeamDeleted};
     use chrono::Utc;
+    use keyledger_projections::event::{ApiKeyCreated, TeamDeleted};
     use keyledger_projections::{Actor, ApiKeyKind, Event, RecordedEvent};
     use uuid::Uuid;
 

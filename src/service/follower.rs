@@ -85,15 +85,11 @@ pub(super) fn start(durability: Durability) -> std::io::Result<Option<Follower>>
     let storage = Arc::clone(durability.storage());
     let (to_follower, listener_stopped) = (wakes.clone(), Arc::clone(&stopped));
     // Not joined: it notices the follower is gone within a wait and ends by itself.
-    std::thread::Builder::new()
-        .name("keyledger-listen".into())
-        .spawn(move || listen(&*storage, &to_follower, &listener_stopped))?;
-    let thread = std::thread::Builder::new()
-        .name("keyledger-follow".into())
-        .spawn(move || {
-            follow(&durability, &woken);
-            stopped.store(true, Ordering::Release);
-        })?;
+    std::thread::Builder::new().name("keyledger-listen".into()).spawn(move || listen(&*storage, &to_follower, &listener_stopped))?;
+    let thread = std::thread::Builder::new().name("keyledger-follow".into()).spawn(move || {
+        follow(&durability, &woken);
+        stopped.store(true, Ordering::Release);
+    })?;
     Ok(Some(Follower { wakes, thread }))
 }
 
@@ -177,8 +173,7 @@ fn follow(durability: &Durability, woken: &Receiver<Wake>) {
                 }
             }
             Err(e) => {
-                metrics::gauge!(telemetry::FOLLOWER_LAG_SECONDS)
-                    .set(last_look.elapsed().as_secs_f64());
+                metrics::gauge!(telemetry::FOLLOWER_LAG_SECONDS).set(last_look.elapsed().as_secs_f64());
                 if !failing {
                     tracing::warn!(error = %e, "cannot read other nodes' appends; readers answer from what was folded until the store is back");
                     failing = true;
@@ -213,21 +208,13 @@ fn catch_up(durability: &Durability) -> Result<(), LedgerError> {
     for stored in storage.events_from(from.max(1)) {
         let stored = stored?;
         if from > 0 && stored.position == from {
-            previous = ChainHead {
-                position: from,
-                hash: stored.hash,
-            };
+            previous = ChainHead { position: from, hash: stored.hash };
             continue;
         }
         let event = chain::open(&stored, previous)?;
-        previous = ChainHead {
-            position: stored.position,
-            hash: stored.hash,
-        };
+        previous = ChainHead { position: stored.position, hash: stored.hash };
         if !oldest_seen {
-            let age = (Utc::now() - event.recorded_at)
-                .to_std()
-                .unwrap_or_default();
+            let age = (Utc::now() - event.recorded_at).to_std().unwrap_or_default();
             metrics::gauge!(telemetry::FOLLOWER_LAG_SECONDS).set(age.as_secs_f64());
             oldest_seen = true;
         }

@@ -51,9 +51,7 @@ impl LastUses {
         let (notes, queue) = mpsc::sync_channel(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
         let counted = Arc::clone(&dropped);
-        let recorder = std::thread::Builder::new()
-            .name("keyledger-last-use".into())
-            .spawn(move || record(&*store, &queue, &counted))?;
+        let recorder = std::thread::Builder::new().name("keyledger-last-use".into()).spawn(move || record(&*store, &queue, &counted))?;
         Ok((LastUses { times: RwLock::new(times), notes, dropped }, recorder))
     }
 
@@ -81,7 +79,9 @@ impl LastUses {
         }
         times.insert(id, now);
         if self.notes.try_send((id, now)).is_err() && self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
-            tracing::warn!("the last-use queue is full: dropping notes (shown, not stored) until it drains; the total is logged at shutdown");
+            tracing::warn!(
+                "the last-use queue is full: dropping notes (shown, not stored) until it drains; the total is logged at shutdown"
+            );
         }
     }
 }

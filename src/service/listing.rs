@@ -8,8 +8,8 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use keyledger_projections::event::UserId;
 use keyledger_projections::directory::Organization;
+use keyledger_projections::event::UserId;
 use keyledger_projections::keys_view::{ApiKey, KeysView, Slice};
 use keyledger_projections::{ApiKeyKind, State};
 use uuid::Uuid;
@@ -271,7 +271,6 @@ impl<'a> Candidates<'a> {
         self.slices.iter().map(|slice| self.view.count(self.organization_id, *slice)).sum::<usize>() + usize::from(self.own_key.is_some())
     }
 
-
     /// The candidates, each once, by `created_at` (descending: newest first), ties always by
     /// position, the first `skip` left out: from one slice by skipping whole chunks, from
     /// several by merging their walks (slices picked for a user and a team may overlap).
@@ -284,7 +283,8 @@ impl<'a> Candidates<'a> {
                 // which come after it in this order: start the walk at the newest of them.
                 let count = view.count(organization_id, *slice);
                 let mut from = view.oldest_first(organization_id, *slice, count.saturating_sub(skip.saturating_add(1)));
-                let tied = from.next().filter(|_| skip < count).map_or(0, |key| from.take_while(|k| k.created_at == key.created_at).count());
+                let tied =
+                    from.next().filter(|_| skip < count).map_or(0, |key| from.take_while(|k| k.created_at == key.created_at).count());
                 Box::new(TiesOldestFirst::new(view.newest_first(organization_id, *slice, skip - tied)).skip(tied))
             }
             (slices, own_key) => {
@@ -295,7 +295,10 @@ impl<'a> Candidates<'a> {
                         Box::new(view.oldest_first(organization_id, *slice, 0))
                     }
                 });
-                let merged = Merged::new(walks.chain(own_key.map(|key| -> Box<dyn Iterator<Item = &'a Arc<ApiKey>> + 'a> { Box::new(std::iter::once(key)) })), descending);
+                let merged = Merged::new(
+                    walks.chain(own_key.map(|key| -> Box<dyn Iterator<Item = &'a Arc<ApiKey>> + 'a> { Box::new(std::iter::once(key)) })),
+                    descending,
+                );
                 if descending {
                     Box::new(TiesOldestFirst::new(merged).skip(skip))
                 } else {
@@ -445,8 +448,8 @@ mod tests {
     use super::super::rules::caller::resolve;
     use super::super::rules::create_api_key::{self, NewApiKey};
     use super::super::rules::given::{attributes, now, Given, PLATFORM};
-    use super::*;
     use super::super::rules::revoke_api_key::revocation;
+    use super::*;
     use keyledger_projections::event::{ApiKeyUpdated, RevocationReason};
     use keyledger_projections::{Actor, Event, RecordedEvent};
 
@@ -491,7 +494,8 @@ mod tests {
         let given = given_keys();
         let mut seen = Vec::new();
         for page in 1..=4 {
-            let query = ListQuery { paging: Paging { number: page, size: 3 }, sort: SortField::Name, descending: true, ..ListQuery::default() };
+            let query =
+                ListQuery { paging: Paging { number: page, size: 3 }, sort: SortField::Name, descending: true, ..ListQuery::default() };
             seen.extend(names(&given, "alice@acme.test", &query));
         }
         let mut sorted = seen.clone();
@@ -524,19 +528,31 @@ mod tests {
             id if id == backup => Some(now() - chrono::TimeDelta::minutes(1)),
             _ => None,
         };
-        let recent = ListQuery { times: vec![(TimeField::LastUsedAt, Comparison::Gte, now() - chrono::TimeDelta::hours(1))], ..ListQuery::default() };
+        let recent = ListQuery {
+            times: vec![(TimeField::LastUsedAt, Comparison::Gte, now() - chrono::TimeDelta::hours(1))],
+            ..ListQuery::default()
+        };
         assert_eq!(names_with(&given, "carol@acme.test", &recent, &last_used), ["backup"]);
         let by_use = ListQuery { sort: SortField::LastUsedAt, ..ListQuery::default() };
         assert_eq!(names_with(&given, "carol@acme.test", &by_use, &last_used), ["Deploy", "backup", "login", "ci"]);
         let by_use = ListQuery { descending: true, ..by_use };
         assert_eq!(names_with(&given, "carol@acme.test", &by_use, &last_used), ["login", "ci", "backup", "Deploy"]);
         let page = list(&given.state, &carol, &by_use, now(), &last_used);
-        assert_eq!(page.items.last().and_then(|listed| listed.last_used_at), Some(now() - chrono::TimeDelta::hours(2)), "each listed key carries its last use");
+        assert_eq!(
+            page.items.last().and_then(|listed| listed.last_used_at),
+            Some(now() - chrono::TimeDelta::hours(2)),
+            "each listed key carries its last use"
+        );
     }
 
     /// The list as it was before indexes: every key of the organization that the caller may
     /// see and the query matches, fully sorted, then cut. The reference for the walks.
-    fn listed_by_scan(state: &State, caller: &Caller, query: &ListQuery, last_used: &dyn Fn(Uuid) -> Option<DateTime<Utc>>) -> Page<Listed> {
+    fn listed_by_scan(
+        state: &State,
+        caller: &Caller,
+        query: &ListQuery,
+        last_used: &dyn Fn(Uuid) -> Option<DateTime<Utc>>,
+    ) -> Page<Listed> {
         let Some(org) = state.directory.organization(caller.organization_id) else {
             return Page { items: Vec::new(), total: 0 };
         };
@@ -545,7 +561,9 @@ mod tests {
             .iter()
             .filter(|key| key.organization_id == caller.organization_id && can_see(caller, org, key))
             .map(|key| (key, last_used(key.id)))
-            .filter(|(key, last_used_at)| matches(query, query.search.as_deref().map(str::to_lowercase).as_deref(), key, *last_used_at, now()))
+            .filter(|(key, last_used_at)| {
+                matches(query, query.search.as_deref().map(str::to_lowercase).as_deref(), key, *last_used_at, now())
+            })
             .collect();
         keys.sort_by(|a, b| {
             let order = compare(*a, *b, query.sort);
@@ -640,8 +658,21 @@ mod tests {
         let kinds = [None, None, Some(ApiKeyKind::Personal), Some(ApiKeyKind::Team), Some(ApiKeyKind::Organization)];
         let teams: Vec<Uuid> = state.directory.organizations().flat_map(|org| org.teams.keys().copied()).chain([Uuid::nil()]).collect();
         let at = now() - chrono::TimeDelta::hours(draw(seed, 6) as i64) + chrono::TimeDelta::hours(draw(seed, 3) as i64 * 12);
-        let time = (one_of(seed, &[TimeField::CreatedAt, TimeField::ExpiresAt, TimeField::LastUsedAt]), one_of(seed, &[Comparison::Gt, Comparison::Gte, Comparison::Lt, Comparison::Lte]), at);
-        let sorts = [SortField::CreatedAt, SortField::CreatedAt, SortField::CreatedAt, SortField::Name, SortField::Kind, SortField::UpdatedAt, SortField::ExpiresAt, SortField::LastUsedAt];
+        let time = (
+            one_of(seed, &[TimeField::CreatedAt, TimeField::ExpiresAt, TimeField::LastUsedAt]),
+            one_of(seed, &[Comparison::Gt, Comparison::Gte, Comparison::Lt, Comparison::Lte]),
+            at,
+        );
+        let sorts = [
+            SortField::CreatedAt,
+            SortField::CreatedAt,
+            SortField::CreatedAt,
+            SortField::Name,
+            SortField::Kind,
+            SortField::UpdatedAt,
+            SortField::ExpiresAt,
+            SortField::LastUsedAt,
+        ];
         let rarely = |seed: &mut u64| draw(seed, 6) == 0;
         ListQuery {
             kind: one_of(seed, &kinds),

@@ -40,8 +40,8 @@ use self::rules::rotate_api_key::{RotateApiKey, Rotation};
 use self::rules::update_api_key::{KeyChanges, UpdateApiKey};
 use self::rules::visibility::can_see;
 use self::token::{IssuedToken, TokenError, TokenFormat};
-use self::writer::{Answer, Command, CommandError, Durability, Staged, Writer};
 pub use self::writer::Provenance;
+use self::writer::{Answer, Command, CommandError, Durability, Staged, Writer};
 use crate::ledger::{LastUseStore, LedgerError};
 
 /// The most commands one group commit takes. Larger batches amortise the sync further but
@@ -146,8 +146,7 @@ fn run_writer(mut writer: Writer, mut jobs: mpsc::Receiver<Job>, staged: std::sy
                 Err(_) => break,
             }
         }
-        let (commands, replies): (Vec<_>, Vec<_>) =
-            batch.into_iter().map(|job| ((job.command, job.provenance), job.reply)).unzip();
+        let (commands, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|job| ((job.command, job.provenance), job.reply)).unzip();
         if staged.send((writer.stage(commands), replies)).is_err() {
             break;
         }
@@ -189,12 +188,8 @@ impl Service {
         };
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
         let (to_syncer, from_writer) = std::sync::mpsc::channel();
-        let syncer = std::thread::Builder::new()
-            .name("keyledger-sync".into())
-            .spawn(move || run_syncer(durability, from_writer))?;
-        let writer = std::thread::Builder::new()
-            .name("keyledger-writer".into())
-            .spawn(move || run_writer(writer, queue, to_syncer))?;
+        let syncer = std::thread::Builder::new().name("keyledger-sync".into()).spawn(move || run_syncer(durability, from_writer))?;
+        let writer = std::thread::Builder::new().name("keyledger-writer".into()).spawn(move || run_writer(writer, queue, to_syncer))?;
         let service = Service {
             state,
             publications,
@@ -272,12 +267,7 @@ impl Service {
         answer.await.map_err(|_| gone())?
     }
 
-    pub async fn create_api_key(
-        &self,
-        caller: &Caller,
-        attributes: NewApiKey,
-        provenance: Provenance,
-    ) -> Result<CreatedKey, ServiceError> {
+    pub async fn create_api_key(&self, caller: &Caller, attributes: NewApiKey, provenance: Provenance) -> Result<CreatedKey, ServiceError> {
         let token = self.tokens.mint()?;
         let api_key_id = Uuid::new_v4();
         let command = Command::CreateApiKey(CreateApiKey {
@@ -309,8 +299,7 @@ impl Service {
     ) -> Result<ApiKey, ServiceError> {
         let command = Command::UpdateApiKey(UpdateApiKey { caller: caller.credential(), api_key_id: id, changes });
         self.execute(command, provenance).await?;
-        self.show_api_key(caller, id, ApiKey::clone)
-            .ok_or_else(|| CommandError::Rejected(rules::Rejection::NotFound).into())
+        self.show_api_key(caller, id, ApiKey::clone).ok_or_else(|| CommandError::Rejected(rules::Rejection::NotFound).into())
     }
 
     /// Revokes a key and returns it as it was just before. Its token is refused from the
@@ -318,9 +307,7 @@ impl Service {
     pub async fn revoke_api_key(&self, caller: &Caller, id: Uuid, provenance: Provenance) -> Result<ApiKey, ServiceError> {
         // A key the caller cannot see in the durable state is not found, without asking the
         // writer; the writer still decides (and may refuse) for the keys it can.
-        let before = self
-            .show_api_key(caller, id, ApiKey::clone)
-            .ok_or(CommandError::Rejected(rules::Rejection::NotFound))?;
+        let before = self.show_api_key(caller, id, ApiKey::clone).ok_or(CommandError::Rejected(rules::Rejection::NotFound))?;
         let command = Command::RevokeApiKey(RevokeApiKey { caller: caller.credential(), api_key_id: id });
         self.execute(command, provenance).await?;
         Ok(before)
@@ -336,12 +323,8 @@ impl Service {
         provenance: Provenance,
     ) -> Result<CreatedKey, ServiceError> {
         let token = self.tokens.mint()?;
-        let command = Command::RotateApiKey(RotateApiKey {
-            caller: caller.credential(),
-            api_key_id: id,
-            token_digest: token.digest(),
-            rotation,
-        });
+        let command =
+            Command::RotateApiKey(RotateApiKey { caller: caller.credential(), api_key_id: id, token_digest: token.digest(), rotation });
         self.execute(command, provenance).await?;
         Ok(CreatedKey { key: self.written_key(id, "rotated")?, token })
     }

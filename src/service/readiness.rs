@@ -52,8 +52,7 @@ impl Readiness {
 }
 
 pub const WRITER_STOPPED: &str = "stopped";
-pub const WRITER_REFUSING: &str =
-    "refusing changes until restart after a failed append or sync (see the log)";
+pub const WRITER_REFUSING: &str = "refusing changes until restart after a failed append or sync (see the log)";
 pub const STORE_FAILED: &str = "unreachable (see the log)";
 pub const STORE_SLOW: &str = "no answer in time";
 pub const STORE_STUCK: &str = "an earlier probe has not returned";
@@ -80,10 +79,7 @@ pub struct StoreProbe {
 
 impl StoreProbe {
     pub fn new(durability: Durability) -> Self {
-        StoreProbe {
-            durability,
-            in_flight: Arc::new(AtomicBool::new(false)),
-        }
+        StoreProbe { durability, in_flight: Arc::new(AtomicBool::new(false)) }
     }
 
     /// The writer's condition (see [`writer_check`]).
@@ -167,10 +163,7 @@ mod tests {
     }
 
     fn broken(what: &str) -> LedgerError {
-        LedgerError::Storage {
-            context: what.into(),
-            source: "injected by the test".into(),
-        }
+        LedgerError::Storage { context: what.into(), source: "injected by the test".into() }
     }
 
     impl Storage for Faulty {
@@ -183,10 +176,7 @@ mod tests {
             }
             self.inner.sync()
         }
-        fn events_from(
-            &self,
-            position: u64,
-        ) -> Box<dyn Iterator<Item = Result<StoredEvent, LedgerError>> + '_> {
+        fn events_from(&self, position: u64) -> Box<dyn Iterator<Item = Result<StoredEvent, LedgerError>> + '_> {
             self.inner.events_from(position)
         }
         fn last_event(&self) -> Result<Option<StoredEvent>, LedgerError> {
@@ -200,10 +190,7 @@ mod tests {
                 Probe::Answers => {}
                 Probe::Fails => return Err(broken("read a checkpoint")),
                 Probe::Hangs(release) => {
-                    let _ = release
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .recv();
+                    let _ = release.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
                 }
             }
             self.inner.checkpoint(projection)
@@ -221,24 +208,16 @@ mod tests {
     fn writer_over(store: Faulty) -> (Writer, Result<(), String>) {
         let mut writer = Writer::new(Arc::new(store), State::default()).unwrap();
         let tokens = TokenFormat::new("rootly").unwrap();
-        let initialized = operator::initialize(
-            &mut writer,
-            &[DirectoryFile::single_owner("Acme", "owner@acme.test")],
-            &tokens,
-        )
-        .map(drop)
-        .map_err(|e| e.to_string());
+        let initialized = operator::initialize(&mut writer, &[DirectoryFile::single_owner("Acme", "owner@acme.test")], &tokens)
+            .map(drop)
+            .map_err(|e| e.to_string());
         (writer, initialized)
     }
 
     fn store(sync_fails: bool, probe: Probe) -> Faulty {
         let inner = MemoryStorage::new();
         assert_eq!(load_state(&inner).unwrap().position, 0);
-        Faulty {
-            inner,
-            sync_fails,
-            probe,
-        }
+        Faulty { inner, sync_fails, probe }
     }
 
     #[test]
@@ -246,67 +225,37 @@ mod tests {
         let (writer, initialized) = writer_over(store(false, Probe::Answers));
         initialized.unwrap();
         assert_eq!(writer_check(true, &writer.durability()), Check::Ok);
-        assert_eq!(
-            writer_check(false, &writer.durability()),
-            Check::NotReady(WRITER_STOPPED)
-        );
+        assert_eq!(writer_check(false, &writer.durability()), Check::NotReady(WRITER_STOPPED));
     }
 
     #[test]
     fn a_writer_poisoned_by_a_failed_sync_is_not_ready_and_says_so_without_the_cause() {
         let (mut writer, initialized) = writer_over(store(true, Probe::Answers));
-        assert!(
-            initialized.is_err(),
-            "the sync failed, so did the initialization"
-        );
+        assert!(initialized.is_err(), "the sync failed, so did the initialization");
         assert!(writer.durability().refusing_writes().is_some());
         let check = writer_check(true, &writer.durability());
         assert_eq!(check, Check::NotReady(WRITER_REFUSING));
-        let shown = serde_json::to_string(&Readiness {
-            writer: check,
-            store: Check::Ok,
-        })
-        .unwrap();
-        assert!(
-            !shown.contains("injected"),
-            "the cause goes to the log, not to /readyz: {shown}"
-        );
+        let shown = serde_json::to_string(&Readiness { writer: check, store: Check::Ok }).unwrap();
+        assert!(!shown.contains("injected"), "the cause goes to the log, not to /readyz: {shown}");
         // And it really refuses: the next command is answered "unavailable".
-        let next = writer.execute(vec![(
-            super::super::writer::Command::EndGracePeriods,
-            "x".into(),
-        )]);
-        assert!(
-            matches!(next[0], Err(CommandError::Unavailable(_))),
-            "{:?}",
-            next[0]
-        );
+        let next = writer.execute(vec![(super::super::writer::Command::EndGracePeriods, "x".into())]);
+        assert!(matches!(next[0], Err(CommandError::Unavailable(_))), "{:?}", next[0]);
     }
 
     #[tokio::test]
     async fn a_store_that_fails_or_does_not_answer_is_not_ready() {
         let (writer, initialized) = writer_over(store(false, Probe::Answers));
         initialized.unwrap();
-        assert_eq!(
-            StoreProbe::new(writer.durability()).store().await,
-            Check::Ok
-        );
+        assert_eq!(StoreProbe::new(writer.durability()).store().await, Check::Ok);
 
         let (writer, _) = writer_over(store(false, Probe::Fails));
-        assert_eq!(
-            StoreProbe::new(writer.durability()).store().await,
-            Check::NotReady(STORE_FAILED)
-        );
+        assert_eq!(StoreProbe::new(writer.durability()).store().await, Check::NotReady(STORE_FAILED));
 
         let (release, hung) = mpsc::channel();
         let (writer, _) = writer_over(store(false, Probe::Hangs(Mutex::new(hung))));
         let probe = StoreProbe::new(writer.durability());
         assert_eq!(probe.store().await, Check::NotReady(STORE_SLOW));
-        assert_eq!(
-            probe.store().await,
-            Check::NotReady(STORE_STUCK),
-            "one hung probe at a time, not a thread per request"
-        );
+        assert_eq!(probe.store().await, Check::NotReady(STORE_STUCK), "one hung probe at a time, not a thread per request");
         // The store answers again (every probe from now on): the hung probe returns, and
         // the next one goes through.
         drop(release);

@@ -240,7 +240,8 @@ impl Report {
 /// as long as all the others.
 pub fn compare(fresh: &State, live: &State, projections: &[ProjectionId], limit: usize) -> Report {
     let compared: Vec<(usize, Vec<Difference>)> = std::thread::scope(|scope| {
-        let threads: Vec<_> = projections.iter().map(|&projection| scope.spawn(move || compare_one(fresh, live, projection, limit))).collect();
+        let threads: Vec<_> =
+            projections.iter().map(|&projection| scope.spawn(move || compare_one(fresh, live, projection, limit))).collect();
         // A panic here is a bug: it goes on to the caller as it would have without threads.
         threads.into_iter().map(|thread| thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
     });

@@ -150,11 +150,7 @@ fn store_caught_up(
     for chunk in rows.chunks(CATCH_UP_ROWS_PER_COMMIT) {
         let rows = chunk
             .iter()
-            .map(|(projection, key)| RowChange {
-                projection: *projection,
-                value: state.encode_row(*projection, key),
-                key: key.clone(),
-            })
+            .map(|(projection, key)| RowChange { projection: *projection, value: state.encode_row(*projection, key), key: key.clone() })
             .collect();
         storage.append(Commit { events: Vec::new(), rows, checkpoints: Vec::new() })?;
     }

@@ -62,9 +62,7 @@ fn digest(token: &str) -> blake3::Hash {
 
 impl TokenFormat {
     pub fn new(prefix: &str) -> Result<Self, TokenError> {
-        let valid = !prefix.is_empty()
-            && prefix.len() <= 32
-            && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let valid = !prefix.is_empty() && prefix.len() <= 32 && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
         if !valid {
             return Err(TokenError::BadPrefix(prefix.to_owned()));
         }

@@ -21,9 +21,9 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use tokio::sync::Notify;
 use keyledger_projections::state::{Touched, PROJECTIONS};
 use keyledger_projections::{ProjectionId, RecordedEvent, State};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::clock::{Clock, SystemClock};
@@ -155,7 +155,11 @@ impl Durability {
                 continue;
             }
             if event.position != published.position + 1 {
-                tracing::warn!(position = event.position, published = published.position, "an event to publish does not follow the published state; leaving it to the follower");
+                tracing::warn!(
+                    position = event.position,
+                    published = published.position,
+                    "an event to publish does not follow the published state; leaving it to the follower"
+                );
                 break;
             }
             published.fold([event]);
@@ -408,11 +412,7 @@ impl Writer {
             let rows: BTreeSet<(ProjectionId, String)> = touched.into_iter().collect();
             commit.rows = rows
                 .into_iter()
-                .map(|(projection, key)| RowChange {
-                    projection,
-                    value: self.state.encode_row(projection, &key),
-                    key,
-                })
+                .map(|(projection, key)| RowChange { projection, value: self.state.encode_row(projection, &key), key })
                 .collect();
             commit.checkpoints = PROJECTIONS.iter().map(|p| (*p, head.position)).collect();
             let started = Instant::now();
@@ -477,8 +477,7 @@ mod tests {
         let tokens = TokenFormat::new("rootly").unwrap();
         operator::initialize(&mut writer, &[DirectoryFile::single_owner("Acme", "owner@acme.test")], &tokens).unwrap();
         writer.execute(vec![(create("first"), "a".into()), (create("second"), "b".into())]);
-        let events: Vec<RecordedEvent> =
-            chain::Replay::new(source.events_from(1), ChainHead::genesis()).map(Result::unwrap).collect();
+        let events: Vec<RecordedEvent> = chain::Replay::new(source.events_from(1), ChainHead::genesis()).map(Result::unwrap).collect();
         assert!(events.len() > 4);
 
         let empty: Arc<dyn Storage> = Arc::new(MemoryStorage::new());

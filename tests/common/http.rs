@@ -112,7 +112,14 @@ pub async fn try_send_with_authorization(
 
 /// Any request that must be answered: `token` as a bearer token, `content_type` and `body`
 /// as given.
-pub async fn send(at: &(impl Endpoint + ?Sized), method: &str, path: &str, token: Option<&str>, content_type: Option<&str>, body: Option<Vec<u8>>) -> Resp {
+pub async fn send(
+    at: &(impl Endpoint + ?Sized),
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    body: Option<Vec<u8>>,
+) -> Resp {
     let authorization = token.map(|token| format!("Bearer {token}"));
     let answer = try_send_with_authorization(at, method, path, authorization.as_deref(), content_type, body).await;
     answer.unwrap_or_else(|e| panic!("{method} {path} got no answer: {e}"))
@@ -173,7 +180,9 @@ pub async fn revoke(at: &(impl Endpoint + ?Sized), token: &str, id: &str) -> Res
 pub async fn rotate(at: &(impl Endpoint + ?Sized), token: &str, id: &str, attributes: Option<Value>) -> Resp {
     let path = format!("/v1/api_keys/{id}/rotate");
     match attributes {
-        Some(attributes) => send(at, "POST", &path, Some(token), Some(JSON_API), Some(create_doc(attributes).to_string().into_bytes())).await,
+        Some(attributes) => {
+            send(at, "POST", &path, Some(token), Some(JSON_API), Some(create_doc(attributes).to_string().into_bytes())).await
+        }
         None => send(at, "POST", &path, Some(token), None, None).await,
     }
 }

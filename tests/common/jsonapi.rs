@@ -26,7 +26,10 @@ pub const TAKEN: &str = "Name has already been taken";
 
 /// The titles of a JSON:API error document.
 pub fn titles(body: &Value) -> Vec<String> {
-    body["errors"].as_array().map(|errors| errors.iter().filter_map(|e| e["title"].as_str().map(str::to_owned)).collect()).unwrap_or_default()
+    body["errors"]
+        .as_array()
+        .map(|errors| errors.iter().filter_map(|e| e["title"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
 }
 
 /// The `source.pointer`s of a JSON:API error document.

@@ -58,7 +58,8 @@ fn page_key(position: u64) -> [u8; 9] {
 /// Where event `position` is stored: its page's key, the page, and where the event's record
 /// starts in it.
 fn stored_record(tree: &sled::Tree, position: u64) -> (sled::IVec, Vec<u8>, usize) {
-    let (key, page) = tree.range(page_key(0)..=page_key(position)).next_back().expect("a page at or before the position").expect("read the page");
+    let (key, page) =
+        tree.range(page_key(0)..=page_key(position)).next_back().expect("a page at or before the position").expect("read the page");
     let first = u64::from_be_bytes(key[1..].try_into().expect("a page key"));
     let mut at = 0;
     for _ in first..position {

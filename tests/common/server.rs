@@ -155,7 +155,11 @@ pub struct Template<T> {
 /// thread of its own, so that it may start its own async runtime), in a data dir of its own;
 /// and what `build` returned. Each caller owns its copy: a copy taken while no process has
 /// the ledger open is consistent, so `build` must leave it stopped.
-pub fn copy_of<T: Send + Sync>(template: &'static OnceLock<Template<T>>, name: &str, build: impl FnOnce(&DataDir) -> T + Send) -> (DataDir, &'static T) {
+pub fn copy_of<T: Send + Sync>(
+    template: &'static OnceLock<Template<T>>,
+    name: &str,
+    build: impl FnOnce(&DataDir) -> T + Send,
+) -> (DataDir, &'static T) {
     let template = self::template(template, name, build);
     let data = DataDir::new();
     data.fill_from(&template.dir);
@@ -163,7 +167,11 @@ pub fn copy_of<T: Send + Sync>(template: &'static OnceLock<Template<T>>, name: &
 }
 
 /// The template `build` makes, once per test binary (see [`copy_of`]).
-fn template<T: Send + Sync>(template: &'static OnceLock<Template<T>>, name: &str, build: impl FnOnce(&DataDir) -> T + Send) -> &'static Template<T> {
+fn template<T: Send + Sync>(
+    template: &'static OnceLock<Template<T>>,
+    name: &str,
+    build: impl FnOnce(&DataDir) -> T + Send,
+) -> &'static Template<T> {
     template.get_or_init(|| {
         std::thread::scope(|scope| {
             scope
@@ -281,9 +289,8 @@ fn build_acme_and_globex(data: &str) -> HashMap<String, String> {
     cli_ok(&["directory", "apply", "--data", data, globex.to_str().unwrap()]);
     let mut tokens = HashMap::new();
     for (org, email) in USERS {
-        let token = cli_ok(&[
-            "keys", "issue", "--data", data, "--org", org, "--user", email, "--name", "test login", "--expires-in", "30d",
-        ]);
+        let token =
+            cli_ok(&["keys", "issue", "--data", data, "--org", org, "--user", email, "--name", "test login", "--expires-in", "30d"]);
         tokens.insert(email.to_owned(), token);
     }
     tokens
@@ -522,7 +529,9 @@ pub struct CreatedKey {
 /// kind created by alice over HTTP; the server is stopped again. Built once per test binary
 /// and copied, as [`DataDir::acme_and_globex`].
 pub fn ledger_with_a_key_of_each_kind() -> (DataDir, HashMap<String, String>, Vec<CreatedKey>) {
-    static TEMPLATE: OnceLock<Template<(HashMap<String, String>, Vec<CreatedKey>)>> = OnceLock::new();
+    /// The tokens by email, and the keys created.
+    type KeysOfEachKind = (HashMap<String, String>, Vec<CreatedKey>);
+    static TEMPLATE: OnceLock<Template<KeysOfEachKind>> = OnceLock::new();
     let (data, (tokens, created)) = copy_of(&TEMPLATE, "a-key-of-each-kind", |data| {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
         let tokens = data.acme_and_globex();

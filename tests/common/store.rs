@@ -206,9 +206,8 @@ pub fn copy_ledger_schema(from: &Path, to: &Path) {
 /// its schemas (and templates are never dropped: static values are not).
 fn sweep_schemas(url: &str) {
     with_client(url, |client| {
-        let rows = client
-            .query("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)", &[&SCHEMA_PREFIX])
-            .expect("list schemas");
+        let rows =
+            client.query("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)", &[&SCHEMA_PREFIX]).expect("list schemas");
         for row in rows {
             let schema: String = row.get(0);
             let parts = schema.strip_prefix(SCHEMA_PREFIX).and_then(|rest| rest.split_once('_'));

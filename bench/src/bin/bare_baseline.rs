@@ -82,18 +82,10 @@ fn json_api(status: StatusCode, body: impl Into<axum::body::Body>) -> Response {
 async fn create(body: Bytes) -> Response {
     let doc: CreateDocument = match serde_json::from_slice(&body) {
         Ok(doc) => doc,
-        Err(_) => {
-            return json_api(
-                StatusCode::BAD_REQUEST,
-                r#"{"errors":[{"status":"400","title":"Body is not valid JSON"}]}"#,
-            )
-        }
+        Err(_) => return json_api(StatusCode::BAD_REQUEST, r#"{"errors":[{"status":"400","title":"Body is not valid JSON"}]}"#),
     };
     if doc.data.kind != "api_keys" {
-        return json_api(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            r#"{"errors":[{"status":"422","title":"Type must be api_keys"}]}"#,
-        );
+        return json_api(StatusCode::UNPROCESSABLE_ENTITY, r#"{"errors":[{"status":"422","title":"Type must be api_keys"}]}"#);
     }
     let a = &doc.data.attributes;
     let out = CreatedDocument {
@@ -121,9 +113,7 @@ async fn show(Path(_id): Path<String>) -> Response {
 #[tokio::main]
 async fn main() {
     let addr = std::env::args().nth(1).unwrap_or_else(|| DEFAULT_ADDR.to_owned());
-    let app = Router::new()
-        .route("/v1/api_keys", post(create))
-        .route("/v1/api_keys/{id}", get(show));
+    let app = Router::new().route("/v1/api_keys", post(create)).route("/v1/api_keys/{id}", get(show));
     let listener = match tokio::net::TcpListener::bind(&addr).await {
         Ok(l) => l,
         Err(e) => {
@@ -135,10 +125,7 @@ async fn main() {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
         eprintln!("bare-baseline: server error: {e}");
         std::process::exit(1);
     }

@@ -40,16 +40,7 @@ impl Drop for Node {
 
 fn serve(bin: &str, store: &[&str], data: &std::path::Path) -> anyhow::Result<Node> {
     let mut child = Command::new(bin)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--consistency",
-            "eventual",
-            "--auth-failure-limit",
-            "0",
-            "--data",
-        ])
+        .args(["serve", "--listen", "127.0.0.1:0", "--consistency", "eventual", "--auth-failure-limit", "0", "--data"])
         .arg(data)
         .args(store)
         .env("RUST_LOG", "warn")
@@ -78,48 +69,26 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() -> anyhow::Result<()> {
-    let url = std::env::var(URL_VAR)
-        .with_context(|| format!("set {URL_VAR}, e.g. postgres://postgres@127.0.0.1:5432/test"))?;
-    let revokes: usize = std::env::args()
-        .nth(1)
-        .map(|n| n.parse())
-        .transpose()?
-        .unwrap_or(100);
-    let bin =
-        std::env::var("KEYLEDGER_BIN").unwrap_or_else(|_| "target/release/keyledger".to_owned());
+    let url = std::env::var(URL_VAR).with_context(|| format!("set {URL_VAR}, e.g. postgres://postgres@127.0.0.1:5432/test"))?;
+    let revokes: usize = std::env::args().nth(1).map(|n| n.parse()).transpose()?.unwrap_or(100);
+    let bin = std::env::var("KEYLEDGER_BIN").unwrap_or_else(|_| "target/release/keyledger".to_owned());
     let schema = format!("kl_lag_{}", uuid::Uuid::new_v4().simple());
     let data = std::env::temp_dir().join(&schema);
-    let store = [
-        "--database-url",
-        url.as_str(),
-        "--database-schema",
-        schema.as_str(),
-    ];
+    let store = ["--database-url", url.as_str(), "--database-schema", schema.as_str()];
 
     let measured = (|| {
-        let init = Command::new(&bin)
-            .arg("init")
-            .args(store)
-            .args(["--org", "Bench", "--owner", "owner@bench.test"])
-            .output()?;
+        let init = Command::new(&bin).arg("init").args(store).args(["--org", "Bench", "--owner", "owner@bench.test"]).output()?;
         if !init.status.success() {
-            bail!(
-                "keyledger init failed: {}",
-                String::from_utf8_lossy(&init.stderr)
-            );
+            bail!("keyledger init failed: {}", String::from_utf8_lossy(&init.stderr));
         }
         let owner = String::from_utf8(init.stdout)?.trim().to_owned();
         let a = serve(&bin, &store, &data.join("a"))?;
         let b = serve(&bin, &store, &data.join("b"))?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         runtime.block_on(measure(&a, &b, &owner, revokes))
     })();
-    let dropped = postgres::Client::connect(&url, postgres::NoTls).and_then(|mut client| {
-        client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-    });
+    let dropped = postgres::Client::connect(&url, postgres::NoTls)
+        .and_then(|mut client| client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")));
     let _ = std::fs::remove_dir_all(&data);
     let mut delays = measured?;
     if delays.is_empty() {
@@ -143,7 +112,8 @@ async fn measure(a: &Node, b: &Node, owner: &str, revokes: usize) -> anyhow::Res
     let mut keys = Vec::with_capacity(revokes);
     let expires_at = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
     for i in 0..revokes {
-        let document = json!({"data": {"type": "api_keys", "attributes": {"name": format!("lag {i}"), "kind": "personal", "expires_at": expires_at}}});
+        let document =
+            json!({"data": {"type": "api_keys", "attributes": {"name": format!("lag {i}"), "kind": "personal", "expires_at": expires_at}}});
         let response = http
             .post(format!("{}/v1/api_keys", a.base))
             .bearer_auth(owner)
@@ -152,24 +122,15 @@ async fn measure(a: &Node, b: &Node, owner: &str, revokes: usize) -> anyhow::Res
             .send()
             .await?;
         if response.status() != 201 {
-            bail!(
-                "create on A: {} {}",
-                response.status(),
-                response.text().await?
-            );
+            bail!("create on A: {} {}", response.status(), response.text().await?);
         }
         let body: Value = response.json().await?;
         let id = body["data"]["id"].as_str().context("no id")?.to_owned();
-        let token = body["data"]["attributes"]["token"]
-            .as_str()
-            .context("no token")?
-            .to_owned();
+        let token = body["data"]["attributes"]["token"].as_str().context("no token")?.to_owned();
         keys.push((id, token));
     }
     let status_on_b = |id: &str, token: &str| {
-        let request = http
-            .get(format!("{}/v1/api_keys/{id}", b.base))
-            .bearer_auth(token);
+        let request = http.get(format!("{}/v1/api_keys/{id}", b.base)).bearer_auth(token);
         async move { anyhow::Ok(request.send().await?.status().as_u16()) }
     };
     let deadline = Duration::from_secs(30);
@@ -183,11 +144,7 @@ async fn measure(a: &Node, b: &Node, owner: &str, revokes: usize) -> anyhow::Res
     }
     let mut delays = Vec::with_capacity(revokes);
     for (id, token) in &keys {
-        let response = http
-            .delete(format!("{}/v1/api_keys/{id}", a.base))
-            .bearer_auth(owner)
-            .send()
-            .await?;
+        let response = http.delete(format!("{}/v1/api_keys/{id}", a.base)).bearer_auth(owner).send().await?;
         if response.status() != 200 {
             bail!("revoke on A: {}", response.status());
         }

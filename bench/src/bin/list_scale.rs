@@ -46,7 +46,12 @@ fn directory() -> DirectoryFile {
         roles: Vec::new(),
         on_call_roles: Vec::new(),
         users: (1..=USERS)
-            .map(|id| UserSpec { id, email: format!("user{id}@bench.test"), role: if id == 1 { "owner".into() } else { "user".into() }, on_call_role: None })
+            .map(|id| UserSpec {
+                id,
+                email: format!("user{id}@bench.test"),
+                role: if id == 1 { "owner".into() } else { "user".into() },
+                on_call_role: None,
+            })
             .collect(),
         teams: (0..TEAMS)
             .map(|t| {
@@ -90,7 +95,16 @@ fn key_created(n: u64, organization_id: Uuid) -> ApiKeyCreated {
 }
 
 fn recorded(position: u64, at: DateTime<Utc>, event: Event) -> RecordedEvent {
-    RecordedEvent { position, stream: event.stream(), stream_version: 1, recorded_at: at, actor: Actor::Operator, request_id: "bench".into(), client_request_id: None, event }
+    RecordedEvent {
+        position,
+        stream: event.stream(),
+        stream_version: 1,
+        recorded_at: at,
+        actor: Actor::Operator,
+        request_id: "bench".into(),
+        client_request_id: None,
+        event,
+    }
 }
 
 /// Every event of the benchmark ledger, in order: the directory, then `keys` keys.
@@ -147,7 +161,8 @@ fn measure_memory(keys: u64) -> anyhow::Result<()> {
 /// the page (only the filter-free default order is needed for the baseline).
 fn full_scan(state: &State, caller: &Caller, query: &ListQuery) -> usize {
     let Some(org) = state.directory.organization(caller.organization_id) else { return 0 };
-    let mut keys: Vec<&ApiKey> = state.keys.iter().filter(|k| k.organization_id == caller.organization_id && can_see(caller, org, k)).collect();
+    let mut keys: Vec<&ApiKey> =
+        state.keys.iter().filter(|k| k.organization_id == caller.organization_id && can_see(caller, org, k)).collect();
     keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.position.cmp(&b.position)));
     let start = query.paging.number.saturating_sub(1) * query.paging.size;
     keys.iter().skip(start).take(query.paging.size).count()
@@ -183,7 +198,9 @@ fn main() -> anyhow::Result<()> {
     eprintln!("state of {} keys folded in {:.1} s", state.keys.len(), built.elapsed().as_secs_f64());
     let now = start() + chrono::Duration::days(30);
     let login = |user: u64| {
-        (0..keys).find(|&n| key_created(n, organization_id).kind == ApiKeyKind::Personal && n % USERS + 1 == user).map(|n| Uuid::from_u128(u128::from(n) + 1))
+        (0..keys)
+            .find(|&n| key_created(n, organization_id).kind == ApiKeyKind::Personal && n % USERS + 1 == user)
+            .map(|n| Uuid::from_u128(u128::from(n) + 1))
     };
     let caller = |user: u64| login(user).and_then(|id| resolve(&state, id, now)).with_context(|| format!("user {user} has no login key"));
     let (owner, team_admin) = (caller(1)?, caller(TEAM_ADMIN)?);

@@ -58,7 +58,10 @@ fn check(events: &[StoredEvent], threads: usize, parse: bool) -> anyhow::Result<
 fn check_run(events: &[StoredEvent], mut prev: blake3::Hash, parse: bool) -> anyhow::Result<()> {
     for event in events {
         let position = event.position;
-        ensure!(chain::link(&prev, &event.canonical) == event.hash, "event {position}: the stored hash is not blake3(previous hash ‖ canonical bytes)");
+        ensure!(
+            chain::link(&prev, &event.canonical) == event.hash,
+            "event {position}: the stored hash is not blake3(previous hash ‖ canonical bytes)"
+        );
         if parse {
             serde_json::from_slice::<IgnoredAny>(&event.canonical).with_context(|| format!("event {position}"))?;
         }

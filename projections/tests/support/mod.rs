@@ -10,9 +10,9 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, TimeZone, Utc};
 use keyledger_projections::event::{
-    ApiKeyCreated, ApiKeyGracePeriodEnded, ApiKeyRevoked, ApiKeyRotated, RevocationReason, OnCallRoleDefined, OrganizationCreated, OrganizationSettingsChanged, RoleDefined,
-    ServiceAccountCreated, TeamCreated, TeamDeleted, TeamMembershipChanged, UserChanged, UserId, UserJoined,
-    UserRemoved,
+    ApiKeyCreated, ApiKeyGracePeriodEnded, ApiKeyRevoked, ApiKeyRotated, OnCallRoleDefined, OrganizationCreated,
+    OrganizationSettingsChanged, RevocationReason, RoleDefined, ServiceAccountCreated, TeamCreated, TeamDeleted, TeamMembershipChanged,
+    UserChanged, UserId, UserJoined, UserRemoved,
 };
 use keyledger_projections::{Actor, ApiKeyKind, Event, Permission, Projection, RecordedEvent};
 use uuid::Uuid;
@@ -213,12 +213,7 @@ pub fn user_removed(org: Uuid, user: UserId) -> Event {
 }
 
 pub fn team_created(org: Uuid, team: Uuid, slug: &str) -> Event {
-    Event::TeamCreated(TeamCreated {
-        organization_id: org,
-        team_id: team,
-        slug: slug.to_owned(),
-        name: format!("{slug} team"),
-    })
+    Event::TeamCreated(TeamCreated { organization_id: org, team_id: team, slug: slug.to_owned(), name: format!("{slug} team") })
 }
 
 pub fn membership_changed(org: Uuid, team: Uuid, user_ids: &[UserId], admin_ids: &[UserId]) -> Event {
@@ -257,12 +252,7 @@ pub fn personal_key(org: Uuid, key: Uuid, user: UserId, name: &str) -> ApiKeyCre
 
 /// A team key of `team`, created by user 1, acting as service account `account`.
 pub fn team_key(org: Uuid, key: Uuid, team: Uuid, account: Uuid, name: &str) -> ApiKeyCreated {
-    ApiKeyCreated {
-        kind: ApiKeyKind::Team,
-        group_id: Some(team),
-        service_account_id: Some(account),
-        ..personal_key(org, key, 1, name)
-    }
+    ApiKeyCreated { kind: ApiKeyKind::Team, group_id: Some(team), service_account_id: Some(account), ..personal_key(org, key, 1, name) }
 }
 
 /// An organization key created by user 1, acting as service account `account`.
@@ -326,13 +316,7 @@ pub fn team_account(org: Uuid, account: Uuid, key: Uuid, team: Uuid) -> ServiceA
 }
 
 /// The service account of an organization key.
-pub fn organization_account(
-    org: Uuid,
-    account: Uuid,
-    key: Uuid,
-    role: Uuid,
-    on_call_role: Option<Uuid>,
-) -> ServiceAccountCreated {
+pub fn organization_account(org: Uuid, account: Uuid, key: Uuid, role: Uuid, on_call_role: Option<Uuid>) -> ServiceAccountCreated {
     ServiceAccountCreated {
         service_account_id: account,
         organization_id: org,

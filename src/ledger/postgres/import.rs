@@ -25,22 +25,13 @@ impl PostgresStorage {
         fill: impl FnOnce(&mut dyn FnMut(Commit) -> Result<(), LedgerError>) -> Result<T, TransferError>,
     ) -> Result<T, TransferError> {
         let mut client = self.pool.get()?;
-        let mut tx = client
-            .transaction()
-            .map_err(database("beginning an import"))?;
+        let mut tx = client.transaction().map_err(database("beginning an import"))?;
         self.lock_appends(&mut tx)?;
         let row = tx
-            .query_one(
-                "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM journal) + (SELECT count(*) FROM checkpoints)",
-                &[],
-            )
+            .query_one("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM journal) + (SELECT count(*) FROM checkpoints)", &[])
             .map_err(database("looking for a ledger in the schema"))?;
-        let events: i64 = row
-            .try_get(0)
-            .map_err(database("looking for a ledger in the schema"))?;
-        let other: i64 = row
-            .try_get(1)
-            .map_err(database("looking for a ledger in the schema"))?;
+        let events: i64 = row.try_get(0).map_err(database("looking for a ledger in the schema"))?;
+        let other: i64 = row.try_get(1).map_err(database("looking for a ledger in the schema"))?;
         if events > 0 || other > 0 {
             return Err(TransferError::SchemaNotEmpty {
                 schema: self.schema().to_owned(),
@@ -50,21 +41,9 @@ impl PostgresStorage {
         }
         let filled = fill(&mut |commit| {
             if !commit.events.is_empty() {
-                let positions = commit
-                    .events
-                    .iter()
-                    .map(|event| position_param(event.position))
-                    .collect::<Result<Vec<i64>, _>>()?;
-                let hashes: Vec<&[u8]> = commit
-                    .events
-                    .iter()
-                    .map(|event| event.hash.as_bytes().as_slice())
-                    .collect();
-                let canonical: Vec<&[u8]> = commit
-                    .events
-                    .iter()
-                    .map(|event| event.canonical.as_slice())
-                    .collect();
+                let positions = commit.events.iter().map(|event| position_param(event.position)).collect::<Result<Vec<i64>, _>>()?;
+                let hashes: Vec<&[u8]> = commit.events.iter().map(|event| event.hash.as_bytes().as_slice()).collect();
+                let canonical: Vec<&[u8]> = commit.events.iter().map(|event| event.canonical.as_slice()).collect();
                 tx.execute(
                     "INSERT INTO events (position, hash, canonical) SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[])",
                     &[&positions, &hashes, &canonical],
@@ -86,9 +65,7 @@ impl PostgresStorage {
     /// Returns whether it was dropped.
     pub fn drop_if_empty(&self) -> Result<bool, LedgerError> {
         self.pool.with(|client| {
-            let mut tx = client
-                .transaction()
-                .map_err(database("beginning to drop an empty schema"))?;
+            let mut tx = client.transaction().map_err(database("beginning to drop an empty schema"))?;
             self.lock_appends(&mut tx)?;
             let empty: bool = tx
                 .query_one("SELECT NOT EXISTS (SELECT 1 FROM events)", &[])
@@ -98,8 +75,7 @@ impl PostgresStorage {
                 return Ok(false);
             }
             // The name was checked to be a plain identifier (see `super::check_schema_name`).
-            tx.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema()))
-                .map_err(database("dropping an empty schema"))?;
+            tx.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema())).map_err(database("dropping an empty schema"))?;
             tx.commit().map_err(database("dropping an empty schema"))?;
             Ok(true)
         })

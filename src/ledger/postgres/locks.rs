@@ -59,12 +59,7 @@ impl PostgresStorage {
     fn lock_session(&self, role: &str) -> Result<Client, LedgerError> {
         let mut config = self.pool.config().clone();
         config.application_name(&format!("keyledger {role} {}", this_process()));
-        config
-            .connect(NoTls)
-            .map_err(|source| LedgerError::Unreachable {
-                target: self.target().to_owned(),
-                source: Box::new(source),
-            })
+        config.connect(NoTls).map_err(|source| LedgerError::Unreachable { target: self.target().to_owned(), source: Box::new(source) })
     }
 
     /// Holds the ledger for `serve`, shared with the other nodes, for as long as the returned
@@ -79,13 +74,9 @@ impl PostgresStorage {
             .map_err(database("taking the serving lock"))?;
         if !taken {
             waiting(&holders(&mut session, key, self.schema())?);
-            session
-                .execute("SELECT pg_advisory_lock_shared($1)", &[&key])
-                .map_err(database("waiting for the serving lock"))?;
+            session.execute("SELECT pg_advisory_lock_shared($1)", &[&key]).map_err(database("waiting for the serving lock"))?;
         }
-        Ok(LedgerLock {
-            session: Some(session),
-        })
+        Ok(LedgerLock { session: Some(session) })
     }
 
     /// Holds the ledger alone, for a command (`role`) that changes it outside any node's
@@ -105,9 +96,7 @@ impl PostgresStorage {
                 holders: holders(&mut session, key, self.schema())?,
             });
         }
-        Ok(LedgerLock {
-            session: Some(session),
-        })
+        Ok(LedgerLock { session: Some(session) })
     }
 }
 
@@ -152,14 +141,9 @@ mod tests {
     /// A fresh schema's ledger, or `None` without `KEYLEDGER_TEST_DATABASE_URL` (the skip is
     /// said by the backend's own tests).
     fn ledger() -> Option<(PostgresStorage, DropSchema)> {
-        let url = std::env::var("KEYLEDGER_TEST_DATABASE_URL")
-            .ok()
-            .filter(|url| !url.is_empty())?;
+        let url = std::env::var("KEYLEDGER_TEST_DATABASE_URL").ok().filter(|url| !url.is_empty())?;
         let schema = format!("kl_lock_{}", uuid::Uuid::new_v4().simple());
-        let dropped = DropSchema {
-            url: url.clone(),
-            schema: schema.clone(),
-        };
+        let dropped = DropSchema { url: url.clone(), schema: schema.clone() };
         let storage = PostgresStorage::open(&url, &schema).unwrap_or_else(|e| panic!("{e}"));
         Some((storage, dropped))
     }
@@ -172,8 +156,7 @@ mod tests {
     impl Drop for DropSchema {
         fn drop(&mut self) {
             if let Ok(mut client) = Client::connect(&self.url, NoTls) {
-                let _ =
-                    client.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
+                let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
             }
         }
     }
@@ -183,20 +166,12 @@ mod tests {
         let Some((storage, _dropped)) = ledger() else {
             return;
         };
-        let first = storage
-            .hold_serving(&mut |_| panic!("nobody holds it alone"))
-            .unwrap();
-        let second = storage
-            .hold_serving(&mut |_| panic!("nodes share it"))
-            .unwrap();
+        let first = storage.hold_serving(&mut |_| panic!("nobody holds it alone")).unwrap();
+        let second = storage.hold_serving(&mut |_| panic!("nodes share it")).unwrap();
         match storage.hold_alone("rebuild") {
             Err(LedgerError::Serving { holders, .. }) => {
                 let me = format!("keyledger serve {}", this_process());
-                assert_eq!(
-                    holders.matches(&me).count(),
-                    2,
-                    "both nodes are named: {holders}"
-                );
+                assert_eq!(holders.matches(&me).count(), 2, "both nodes are named: {holders}");
             }
             other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
         }
@@ -229,15 +204,9 @@ mod tests {
         };
         let holders = waiting.recv_timeout(Duration::from_secs(10)).unwrap();
         assert!(holders.contains("keyledger import"), "{holders}");
-        assert!(
-            serving.recv_timeout(Duration::from_millis(300)).is_err(),
-            "the node waits while the import holds the ledger"
-        );
+        assert!(serving.recv_timeout(Duration::from_millis(300)).is_err(), "the node waits while the import holds the ledger");
         drop(alone);
-        assert!(
-            serving.recv_timeout(Duration::from_secs(10)).unwrap(),
-            "and serves once it is done"
-        );
+        assert!(serving.recv_timeout(Duration::from_secs(10)).unwrap(), "and serves once it is done");
         drop(node.join().unwrap());
     }
 }

@@ -51,51 +51,30 @@ CREATE TABLE last_used (
 /// Every migration of this build, oldest first.
 fn migrations() -> Result<Vec<Migration>, LedgerError> {
     let named = [("V1__log_journal_checkpoints_last_used", V1)];
-    named
-        .into_iter()
-        .map(|(name, sql)| Migration::unapplied(name, sql).map_err(migration_error))
-        .collect()
+    named.into_iter().map(|(name, sql)| Migration::unapplied(name, sql).map_err(migration_error)).collect()
 }
 
 /// The newest schema version this build knows.
 pub(super) const LATEST: u32 = 1;
 
 fn migration_error(source: refinery::Error) -> LedgerError {
-    LedgerError::Storage {
-        context: "PostgreSQL, migrating the schema".into(),
-        source: Box::new(source),
-    }
+    LedgerError::Storage { context: "PostgreSQL, migrating the schema".into(), source: Box::new(source) }
 }
 
 /// Creates `schema` if it is missing and `create` allows it, refuses one written by a newer
 /// keyledger, and applies this build's pending migrations. Runs under a session advisory lock
 /// of its own, so nodes starting together migrate one after the other.
-pub(super) fn migrate(
-    client: &mut Client,
-    schema: &str,
-    lock: i64,
-    target: &str,
-    create: bool,
-) -> Result<(), LedgerError> {
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&lock])
-        .map_err(database("taking the migration lock"))?;
+pub(super) fn migrate(client: &mut Client, schema: &str, lock: i64, target: &str, create: bool) -> Result<(), LedgerError> {
+    client.execute("SELECT pg_advisory_lock($1)", &[&lock]).map_err(database("taking the migration lock"))?;
     let migrated = migrate_locked(client, schema, target, create);
     // Ending the session would release the lock too (a failed connection is closed).
     if migrated.is_ok() {
-        client
-            .execute("SELECT pg_advisory_unlock($1)", &[&lock])
-            .map_err(database("releasing the migration lock"))?;
+        client.execute("SELECT pg_advisory_unlock($1)", &[&lock]).map_err(database("releasing the migration lock"))?;
     }
     migrated
 }
 
-fn migrate_locked(
-    client: &mut Client,
-    schema: &str,
-    target: &str,
-    create: bool,
-) -> Result<(), LedgerError> {
+fn migrate_locked(client: &mut Client, schema: &str, target: &str, create: bool) -> Result<(), LedgerError> {
     let history = format!("{schema}.{HISTORY}");
     let found = client
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&history])
@@ -103,21 +82,13 @@ fn migrate_locked(
         .map_err(database("looking for the schema"))?;
     if !found {
         if !create {
-            return Err(LedgerError::NoSchema {
-                schema: schema.to_owned(),
-                target: target.to_owned(),
-            });
+            return Err(LedgerError::NoSchema { schema: schema.to_owned(), target: target.to_owned() });
         }
         // The name was checked to be a plain identifier (see `super::check_schema_name`).
-        client
-            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-            .map_err(database("creating the schema"))?;
+        client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).map_err(database("creating the schema"))?;
     }
     let migrations = migrations()?;
-    let mut runner = Runner::new(&migrations)
-        .set_grouped(true)
-        .set_abort_divergent(true)
-        .set_abort_missing(true);
+    let mut runner = Runner::new(&migrations).set_grouped(true).set_abort_divergent(true).set_abort_missing(true);
     runner.set_migration_table_name(HISTORY);
     if found {
         let newest: Option<i32> = client
@@ -126,21 +97,12 @@ fn migrate_locked(
             .map_err(database("reading the schema's version"))?;
         let newest = newest.map_or(0, |version| u32::try_from(version).unwrap_or(0));
         if newest > LATEST {
-            return Err(LedgerError::NewerSchema {
-                schema: schema.to_owned(),
-                found: newest,
-                known: LATEST,
-            });
+            return Err(LedgerError::NewerSchema { schema: schema.to_owned(), found: newest, known: LATEST });
         }
     }
     let report = runner.run(client).map_err(migration_error)?;
     for applied in report.applied_migrations() {
-        tracing::info!(
-            schema,
-            version = applied.version(),
-            name = applied.name(),
-            "schema migrated"
-        );
+        tracing::info!(schema, version = applied.version(), name = applied.name(), "schema migrated");
     }
     Ok(())
 }

@@ -94,9 +94,7 @@ fn check_schema_name(schema: &str) -> Result<(), LedgerError> {
     if plain {
         Ok(())
     } else {
-        Err(LedgerError::SchemaName {
-            schema: schema.to_owned(),
-        })
+        Err(LedgerError::SchemaName { schema: schema.to_owned() })
     }
 }
 
@@ -123,11 +121,7 @@ fn describe(config: &Config) -> String {
     format!(
         "{}@{}:{port}/{}",
         config.get_user().unwrap_or("(default user)"),
-        if hosts.is_empty() {
-            "localhost".to_owned()
-        } else {
-            hosts.join(",")
-        },
+        if hosts.is_empty() { "localhost".to_owned() } else { hosts.join(",") },
         config.get_dbname().unwrap_or("(default database)")
     )
 }
@@ -138,38 +132,24 @@ pub fn server(url: &str) -> Option<String> {
 }
 
 fn position_param(position: u64) -> Result<i64, LedgerError> {
-    i64::try_from(position).map_err(|_| LedgerError::TooLarge {
-        what: format!("position {position}"),
-        bytes: 8,
-    })
+    i64::try_from(position).map_err(|_| LedgerError::TooLarge { what: format!("position {position}"), bytes: 8 })
 }
 
 fn decode_event(row: &Row) -> Result<StoredEvent, LedgerError> {
     let position: i64 = row.try_get(0).map_err(database("reading an event"))?;
-    let position = u64::try_from(position).map_err(|_| LedgerError::Corrupt {
-        position: 0,
-        reason: format!("a stored position is negative ({position})"),
-    })?;
+    let position = u64::try_from(position)
+        .map_err(|_| LedgerError::Corrupt { position: 0, reason: format!("a stored position is negative ({position})") })?;
     let hash: &[u8] = row.try_get(1).map_err(database("reading an event"))?;
-    let hash = <[u8; 32]>::try_from(hash).map_err(|_| LedgerError::Corrupt {
-        position,
-        reason: format!("its stored hash is {} bytes, not 32", hash.len()),
-    })?;
+    let hash = <[u8; 32]>::try_from(hash)
+        .map_err(|_| LedgerError::Corrupt { position, reason: format!("its stored hash is {} bytes, not 32", hash.len()) })?;
     let canonical: Vec<u8> = row.try_get(2).map_err(database("reading an event"))?;
-    Ok(StoredEvent {
-        position,
-        hash: blake3::Hash::from_bytes(hash),
-        canonical,
-    })
+    Ok(StoredEvent { position, hash: blake3::Hash::from_bytes(hash), canonical })
 }
 
 fn decode_record(row: &Row) -> Result<journal::Record, LedgerError> {
     let number: i64 = row.try_get(0).map_err(database("reading the journal"))?;
     let bytes: Vec<u8> = row.try_get(1).map_err(database("reading the journal"))?;
-    Ok(journal::Record {
-        number: u64::try_from(number).unwrap_or(0),
-        bytes,
-    })
+    Ok(journal::Record { number: u64::try_from(number).unwrap_or(0), bytes })
 }
 
 impl PostgresStorage {
@@ -187,19 +167,11 @@ impl PostgresStorage {
 
     fn connect(url: &str, schema: &str, create: Create) -> Result<Self, LedgerError> {
         check_schema_name(schema)?;
-        let mut config: Config =
-            url.parse()
-                .map_err(|source: ::postgres::Error| LedgerError::DatabaseUrl {
-                    source: Box::new(source),
-                })?;
+        let mut config: Config = url.parse().map_err(|source: ::postgres::Error| LedgerError::DatabaseUrl { source: Box::new(source) })?;
         let target = describe(&config);
         // Every statement of the ledger names its tables without a schema; acknowledged
         // means the WAL is flushed, whatever the server's default.
-        let options = [
-            config.get_options().unwrap_or_default(),
-            &format!("-c search_path={schema} -c synchronous_commit=on"),
-        ]
-        .join(" ");
+        let options = [config.get_options().unwrap_or_default(), &format!("-c search_path={schema} -c synchronous_commit=on")].join(" ");
         config.options(options.trim());
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
@@ -207,16 +179,17 @@ impl PostgresStorage {
         if config.get_application_name().is_none() {
             config.application_name("keyledger");
         }
-        let storage = PostgresStorage {
-            pool: Pool::new(config, target),
-            schema: schema.to_owned(),
-            append_lock: lock_key("appends", schema),
-        };
+        let storage =
+            PostgresStorage { pool: Pool::new(config, target), schema: schema.to_owned(), append_lock: lock_key("appends", schema) };
         storage.pool.with(|client| {
             migrations::migrate(client, schema, lock_key("migrations", schema), storage.pool.target(), create == Create::IfMissing)?;
-            let fsync = client.query_one("SHOW fsync", &[]).and_then(|row| row.try_get::<_, String>(0)).map_err(database("reading fsync"))?;
+            let fsync =
+                client.query_one("SHOW fsync", &[]).and_then(|row| row.try_get::<_, String>(0)).map_err(database("reading fsync"))?;
             if fsync != "on" {
-                tracing::warn!(target = storage.pool.target(), "the PostgreSQL server runs with fsync = {fsync}: a commit it acknowledges may not survive a power loss");
+                tracing::warn!(
+                    target = storage.pool.target(),
+                    "the PostgreSQL server runs with fsync = {fsync}: a commit it acknowledges may not survive a power loss"
+                );
             }
             Ok(())
         })?;
@@ -235,29 +208,19 @@ impl PostgresStorage {
 
     /// Takes the ledger's append lock for the rest of `tx`.
     fn lock_appends(&self, tx: &mut impl GenericClient) -> Result<(), LedgerError> {
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&self.append_lock])
-            .map_err(database("taking the append lock"))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&self.append_lock]).map_err(database("taking the append lock"))?;
         Ok(())
     }
 
-    fn store_checkpoints(
-        tx: &mut impl GenericClient,
-        checkpoints: &[(ProjectionId, u64)],
-    ) -> Result<(), LedgerError> {
+    fn store_checkpoints(tx: &mut impl GenericClient, checkpoints: &[(ProjectionId, u64)]) -> Result<(), LedgerError> {
         if checkpoints.is_empty() {
             return Ok(());
         }
         // The last one named per projection wins, as in sled; one statement may not update a
         // row twice.
-        let latest: BTreeMap<&str, u64> = checkpoints
-            .iter()
-            .map(|(projection, position)| (projection.name(), *position))
-            .collect();
+        let latest: BTreeMap<&str, u64> = checkpoints.iter().map(|(projection, position)| (projection.name(), *position)).collect();
         let names: Vec<&str> = latest.keys().copied().collect();
-        let positions = latest
-            .values()
-            .map(|position| position_param(*position))
-            .collect::<Result<Vec<i64>, _>>()?;
+        let positions = latest.values().map(|position| position_param(*position)).collect::<Result<Vec<i64>, _>>()?;
         tx.execute(
             "INSERT INTO checkpoints (projection, position) SELECT * FROM unnest($1::text[], $2::bigint[]) \
              ON CONFLICT (projection) DO UPDATE SET position = excluded.position",
@@ -274,27 +237,15 @@ impl PostgresStorage {
     }
 
     /// Appends `commit` in one transaction on `client`.
-    fn append_on(
-        &self,
-        client: &mut Client,
-        commit: &Commit,
-        record: Option<&[u8]>,
-    ) -> Result<(), LedgerError> {
-        let mut tx = client
-            .transaction()
-            .map_err(database("beginning an append"))?;
+    fn append_on(&self, client: &mut Client, commit: &Commit, record: Option<&[u8]>) -> Result<(), LedgerError> {
+        let mut tx = client.transaction().map_err(database("beginning an append"))?;
         self.lock_appends(&mut tx)?;
         self.write_commit(&mut tx, commit, record)?;
         tx.commit().map_err(database("committing an append"))
     }
 
     /// Writes `commit` inside a transaction that holds the append lock.
-    fn write_commit(
-        &self,
-        tx: &mut impl GenericClient,
-        commit: &Commit,
-        record: Option<&[u8]>,
-    ) -> Result<(), LedgerError> {
+    fn write_commit(&self, tx: &mut impl GenericClient, commit: &Commit, record: Option<&[u8]>) -> Result<(), LedgerError> {
         if let Some(first) = commit.events.first() {
             let head: i64 = tx
                 .query_one("SELECT coalesce(max(position), 0) FROM events", &[])
@@ -302,26 +253,11 @@ impl PostgresStorage {
                 .map_err(database("reading the head"))?;
             let head = u64::try_from(head).unwrap_or(0);
             if first.position != head + 1 {
-                return Err(LedgerError::NotNext {
-                    position: first.position,
-                    head,
-                });
+                return Err(LedgerError::NotNext { position: first.position, head });
             }
-            let positions = commit
-                .events
-                .iter()
-                .map(|event| position_param(event.position))
-                .collect::<Result<Vec<i64>, _>>()?;
-            let hashes: Vec<&[u8]> = commit
-                .events
-                .iter()
-                .map(|event| event.hash.as_bytes().as_slice())
-                .collect();
-            let canonical: Vec<&[u8]> = commit
-                .events
-                .iter()
-                .map(|event| event.canonical.as_slice())
-                .collect();
+            let positions = commit.events.iter().map(|event| position_param(event.position)).collect::<Result<Vec<i64>, _>>()?;
+            let hashes: Vec<&[u8]> = commit.events.iter().map(|event| event.hash.as_bytes().as_slice()).collect();
+            let canonical: Vec<&[u8]> = commit.events.iter().map(|event| event.canonical.as_slice()).collect();
             tx.execute(
                 "INSERT INTO events (position, hash, canonical) SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[])",
                 &[&positions, &hashes, &canonical],
@@ -329,11 +265,8 @@ impl PostgresStorage {
             .map_err(database("appending events"))?;
             let last = commit.events.last().map_or(head, |event| event.position);
             // Delivered to listeners only if and when the transaction commits.
-            tx.execute(
-                "SELECT pg_notify($1, $2)",
-                &[&format!("{}_appended", self.schema), &last.to_string()],
-            )
-            .map_err(database("notifying the append"))?;
+            tx.execute("SELECT pg_notify($1, $2)", &[&format!("{}_appended", self.schema), &last.to_string()])
+                .map_err(database("notifying the append"))?;
         }
         if let Some(record) = record {
             PostgresStorage::insert_record(tx, record)?;
@@ -344,15 +277,8 @@ impl PostgresStorage {
     /// The commit's checks before any round trip, and its journal record.
     fn prepare(commit: &Commit) -> Result<Option<Vec<u8>>, LedgerError> {
         // The commit's own events must follow each other; the database checks the first.
-        if let Some(gap) = commit
-            .events
-            .windows(2)
-            .find(|pair| pair[1].position != pair[0].position + 1)
-        {
-            return Err(LedgerError::NotNext {
-                position: gap[1].position,
-                head: gap[0].position,
-            });
+        if let Some(gap) = commit.events.windows(2).find(|pair| pair[1].position != pair[0].position + 1) {
+            return Err(LedgerError::NotNext { position: gap[1].position, head: gap[0].position });
         }
         if commit.rows.is_empty() {
             Ok(None)
@@ -360,7 +286,6 @@ impl PostgresStorage {
             Ok(Some(journal::encode(&commit.rows)?))
         }
     }
-
 }
 
 impl Storage for PostgresStorage {
@@ -369,96 +294,58 @@ impl Storage for PostgresStorage {
             return Ok(());
         }
         let record = PostgresStorage::prepare(&commit)?;
-        self.pool
-            .with(|client| self.append_on(client, &commit, record.as_deref()))
+        self.pool.with(|client| self.append_on(client, &commit, record.as_deref()))
     }
 
     /// COMMIT already returned after the WAL flush (`synchronous_commit = on`): nothing is
     /// left to make durable. Checks that the database is still there, so that a writer
     /// learns of a lost database at its sync as with sled.
     fn sync(&self) -> Result<(), LedgerError> {
-        self.pool.with(|client| {
-            client
-                .batch_execute("SELECT 1")
-                .map_err(database("checking the connection"))
-        })
+        self.pool.with(|client| client.batch_execute("SELECT 1").map_err(database("checking the connection")))
     }
 
     /// A transaction that takes the append lock and reads every event past `after`; the lock
     /// is held (and the transaction open) until the session appends or is dropped, so the
     /// events handed back are all there is until then.
-    fn begin_append(
-        &self,
-        after: u64,
-    ) -> Result<(Vec<StoredEvent>, Box<dyn super::AppendSession + '_>), LedgerError> {
+    fn begin_append(&self, after: u64) -> Result<(Vec<StoredEvent>, Box<dyn super::AppendSession + '_>), LedgerError> {
         let mut client = self.pool.get()?;
-        client
-            .batch_execute("BEGIN")
-            .map_err(database("beginning an append"))?;
+        client.batch_execute("BEGIN").map_err(database("beginning an append"))?;
         self.lock_appends(&mut client)?;
         let rows = client
-            .query(
-                "SELECT position, hash, canonical FROM events WHERE position > $1 ORDER BY position",
-                &[&position_param(after)?],
-            )
+            .query("SELECT position, hash, canonical FROM events WHERE position > $1 ORDER BY position", &[&position_param(after)?])
             .map_err(database("reading the events of other nodes"))?;
         let foreign = rows.iter().map(decode_event).collect::<Result<Vec<_>, _>>()?;
-        Ok((
-            foreign,
-            Box::new(Session {
-                storage: self,
-                client: Some(client),
-            }),
-        ))
+        Ok((foreign, Box::new(Session { storage: self, client: Some(client) })))
     }
 
     fn shared(&self) -> Option<&dyn super::SharedLog> {
         Some(self)
     }
 
-    fn events_from(
-        &self,
-        position: u64,
-    ) -> Box<dyn Iterator<Item = Result<StoredEvent, LedgerError>> + '_> {
+    fn events_from(&self, position: u64) -> Box<dyn Iterator<Item = Result<StoredEvent, LedgerError>> + '_> {
         // A number, written into the query as one (cursors take no parameters).
         let from = i64::try_from(position).unwrap_or(i64::MAX);
         let select = format!("SELECT position, hash, canonical FROM events WHERE position >= {from} ORDER BY position");
-        Box::new(Scan::open(
-            &self.pool,
-            &select,
-            EVENTS_PER_FETCH,
-            decode_event,
-        ))
+        Box::new(Scan::open(&self.pool, &select, EVENTS_PER_FETCH, decode_event))
     }
 
     fn last_event(&self) -> Result<Option<StoredEvent>, LedgerError> {
         self.pool.with(|client| {
             let row = client
-                .query_opt(
-                    "SELECT position, hash, canonical FROM events ORDER BY position DESC LIMIT 1",
-                    &[],
-                )
+                .query_opt("SELECT position, hash, canonical FROM events ORDER BY position DESC LIMIT 1", &[])
                 .map_err(database("reading the last event"))?;
             row.as_ref().map(decode_event).transpose()
         })
     }
 
     fn journal(&self) -> Box<dyn Iterator<Item = Result<journal::Record, LedgerError>> + '_> {
-        Box::new(Scan::open(
-            &self.pool,
-            "SELECT record, rows FROM journal ORDER BY record",
-            RECORDS_PER_FETCH,
-            decode_record,
-        ))
+        Box::new(Scan::open(&self.pool, "SELECT record, rows FROM journal ORDER BY record", RECORDS_PER_FETCH, decode_record))
     }
 
     fn checkpoint(&self, projection: ProjectionId) -> Result<u64, LedgerError> {
         self.pool.with(|client| {
             let row = client
-                .query_opt(
-                    "SELECT position FROM checkpoints WHERE projection = $1",
-                    &[&projection.name()],
-                )
+                .query_opt("SELECT position FROM checkpoints WHERE projection = $1", &[&projection.name()])
                 .map_err(database("reading a checkpoint"))?;
             let position: i64 = match row {
                 Some(row) => row.try_get(0).map_err(database("reading a checkpoint"))?,
@@ -477,16 +364,13 @@ impl Storage for PostgresStorage {
         checkpoints: Vec<(ProjectionId, u64)>,
     ) -> Result<usize, LedgerError> {
         self.pool.with(|client| {
-            let mut tx = client
-                .transaction()
-                .map_err(database("beginning a journal replacement"))?;
+            let mut tx = client.transaction().map_err(database("beginning a journal replacement"))?;
             self.lock_appends(&mut tx)?;
             let first: i64 = tx
                 .query_one("SELECT coalesce(max(record), 0) + 1 FROM journal", &[])
                 .and_then(|row| row.try_get(0))
                 .map_err(database("reading the journal"))?;
-            tx.execute("DELETE FROM journal WHERE record < $1", &[&first])
-                .map_err(database("deleting the old journal"))?;
+            tx.execute("DELETE FROM journal WHERE record < $1", &[&first]).map_err(database("deleting the old journal"))?;
             let mut written = 0;
             loop {
                 let chunk: Vec<RowChange> = (&mut *rows).take(ROWS_PER_RECORD).collect();
@@ -497,8 +381,7 @@ impl Storage for PostgresStorage {
                 PostgresStorage::insert_record(&mut tx, &journal::encode(&chunk)?)?;
             }
             PostgresStorage::store_checkpoints(&mut tx, &checkpoints)?;
-            tx.commit()
-                .map_err(database("committing a journal replacement"))?;
+            tx.commit().map_err(database("committing a journal replacement"))?;
             Ok(written)
         })
     }
@@ -517,11 +400,8 @@ impl super::AppendSession for Session<'_> {
             return Ok(());
         };
         let record = PostgresStorage::prepare(&commit)?;
-        self.storage
-            .write_commit(&mut client, &commit, record.as_deref())?;
-        client
-            .batch_execute("COMMIT")
-            .map_err(database("committing an append"))?;
+        self.storage.write_commit(&mut client, &commit, record.as_deref())?;
+        client.batch_execute("COMMIT").map_err(database("committing an append"))?;
         // A connection whose append failed is dropped above with its transaction: never reused.
         self.storage.pool.put(client);
         Ok(())
@@ -553,9 +433,7 @@ impl super::SharedLog for PostgresStorage {
     /// `LISTEN` on a connection of its own (never pooled: it keeps listening).
     fn listen(&self) -> Result<Box<dyn super::AppendListener>, LedgerError> {
         let mut client = self.pool.get()?;
-        client
-            .batch_execute(&format!("LISTEN {}_appended", self.schema))
-            .map_err(database("listening for appends"))?;
+        client.batch_execute(&format!("LISTEN {}_appended", self.schema)).map_err(database("listening for appends"))?;
         Ok(Box::new(Listener { client }))
     }
 }
@@ -568,13 +446,7 @@ struct Listener {
 impl super::AppendListener for Listener {
     fn wait(&mut self, timeout: Duration) -> Result<bool, LedgerError> {
         use ::postgres::fallible_iterator::FallibleIterator;
-        let announced = self
-            .client
-            .notifications()
-            .timeout_iter(timeout)
-            .next()
-            .map_err(database("waiting for appends"))?
-            .is_some();
+        let announced = self.client.notifications().timeout_iter(timeout).next().map_err(database("waiting for appends"))?.is_some();
         if !announced {
             // `None` is also what a closed connection gives.
             if self.client.is_closed() {
@@ -596,15 +468,10 @@ impl super::AppendListener for Listener {
 impl LastUseStore for PostgresStorage {
     fn last_uses(&self) -> Result<Vec<(Uuid, DateTime<Utc>)>, LedgerError> {
         self.pool.with(|client| {
-            let rows = client
-                .query("SELECT key_id, at FROM last_used", &[])
-                .map_err(database("reading last uses"))?;
+            let rows = client.query("SELECT key_id, at FROM last_used", &[]).map_err(database("reading last uses"))?;
             rows.iter()
                 .map(|row| {
-                    Ok((
-                        row.try_get(0).map_err(database("reading last uses"))?,
-                        row.try_get(1).map_err(database("reading last uses"))?,
-                    ))
+                    Ok((row.try_get(0).map_err(database("reading last uses"))?, row.try_get(1).map_err(database("reading last uses"))?))
                 })
                 .collect()
         })

@@ -30,30 +30,20 @@ pub(super) struct Pool {
 
 /// A storage failure of PostgreSQL, naming what was being done.
 pub(super) fn database(context: &'static str) -> impl FnOnce(::postgres::Error) -> LedgerError {
-    move |source| LedgerError::Storage {
-        context: format!("PostgreSQL, {context}"),
-        source: Box::new(source),
-    }
+    move |source| LedgerError::Storage { context: format!("PostgreSQL, {context}"), source: Box::new(source) }
 }
 
 fn refuse_inside_async(context: &'static str) -> Result<(), LedgerError> {
     if tokio::runtime::Handle::try_current().is_ok() {
         let source = "the PostgreSQL store blocks; it must be called from a plain thread, not from an async task".into();
-        return Err(LedgerError::Storage {
-            context: format!("PostgreSQL, {context}"),
-            source,
-        });
+        return Err(LedgerError::Storage { context: format!("PostgreSQL, {context}"), source });
     }
     Ok(())
 }
 
 impl Pool {
     pub(super) fn new(config: Config, target: String) -> Self {
-        Pool {
-            config,
-            target,
-            idle: Mutex::new(Vec::new()),
-        }
+        Pool { config, target, idle: Mutex::new(Vec::new()) }
     }
 
     pub(super) fn target(&self) -> &str {
@@ -78,12 +68,7 @@ impl Pool {
                 return Ok(client);
             }
         }
-        self.config
-            .connect(NoTls)
-            .map_err(|source| LedgerError::Unreachable {
-                target: self.target.clone(),
-                source: Box::new(source),
-            })
+        self.config.connect(NoTls).map_err(|source| LedgerError::Unreachable { target: self.target.clone(), source: Box::new(source) })
     }
 
     /// Keeps `client` for reuse, unless enough are kept already.
@@ -99,10 +84,7 @@ impl Pool {
 
     /// Runs `work` on a connection. A connection that failed is closed rather than reused:
     /// it may be broken, or inside a transaction that failed.
-    pub(super) fn with<T>(
-        &self,
-        work: impl FnOnce(&mut Client) -> Result<T, LedgerError>,
-    ) -> Result<T, LedgerError> {
+    pub(super) fn with<T>(&self, work: impl FnOnce(&mut Client) -> Result<T, LedgerError>) -> Result<T, LedgerError> {
         let mut client = self.get()?;
         let done = work(&mut client);
         if done.is_ok() {
@@ -118,9 +100,7 @@ impl Drop for Pool {
     fn drop(&mut self) {
         let idle = std::mem::take(&mut *self.idle());
         if tokio::runtime::Handle::try_current().is_ok() {
-            let _ = std::thread::Builder::new()
-                .name("postgres-close".into())
-                .spawn(move || drop(idle));
+            let _ = std::thread::Builder::new().name("postgres-close".into()).spawn(move || drop(idle));
         }
     }
 }
@@ -129,9 +109,7 @@ impl Drop for Pool {
 /// refuses inside another runtime, so there it is closed on a thread of its own.
 pub(super) fn close(client: Client) {
     if tokio::runtime::Handle::try_current().is_ok() {
-        let _ = std::thread::Builder::new()
-            .name("postgres-close".into())
-            .spawn(move || drop(client));
+        let _ = std::thread::Builder::new().name("postgres-close".into()).spawn(move || drop(client));
     } else {
         drop(client);
     }
@@ -155,12 +133,7 @@ pub(super) struct Scan<'a, T> {
 impl<'a, T> Scan<'a, T> {
     /// `select` is the query, rows in the order they are to be read; `page` rows are fetched
     /// per round trip.
-    pub(super) fn open(
-        pool: &'a Pool,
-        select: &str,
-        page: usize,
-        decode: fn(&Row) -> Result<T, LedgerError>,
-    ) -> Self {
+    pub(super) fn open(pool: &'a Pool, select: &str, page: usize, decode: fn(&Row) -> Result<T, LedgerError>) -> Self {
         Scan::open_at(pool, select, page, decode, None)
     }
 
@@ -173,9 +146,7 @@ impl<'a, T> Scan<'a, T> {
         decode: fn(&Row) -> Result<T, LedgerError>,
         snapshot: Option<&str>,
     ) -> Self {
-        let set_snapshot = snapshot.map_or_else(String::new, |id| {
-            format!(" SET TRANSACTION SNAPSHOT '{id}';")
-        });
+        let set_snapshot = snapshot.map_or_else(String::new, |id| format!(" SET TRANSACTION SNAPSHOT '{id}';"));
         let mut scan = Scan {
             pool,
             client: None,
@@ -187,7 +158,9 @@ impl<'a, T> Scan<'a, T> {
         };
         let declared = pool.get().and_then(|mut client| {
             client
-                .batch_execute(&format!("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;{set_snapshot} DECLARE {CURSOR} NO SCROLL CURSOR FOR {select}"))
+                .batch_execute(&format!(
+                    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;{set_snapshot} DECLARE {CURSOR} NO SCROLL CURSOR FOR {select}"
+                ))
                 .map_err(database("opening a scan"))?;
             Ok(client)
         });

@@ -30,21 +30,14 @@ pub struct PostgresSnapshot {
 impl PostgresStorage {
     /// Takes a snapshot of the ledger now; every read of the returned storage sees it.
     pub fn snapshot(self) -> Result<PostgresSnapshot, LedgerError> {
-        let mut holder =
-            self.pool
-                .config()
-                .connect(NoTls)
-                .map_err(|source| LedgerError::Unreachable {
-                    target: self.target().to_owned(),
-                    source: Box::new(source),
-                })?;
-        holder
-            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .map_err(database("taking a snapshot"))?;
-        let id: String = holder
-            .query_one("SELECT pg_export_snapshot()", &[])
-            .and_then(|row| row.try_get(0))
-            .map_err(database("taking a snapshot"))?;
+        let mut holder = self
+            .pool
+            .config()
+            .connect(NoTls)
+            .map_err(|source| LedgerError::Unreachable { target: self.target().to_owned(), source: Box::new(source) })?;
+        holder.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").map_err(database("taking a snapshot"))?;
+        let id: String =
+            holder.query_one("SELECT pg_export_snapshot()", &[]).and_then(|row| row.try_get(0)).map_err(database("taking a snapshot"))?;
         // Written into statements as it is (SET TRANSACTION takes no parameter): the server's
         // own identifier, made of hex digits and dashes; anything else is refused.
         if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
@@ -53,21 +46,13 @@ impl PostgresStorage {
                 source: format!("unexpected snapshot identifier {id:?}").into(),
             });
         }
-        Ok(PostgresSnapshot {
-            storage: self,
-            holder: Mutex::new(Some(holder)),
-            id,
-        })
+        Ok(PostgresSnapshot { storage: self, holder: Mutex::new(Some(holder)), id })
     }
 }
 
 impl Drop for PostgresSnapshot {
     fn drop(&mut self) {
-        let holder = self
-            .holder
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let holder = self.holder.get_mut().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(holder) = holder {
             close(holder);
         }
@@ -90,8 +75,7 @@ impl PostgresSnapshot {
                 .read_only(true)
                 .start()
                 .map_err(database(context))?;
-            tx.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{}'", self.id))
-                .map_err(database(context))?;
+            tx.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{}'", self.id)).map_err(database(context))?;
             let row = tx.query_opt(sql, params).map_err(database(context))?;
             let decoded = decode(row.as_ref())?;
             tx.commit().map_err(database(context))?;
@@ -100,10 +84,7 @@ impl PostgresSnapshot {
     }
 
     fn read_only() -> LedgerError {
-        LedgerError::Storage {
-            context: "PostgreSQL snapshot".into(),
-            source: "a snapshot is read only; nothing was written".into(),
-        }
+        LedgerError::Storage { context: "PostgreSQL snapshot".into(), source: "a snapshot is read only; nothing was written".into() }
     }
 }
 
@@ -116,19 +97,10 @@ impl Storage for PostgresSnapshot {
         Ok(())
     }
 
-    fn events_from(
-        &self,
-        position: u64,
-    ) -> Box<dyn Iterator<Item = Result<StoredEvent, LedgerError>> + '_> {
+    fn events_from(&self, position: u64) -> Box<dyn Iterator<Item = Result<StoredEvent, LedgerError>> + '_> {
         let from = i64::try_from(position).unwrap_or(i64::MAX);
         let select = format!("SELECT position, hash, canonical FROM events WHERE position >= {from} ORDER BY position");
-        Box::new(Scan::open_at(
-            &self.storage.pool,
-            &select,
-            EVENTS_PER_FETCH,
-            decode_event,
-            Some(&self.id),
-        ))
+        Box::new(Scan::open_at(&self.storage.pool, &select, EVENTS_PER_FETCH, decode_event, Some(&self.id)))
     }
 
     fn last_event(&self) -> Result<Option<StoredEvent>, LedgerError> {
@@ -151,18 +123,13 @@ impl Storage for PostgresSnapshot {
     }
 
     fn checkpoint(&self, projection: ProjectionId) -> Result<u64, LedgerError> {
-        self.query_opt(
-            "reading a checkpoint",
-            "SELECT position FROM checkpoints WHERE projection = $1",
-            &[&projection.name()],
-            |row| {
-                let position: i64 = match row {
-                    Some(row) => row.try_get(0).map_err(database("reading a checkpoint"))?,
-                    None => 0,
-                };
-                Ok(u64::try_from(position).unwrap_or(0))
-            },
-        )
+        self.query_opt("reading a checkpoint", "SELECT position FROM checkpoints WHERE projection = $1", &[&projection.name()], |row| {
+            let position: i64 = match row {
+                Some(row) => row.try_get(0).map_err(database("reading a checkpoint"))?,
+                None => 0,
+            };
+            Ok(u64::try_from(position).unwrap_or(0))
+        })
     }
 
     fn replace_journal(
@@ -187,18 +154,13 @@ mod tests {
     impl Drop for DropSchema {
         fn drop(&mut self) {
             if let Ok(mut client) = Client::connect(&self.url, NoTls) {
-                let _ =
-                    client.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
+                let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
             }
         }
     }
 
     fn row(key: &str) -> RowChange {
-        RowChange {
-            projection: ProjectionId::KeysView,
-            key: key.to_owned(),
-            value: Some(b"1".to_vec()),
-        }
+        RowChange { projection: ProjectionId::KeysView, key: key.to_owned(), value: Some(b"1".to_vec()) }
     }
 
     /// What `rebuild --check` relies on beside serving nodes: the log, the journal and the
@@ -206,50 +168,23 @@ mod tests {
     #[test]
     fn every_read_of_a_snapshot_sees_the_same_moment() {
         // Without KEYLEDGER_TEST_DATABASE_URL, skipped (the backend's own tests say so).
-        let Some(url) = std::env::var("KEYLEDGER_TEST_DATABASE_URL")
-            .ok()
-            .filter(|url| !url.is_empty())
-        else {
+        let Some(url) = std::env::var("KEYLEDGER_TEST_DATABASE_URL").ok().filter(|url| !url.is_empty()) else {
             return;
         };
         let schema = format!("kl_snap_{}", uuid::Uuid::new_v4().simple());
-        let _dropped = DropSchema {
-            url: url.clone(),
-            schema: schema.clone(),
-        };
+        let _dropped = DropSchema { url: url.clone(), schema: schema.clone() };
         let writer = PostgresStorage::open(&url, &schema).unwrap_or_else(|e| panic!("{e}"));
         let mut events = sample::log(5);
         let later = events.split_off(3);
-        writer
-            .commit(Commit {
-                events,
-                rows: vec![row("a")],
-                checkpoints: vec![(ProjectionId::KeysView, 3)],
-            })
-            .unwrap();
-        let snapshot = PostgresStorage::open_existing(&url, &schema)
-            .and_then(PostgresStorage::snapshot)
-            .unwrap_or_else(|e| panic!("{e}"));
-        writer
-            .commit(Commit {
-                events: later,
-                rows: vec![row("b")],
-                checkpoints: vec![(ProjectionId::KeysView, 5)],
-            })
-            .unwrap();
+        writer.commit(Commit { events, rows: vec![row("a")], checkpoints: vec![(ProjectionId::KeysView, 3)] }).unwrap();
+        let snapshot = PostgresStorage::open_existing(&url, &schema).and_then(PostgresStorage::snapshot).unwrap_or_else(|e| panic!("{e}"));
+        writer.commit(Commit { events: later, rows: vec![row("b")], checkpoints: vec![(ProjectionId::KeysView, 5)] }).unwrap();
 
         assert_eq!(snapshot.last_event().unwrap().map(|e| e.position), Some(3));
         assert_eq!(snapshot.events_from(1).count(), 3);
         assert_eq!(snapshot.checkpoint(ProjectionId::KeysView).unwrap(), 3);
         assert_eq!(snapshot.journal().count(), 1);
-        assert!(
-            snapshot.append(Commit::default()).is_err(),
-            "a snapshot is read only"
-        );
-        assert_eq!(
-            writer.last_event().unwrap().map(|e| e.position),
-            Some(5),
-            "the store itself moved on"
-        );
+        assert!(snapshot.append(Commit::default()).is_err(), "a snapshot is read only");
+        assert_eq!(writer.last_event().unwrap().map(|e| e.position), Some(5), "the store itself moved on");
     }
 }

@@ -17,13 +17,7 @@ const LOCK_FILE: &str = "keyledger.lock";
 pub(super) fn lock(dir: &Path) -> Result<File, LedgerError> {
     let open_err = |source| LedgerError::Open { dir: dir.to_owned(), source };
     std::fs::create_dir_all(dir).map_err(open_err)?;
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(dir.join(LOCK_FILE))
-        .map_err(open_err)?;
+    let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join(LOCK_FILE)).map_err(open_err)?;
     let mut attempts = 0;
     loop {
         match file.try_lock() {

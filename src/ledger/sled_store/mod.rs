@@ -268,19 +268,18 @@ impl Storage for SledStorage {
 
     fn sync(&self) -> Result<(), LedgerError> {
         self.db.flush().map_err(sled_error)?;
-        self.data_file
-            .sync_data()
-            .map_err(|source| LedgerError::Sync { file: self.data_path.clone(), source })?;
+        self.data_file.sync_data().map_err(|source| LedgerError::Sync { file: self.data_path.clone(), source })?;
         self.sync_new_blobs()
     }
 
     /// The legacy `e` range first, then the pages from the one holding `position`.
     fn events_from(&self, position: u64) -> Box<dyn Iterator<Item = Result<StoredEvent, LedgerError>> + '_> {
         // Every event key is its range's byte and eight more, so the next byte ends the range.
-        let legacy = Walk::new(&self.ledger, &position_key(LEGACY_EVENT, position), &[LEGACY_EVENT + 1], LOG_ENTRIES_PER_ITERATOR).map(|item| {
-            let (key, value) = item.map_err(sled_error)?;
-            decode_legacy_event(&key, &value)
-        });
+        let legacy =
+            Walk::new(&self.ledger, &position_key(LEGACY_EVENT, position), &[LEGACY_EVENT + 1], LOG_ENTRIES_PER_ITERATOR).map(|item| {
+                let (key, value) = item.map_err(sled_error)?;
+                decode_legacy_event(&key, &value)
+            });
         let holding = match self.ledger.range(position_key(PAGE, 0)..=position_key(PAGE, position)).keys().next_back().transpose() {
             Ok(holding) => holding.map_or(position, |key| key_position(&key)),
             Err(e) => return Box::new(std::iter::once(Err(sled_error(e)))),
@@ -345,7 +344,11 @@ impl Storage for SledStorage {
     /// stores the checkpoints. A crash before the switch leaves the old journal in force (and
     /// [`SledStorage::open`] discards the partial new one); a crash after it leaves the new
     /// one in force with old records below the floor, deleted at the next open.
-    fn replace_journal(&self, rows: &mut dyn Iterator<Item = RowChange>, checkpoints: Vec<(ProjectionId, u64)>) -> Result<usize, LedgerError> {
+    fn replace_journal(
+        &self,
+        rows: &mut dyn Iterator<Item = RowChange>,
+        checkpoints: Vec<(ProjectionId, u64)>,
+    ) -> Result<usize, LedgerError> {
         let old_floor = self.meta(JOURNAL_FLOOR)?.unwrap_or(0);
         let first = self.next_record.fetch_add(1, Ordering::Relaxed);
         // The marker goes first: sled recovers a prefix of what was applied, so any record of
@@ -381,7 +384,6 @@ impl Storage for SledStorage {
         self.sync()?;
         Ok(written)
     }
-
 }
 
 impl LastUseStore for SledStorage {
@@ -392,7 +394,8 @@ impl LastUseStore for SledStorage {
         for entry in self.last_used.iter() {
             let (key, value) = entry.map_err(sled_error)?;
             let id = Uuid::from_slice(&key).ok();
-            let at = <[u8; 8]>::try_from(value.as_ref()).ok().and_then(|micros| DateTime::from_timestamp_micros(i64::from_be_bytes(micros)));
+            let at =
+                <[u8; 8]>::try_from(value.as_ref()).ok().and_then(|micros| DateTime::from_timestamp_micros(i64::from_be_bytes(micros)));
             match id.zip(at) {
                 Some(last_use) => uses.push(last_use),
                 None => tracing::warn!(key = ?key.as_ref(), "skipping an undecodable last use"),
@@ -437,7 +440,11 @@ mod tests {
     }
 
     fn page_entries(storage: &SledStorage) -> Vec<(u64, sled::IVec)> {
-        storage.ledger.scan_prefix([PAGE]).map(|entry| entry.map(|(k, v)| (key_position(&k), v)).unwrap_or_else(|e| panic!("{e}"))).collect()
+        storage
+            .ledger
+            .scan_prefix([PAGE])
+            .map(|entry| entry.map(|(k, v)| (key_position(&k), v)).unwrap_or_else(|e| panic!("{e}")))
+            .collect()
     }
 
     #[test]
@@ -445,11 +452,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let storage = open(&dir);
         assert_eq!(storage.last_event().ok(), Some(None));
-        let events: Vec<StoredEvent> = (1..=30)
-            .map(|p| sized(p, 300))
-            .chain([sized(31, 3 * journal::PIECE_BYTES)])
-            .chain((32..=40).map(|p| sized(p, 1000)))
-            .collect();
+        let events: Vec<StoredEvent> =
+            (1..=30).map(|p| sized(p, 300)).chain([sized(31, 3 * journal::PIECE_BYTES)]).chain((32..=40).map(|p| sized(p, 1000))).collect();
         for commit in [&events[..30], &events[30..31], &events[31..35], &events[35..]] {
             append(&storage, commit);
         }
@@ -590,11 +594,15 @@ mod tests {
             storage.commit(commit).unwrap_or_else(|e| panic!("{e}"));
         }
         let fresh: Vec<RowChange> = (0..ROWS_PER_RECORD + 5).map(|i| row(&format!("new{i}"), "y")).collect();
-        let written = storage.replace_journal(&mut fresh.clone().into_iter(), vec![(ProjectionId::KeysView, 9)]).unwrap_or_else(|e| panic!("{e}"));
+        let written =
+            storage.replace_journal(&mut fresh.clone().into_iter(), vec![(ProjectionId::KeysView, 9)]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(written, fresh.len());
         assert_eq!(journal_rows(&storage), fresh, "only the new generation, in order, across several records");
         assert_eq!(storage.checkpoint(ProjectionId::KeysView).ok(), Some(9));
-        assert_eq!(storage.ledger.range(journal_key(0, 0)..journal_key(storage.meta(JOURNAL_FLOOR).ok().flatten().unwrap_or(0), 0)).count(), 0);
+        assert_eq!(
+            storage.ledger.range(journal_key(0, 0)..journal_key(storage.meta(JOURNAL_FLOOR).ok().flatten().unwrap_or(0), 0)).count(),
+            0
+        );
     }
 
     #[test]

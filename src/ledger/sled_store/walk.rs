@@ -35,7 +35,14 @@ pub(super) const PIECES_PER_ITERATOR: usize = 1;
 impl Walk {
     /// A walk over `[start, end)`, `per_iterator` entries at a time.
     pub(super) fn new(tree: &sled::Tree, start: &[u8], end: &[u8], per_iterator: usize) -> Self {
-        Walk { tree: tree.clone(), entries: tree.range(start..end), last: None, end: end.to_vec(), read: 0, per_iterator: per_iterator.max(1) }
+        Walk {
+            tree: tree.clone(),
+            entries: tree.range(start..end),
+            last: None,
+            end: end.to_vec(),
+            read: 0,
+            per_iterator: per_iterator.max(1),
+        }
     }
 }
 

@@ -49,13 +49,7 @@ pub fn authenticate(state: &State, credential: Credential, now: DateTime<Utc>) -
     }
     let org = state.directory.organization(key.organization_id)?;
     let identity = identity_of(state, org, key)?;
-    Some(Caller {
-        organization_id: key.organization_id,
-        api_key_id: key.id,
-        identity,
-        token_digest: credential.token_digest,
-        secret,
-    })
+    Some(Caller { organization_id: key.organization_id, api_key_id: key.id, identity, token_digest: credential.token_digest, secret })
 }
 
 /// The caller behind a command that changes something: authenticated as by

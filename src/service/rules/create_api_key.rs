@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, Months, SubsecRound, Utc};
 use keyledger_projections::directory::Organization;
-use keyledger_projections::keys_view::Slice;
 use keyledger_projections::event::{ApiKeyCreated, ServiceAccountCreated, UserId};
+use keyledger_projections::keys_view::Slice;
 use keyledger_projections::name_index::{name_key, NameScope};
 use keyledger_projections::{Actor, ApiKeyKind, Event, Permission, State};
 use unicode_general_category::{get_general_category, GeneralCategory};
@@ -87,9 +87,7 @@ pub fn decide(cmd: &CreateApiKey, state: &State, now: DateTime<Utc>) -> Result<D
             let org = state.directory.organization(caller.organization_id).ok_or(Rejection::Unauthenticated)?;
             (org, Some(caller))
         }
-        Requester::Operator { organization, .. } => {
-            (state.directory.organization_by_name(organization).ok_or(Rejection::NotFound)?, None)
-        }
+        Requester::Operator { organization, .. } => (state.directory.organization_by_name(organization).ok_or(Rejection::NotFound)?, None),
     };
     let attrs = &cmd.attributes;
     let mut problems = attrs.problems.clone();
@@ -99,11 +97,8 @@ pub fn decide(cmd: &CreateApiKey, state: &State, now: DateTime<Utc>) -> Result<D
         check_room(target, org.id, state, now, cmd.max_keys_per_scope, &mut problems);
     }
     let name = check_name(attrs, &target, org.id, state, &mut problems);
-    let expires_at = if attrs.already_reported("expires_at") {
-        None
-    } else {
-        check_expires_at(attrs.expires_at.as_deref(), now, &mut problems)
-    };
+    let expires_at =
+        if attrs.already_reported("expires_at") { None } else { check_expires_at(attrs.expires_at.as_deref(), now, &mut problems) };
     let description = attrs.description.clone();
     check_description(description.as_deref(), &mut problems);
 
@@ -200,7 +195,14 @@ fn resolve_target(
                 }
                 (Requester::Key(_), None) => return Err(Rejection::Unauthenticated),
             };
-            Ok(Some(Target { kind, scope: NameScope::User(owner), owner: Some(owner), group_id: None, role_id: None, on_call_role_id: None }))
+            Ok(Some(Target {
+                kind,
+                scope: NameScope::User(owner),
+                owner: Some(owner),
+                group_id: None,
+                role_id: None,
+                on_call_role_id: None,
+            }))
         }
         ApiKeyKind::Team => {
             let team = match attrs.group_id.as_deref() {
@@ -211,14 +213,20 @@ fn resolve_target(
                 problems.push(Problem::attribute("group_id", "Group must exist", "group_id must name a team of your organization."));
                 return Ok(None);
             };
-            let allowed =
-                caller.is_some_and(|c| c.is_organization_admin(org) || c.manages_team_keys(org, team.id, Permission::Create));
+            let allowed = caller.is_some_and(|c| c.is_organization_admin(org) || c.manages_team_keys(org, team.id, Permission::Create));
             if !allowed {
                 return Err(Rejection::Forbidden(
                     "Only owners, admins, and admins of the team whose role may create API keys, may create team keys.".into(),
                 ));
             }
-            Ok(Some(Target { kind, scope: NameScope::Team(team.id), owner: None, group_id: Some(team.id), role_id: None, on_call_role_id: None }))
+            Ok(Some(Target {
+                kind,
+                scope: NameScope::Team(team.id),
+                owner: None,
+                group_id: Some(team.id),
+                role_id: None,
+                on_call_role_id: None,
+            }))
         }
         ApiKeyKind::Organization => {
             if !caller.is_some_and(|c| c.is_organization_admin(org)) {
@@ -226,7 +234,11 @@ fn resolve_target(
             }
             let role = match attrs.role_id.as_deref() {
                 Some(id) => org.role(id).or_else(|| {
-                    problems.push(Problem::attribute("role_id", "Role must exist", "role_id must name a role of your organization (its id or slug)."));
+                    problems.push(Problem::attribute(
+                        "role_id",
+                        "Role must exist",
+                        "role_id must name a role of your organization (its id or slug).",
+                    ));
                     None
                 }),
                 None => org.role("user"),
@@ -353,20 +365,22 @@ fn is_visible(c: char) -> bool {
     use GeneralCategory::*;
     !matches!(
         get_general_category(c),
-        SpaceSeparator | LineSeparator | ParagraphSeparator | NonspacingMark | EnclosingMark | Control | Format | Surrogate | PrivateUse | Unassigned
+        SpaceSeparator
+            | LineSeparator
+            | ParagraphSeparator
+            | NonspacingMark
+            | EnclosingMark
+            | Control
+            | Format
+            | Surrogate
+            | PrivateUse
+            | Unassigned
     )
 }
 
 /// A 422 "Too many keys" when the scope of `target` already holds `limit` live keys.
 /// Counting walks the scope only when its keys (expired ones included) reach the limit.
-fn check_room(
-    target: &Target,
-    organization_id: Uuid,
-    state: &State,
-    now: DateTime<Utc>,
-    limit: usize,
-    problems: &mut Vec<Problem>,
-) {
+fn check_room(target: &Target, organization_id: Uuid, state: &State, now: DateTime<Utc>, limit: usize, problems: &mut Vec<Problem>) {
     let slice = match target.scope {
         NameScope::User(user) => Slice::User(target.kind, user),
         NameScope::Team(team) => Slice::Team(target.kind, team),

@@ -253,12 +253,7 @@ fn every_problem_is_reported_together_with_shape_problems_first() {
     let shape = Problem::attribute("colour", "Unknown attribute colour", "");
     let cmd = given.create_by(
         "carol@acme.test",
-        NewApiKey {
-            name: Some(" ".into()),
-            expires_at: Some("soon".into()),
-            problems: vec![shape],
-            ..attributes("personal", "")
-        },
+        NewApiKey { name: Some(" ".into()), expires_at: Some("soon".into()), problems: vec![shape], ..attributes("personal", "") },
     );
     assert_eq!(
         titles(decide(&cmd, &given.state, now()).unwrap_err()),
@@ -291,10 +286,7 @@ fn expired_or_removed_callers_are_unauthenticated() {
     let cmd = given.create_by("carol@acme.test", attributes("personal", "k"));
     given.when_at(&cmd, now() + Duration::days(31)).then_expect_rejection(Rejection::Unauthenticated);
     let org = given.state.directory.organization_by_name("Acme").map(|o| o.id).unwrap();
-    given.record(
-        Actor::Operator,
-        vec![Event::UserRemoved(keyledger_projections::event::UserRemoved { organization_id: org, user_id: 3 })],
-    );
+    given.record(Actor::Operator, vec![Event::UserRemoved(keyledger_projections::event::UserRemoved { organization_id: org, user_id: 3 })]);
     given.when(&cmd).then_expect_rejection(Rejection::Unauthenticated);
 }
 

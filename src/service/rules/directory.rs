@@ -13,8 +13,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use keyledger_projections::directory::{Organization, SYSTEM_ROLES};
 use keyledger_projections::event::{
-    OnCallRoleDefined, OrganizationCreated, OrganizationSettingsChanged, RevocationReason, RoleDefined, TeamCreated,
-    TeamDeleted, TeamMembershipChanged, UserChanged, UserId, UserJoined, UserRemoved,
+    OnCallRoleDefined, OrganizationCreated, OrganizationSettingsChanged, RevocationReason, RoleDefined, TeamCreated, TeamDeleted,
+    TeamMembershipChanged, UserChanged, UserId, UserJoined, UserRemoved,
 };
 use keyledger_projections::keys_view::ApiKey;
 use keyledger_projections::{ApiKeyKind, Event, Permission, State};
@@ -159,12 +159,8 @@ pub fn plan(file: &DirectoryFile, state: &State, new_id: &mut dyn FnMut() -> Uui
             name: file.organization.clone(),
             grace_period: file.grace_period,
         })),
-        Some(org) if org.grace_period != file.grace_period => {
-            events.push(Event::OrganizationSettingsChanged(OrganizationSettingsChanged {
-                organization_id,
-                grace_period: file.grace_period,
-            }))
-        }
+        Some(org) if org.grace_period != file.grace_period => events
+            .push(Event::OrganizationSettingsChanged(OrganizationSettingsChanged { organization_id, grace_period: file.grace_period })),
         Some(_) => {}
     }
 
@@ -227,13 +223,7 @@ pub fn plan(file: &DirectoryFile, state: &State, new_id: &mut dyn FnMut() -> Uui
 
 /// Appends the revocation of every key of the organization that `doomed` picks, oldest
 /// first. One walk over the organization's keys, however many users or teams go.
-fn revoke_keys(
-    state: &State,
-    organization_id: Uuid,
-    reason: RevocationReason,
-    doomed: impl Fn(&ApiKey) -> bool,
-    events: &mut Vec<Event>,
-) {
+fn revoke_keys(state: &State, organization_id: Uuid, reason: RevocationReason, doomed: impl Fn(&ApiKey) -> bool, events: &mut Vec<Event>) {
     let mut keys: Vec<&ApiKey> = state.keys.of_organization(organization_id).filter(|key| doomed(key)).collect();
     keys.sort_by_key(|key| key.position);
     events.extend(keys.into_iter().flat_map(|key| revocation(key, reason)));
@@ -301,13 +291,7 @@ fn plan_on_call_roles(
     RoleTable { by_slug }
 }
 
-fn plan_teams(
-    file: &DirectoryFile,
-    state: &State,
-    existing: Option<&Organization>,
-    organization_id: Uuid,
-    events: &mut Vec<Event>,
-) {
+fn plan_teams(file: &DirectoryFile, state: &State, existing: Option<&Organization>, organization_id: Uuid, events: &mut Vec<Event>) {
     let wanted: HashSet<Uuid> = file.teams.iter().map(|t| t.id).collect();
     if let Some(org) = existing {
         let deleted: BTreeSet<Uuid> = org.teams.keys().filter(|id| !wanted.contains(id)).copied().collect();
@@ -439,14 +423,7 @@ mod tests {
         let events = plan(&file, &given.state, &mut Uuid::new_v4).unwrap();
         assert_eq!(
             types(&events),
-            [
-                "OrganizationSettingsChanged",
-                "UserChanged",
-                "ApiKeyRevoked",
-                "UserRemoved",
-                "TeamDeleted",
-                "TeamMembershipChanged"
-            ],
+            ["OrganizationSettingsChanged", "UserChanged", "ApiKeyRevoked", "UserRemoved", "TeamDeleted", "TeamMembershipChanged"],
             "dave's login key is revoked before he goes"
         );
         given.record(Actor::Operator, events);
@@ -525,16 +502,14 @@ mod tests {
             create(&mut given, "carol@acme.test", NewApiKey { group_id: Some(PLATFORM.into()), ..attributes("team", "ci") }),
             create(&mut given, "alice@acme.test", NewApiKey { group_id: Some(PLATFORM.into()), ..attributes("team", "cd") }),
         ];
-        let security_key = create(&mut given, "bob@acme.test", NewApiKey { group_id: Some("security".into()), ..attributes("team", "scan") });
+        let security_key =
+            create(&mut given, "bob@acme.test", NewApiKey { group_id: Some("security".into()), ..attributes("team", "scan") });
         let accounts: Vec<Uuid> =
             platform_keys.iter().filter_map(|k| given.state.keys.get(*k).and_then(|k| k.service_account_id)).collect();
         let mut file = acme();
         file.teams.retain(|t| t.slug != "platform");
         let events = plan(&file, &given.state, &mut Uuid::new_v4).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            types(&events),
-            ["ApiKeyRevoked", "ServiceAccountDeleted", "ApiKeyRevoked", "ServiceAccountDeleted", "TeamDeleted"]
-        );
+        assert_eq!(types(&events), ["ApiKeyRevoked", "ServiceAccountDeleted", "ApiKeyRevoked", "ServiceAccountDeleted", "TeamDeleted"]);
         let reason = RevocationReason::TeamDeleted;
         assert_eq!(revoked(&events), [(platform_keys[0], reason), (platform_keys[1], reason)]);
 
@@ -556,8 +531,9 @@ mod tests {
         assert_eq!(err.organization, "Initech", "{err}");
         let err = plan_all(&[acme_changed.clone(), acme()], &given.state, &mut Uuid::new_v4).unwrap_err();
         assert!(err.to_string().contains("described twice"), "{err}");
-        let events = plan_all(&[acme_changed, DirectoryFile::single_owner("Initech", "peter@initech.test")], &given.state, &mut Uuid::new_v4)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let events =
+            plan_all(&[acme_changed, DirectoryFile::single_owner("Initech", "peter@initech.test")], &given.state, &mut Uuid::new_v4)
+                .unwrap_or_else(|e| panic!("{e}"));
         assert!(types(&events).contains(&"UserRemoved") && types(&events).contains(&"OrganizationCreated"));
     }
 

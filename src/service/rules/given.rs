@@ -32,10 +32,7 @@ impl Given {
     /// whose id is [`Given::login`] of their email.
     pub fn acme_and_globex() -> Given {
         let mut given = Given { state: State::default(), next_id: 1 };
-        for text in [
-            include_str!("../../../fixtures/directory.example.json"),
-            include_str!("../../../fixtures/directory.other-org.json"),
-        ] {
+        for text in [include_str!("../../../fixtures/directory.example.json"), include_str!("../../../fixtures/directory.other-org.json")] {
             let file: DirectoryFile = serde_json::from_str(text).unwrap_or_else(|e| panic!("fixture: {e}"));
             let mut ids = || Uuid::new_v4();
             let events = plan(&file, &given.state, &mut ids).unwrap_or_else(|e| panic!("{e}"));
@@ -72,8 +69,7 @@ impl Given {
 
     /// The credential of `key`'s current secret (a digest no key has when `key` is unknown).
     pub fn credential(&self, key: Uuid) -> Credential {
-        Credential::current(&self.state, key)
-            .unwrap_or(Credential { api_key_id: key, token_digest: blake3::hash(b"no such key") })
+        Credential::current(&self.state, key).unwrap_or(Credential { api_key_id: key, token_digest: blake3::hash(b"no such key") })
     }
 
     pub fn record(&mut self, actor: Actor, events: Vec<Event>) {

@@ -54,11 +54,13 @@ fn a_superseded_secret_can_change_nothing() {
     let new = Credential { api_key_id: carol(), token_digest: blake3::hash(b"owner's new secret") };
 
     assert_eq!(rotate(&given, old, carol(), 0, b"thief's secret"), Err(Rejection::SupersededSecret), "the takeover");
-    let update = UpdateApiKey { caller: old, api_key_id: carol(), changes: KeyChanges { name: Some("mine".into()), ..KeyChanges::default() } };
+    let update =
+        UpdateApiKey { caller: old, api_key_id: carol(), changes: KeyChanges { name: Some("mine".into()), ..KeyChanges::default() } };
     given.when(&update).then_expect_rejection(Rejection::SupersededSecret);
     let revoke = RevokeApiKey { caller: old, api_key_id: carol() };
     given.when(&revoke).then_expect_rejection(Rejection::SupersededSecret);
-    let mint = CreateApiKey { requester: create_api_key::Requester::Key(old), ..given.create_by("carol@acme.test", attributes("personal", "x")) };
+    let mint =
+        CreateApiKey { requester: create_api_key::Requester::Key(old), ..given.create_by("carol@acme.test", attributes("personal", "x")) };
     given.when(&mint).then_expect_rejection(Rejection::SupersededSecret);
 
     assert!(rotate(&given, new, carol(), 0, b"owner's third secret").is_ok(), "the current secret still rotates");
@@ -76,8 +78,8 @@ fn a_retired_secret_is_not_a_caller_at_all() {
 
 /// Makes erin (observer) and frank (no access) admins of the security team.
 fn observers_administer_security(given: &mut Given) {
-    let mut file: DirectoryFile = serde_json::from_str(include_str!("../../../fixtures/directory.example.json"))
-        .unwrap_or_else(|e| panic!("fixture: {e}"));
+    let mut file: DirectoryFile =
+        serde_json::from_str(include_str!("../../../fixtures/directory.example.json")).unwrap_or_else(|e| panic!("fixture: {e}"));
     for team in file.teams.iter_mut().filter(|t| t.id.to_string() == SECURITY) {
         team.user_ids.extend([5, 6]);
         team.admin_ids.extend([5, 6]);
@@ -151,7 +153,9 @@ fn a_key_cannot_lengthen_its_own_life() {
         description: None,
         expires_at: expires - Duration::days(1),
     };
-    given.when(&update(expires - Duration::days(1))).then_expect(acme_user(&given, 6, frank.api_key_id), vec![Event::ApiKeyUpdated(shortened)]);
+    given
+        .when(&update(expires - Duration::days(1)))
+        .then_expect(acme_user(&given, 6, frank.api_key_id), vec![Event::ApiKeyUpdated(shortened)]);
 
     let by_owner = UpdateApiKey { caller: given.credential(Given::login("alice@acme.test")), ..update(expires + Duration::days(30)) };
     assert!(update_api_key::decide(&by_owner, &given.state, now()).is_ok(), "an owner may extend another key");
@@ -164,10 +168,11 @@ fn an_expired_key_can_only_be_revoked() {
     let later = now() + Duration::days(31);
     let alice_later = {
         // Alice's login key expires with the others; give her a fresh one for the later moment.
-        let cmd = create(&mut given, "alice@acme.test", NewApiKey {
-            expires_at: Some((now() + Duration::days(365)).to_rfc3339()),
-            ..attributes("personal", "long")
-        })
+        let cmd = create(
+            &mut given,
+            "alice@acme.test",
+            NewApiKey { expires_at: Some((now() + Duration::days(365)).to_rfc3339()), ..attributes("personal", "long") },
+        )
         .unwrap_or_else(|e| panic!("{e:?}"));
         Credential { api_key_id: cmd.api_key_id, token_digest: cmd.token_digest }
     };
@@ -213,7 +218,10 @@ fn a_scope_holds_at_most_its_limit_of_live_keys() {
     let mut given = Given::acme_and_globex();
     let limited = |given: &mut Given, name: &str, days: i64| CreateApiKey {
         max_keys_per_scope: 2,
-        ..given.create_by("dave@acme.test", NewApiKey { expires_at: Some((now() + Duration::days(days)).to_rfc3339()), ..attributes("personal", name) })
+        ..given.create_by(
+            "dave@acme.test",
+            NewApiKey { expires_at: Some((now() + Duration::days(days)).to_rfc3339()), ..attributes("personal", name) },
+        )
     };
     // dave's login key is the first of his scope; "soon" expires before the moment asked.
     let soon = limited(&mut given, "soon", 1);

@@ -159,7 +159,8 @@ mod tests {
         let decision = create_api_key::decide(&cmd, &given.state, now()).unwrap_or_else(|e| panic!("{e:?}"));
         given.accept(decision);
         assert_eq!(revoke(&given, "erin@acme.test", cmd.api_key_id), Err(Rejection::NotFound), "observers lack delete");
-        let self_revoke = decide(&RevokeApiKey { caller: given.credential(cmd.api_key_id), api_key_id: cmd.api_key_id }, &given.state, now());
+        let self_revoke =
+            decide(&RevokeApiKey { caller: given.credential(cmd.api_key_id), api_key_id: cmd.api_key_id }, &given.state, now());
         assert!(self_revoke.is_ok(), "a leaked key can always be revoked with itself");
     }
 }

@@ -170,7 +170,10 @@ mod tests {
         given.when(&rotation(&given, carol(), carol(), zero)).then_expect(by_carol(&given), rotated(&given, carol(), None));
 
         let organization_id = given.state.keys.get(carol()).map(|k| k.organization_id).unwrap_or_default();
-        given.record(Actor::Operator, vec![Event::OrganizationSettingsChanged(OrganizationSettingsChanged { organization_id, grace_period: false })]);
+        given.record(
+            Actor::Operator,
+            vec![Event::OrganizationSettingsChanged(OrganizationSettingsChanged { organization_id, grace_period: false })],
+        );
         let asked = Rotation { grace_period_minutes: Some(60), ..Rotation::default() };
         given.when(&rotation(&given, carol(), carol(), asked)).then_expect(by_carol(&given), rotated(&given, carol(), None));
     }
@@ -193,11 +196,8 @@ mod tests {
     fn bad_grace_periods_and_expiries_are_reported_together() {
         let given = Given::acme_and_globex();
         for minutes in [-1, 1441] {
-            let rotation = Rotation {
-                grace_period_minutes: Some(minutes),
-                expires_at: Some("2020-01-01T00:00:00Z".into()),
-                ..Rotation::default()
-            };
+            let rotation =
+                Rotation { grace_period_minutes: Some(minutes), expires_at: Some("2020-01-01T00:00:00Z".into()), ..Rotation::default() };
             let Err(Rejection::Invalid(problems)) = rotate(&given, carol(), carol(), rotation) else {
                 panic!("{minutes} minutes was accepted");
             };
@@ -205,6 +205,8 @@ mod tests {
             assert_eq!(pointers, ["/data/attributes/expires_at", "/data/attributes/grace_period_minutes"]);
         }
         let edge = Rotation { grace_period_minutes: Some(1440), ..Rotation::default() };
-        given.when(&rotation(&given, carol(), carol(), edge)).then_expect(by_carol(&given), rotated(&given, carol(), Some(now() + Duration::days(1))));
+        given
+            .when(&rotation(&given, carol(), carol(), edge))
+            .then_expect(by_carol(&given), rotated(&given, carol(), Some(now() + Duration::days(1))));
     }
 }

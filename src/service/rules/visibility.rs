@@ -18,9 +18,7 @@ pub fn can_change(caller: &Caller, org: &Organization, key: &ApiKey, permission:
         && (key.id == caller.api_key_id
             || caller.is_organization_admin(org)
             || match key.kind {
-                ApiKeyKind::Personal => {
-                    key.user_id.is_some() && key.user_id == caller.user_id() && caller.has_permission(org, permission)
-                }
+                ApiKeyKind::Personal => key.user_id.is_some() && key.user_id == caller.user_id() && caller.has_permission(org, permission),
                 ApiKeyKind::Team => key.group_id.is_some_and(|team| caller.manages_team_keys(org, team, permission)),
                 ApiKeyKind::Organization => false,
             })
@@ -92,8 +90,8 @@ fn team_part(team: Uuid) -> Part {
 #[cfg(test)]
 mod tests {
     use super::super::caller::resolve;
-    use super::super::given::{attributes, now, Given, PLATFORM};
     use super::super::create_api_key::{decide, NewApiKey};
+    use super::super::given::{attributes, now, Given, PLATFORM};
     use super::*;
     use uuid::Uuid;
 
