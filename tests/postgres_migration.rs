@@ -9,68 +9,11 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Once;
 
 use common::http::{get, Resp};
 use common::jsonapi::durable_attributes;
 use common::server::{cli, cli_ok, ledger_with_a_key_of_each_kind, DataDir, Server};
-
-const URL_VAR: &str = "KEYLEDGER_TEST_DATABASE_URL";
-
-/// The test database, or `None` (said once per test binary) when none is given.
-fn database_url() -> Option<String> {
-    static SKIPPED: Once = Once::new();
-    let url = std::env::var(URL_VAR).ok().filter(|url| !url.is_empty());
-    if url.is_none() {
-        SKIPPED
-            .call_once(|| eprintln!("PostgreSQL tests skipped: set {URL_VAR} (e.g. postgres://postgres@127.0.0.1:5432/test) to run them"));
-    }
-    url
-}
-
-/// A schema of its own, dropped when the test ends (also when it fails).
-struct Schema {
-    url: String,
-    name: String,
-}
-
-impl Schema {
-    fn new(url: &str) -> Self {
-        Schema { url: url.to_owned(), name: format!("kl_migr_{}", uuid::Uuid::new_v4().simple()) }
-    }
-
-    /// `args` followed by this schema's flags.
-    fn with<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
-        let mut all = args.to_vec();
-        all.extend(["--database-url", &self.url, "--database-schema", &self.name]);
-        all
-    }
-
-    /// Whether the schema exists at all.
-    fn exists(&self) -> bool {
-        let (url, name) = (self.url.clone(), self.name.clone());
-        std::thread::spawn(move || {
-            let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect to the test database");
-            let row = client.query_one("SELECT count(*) FROM pg_namespace WHERE nspname = $1", &[&name]).expect("look for the schema");
-            row.get::<_, i64>(0) == 1
-        })
-        .join()
-        .expect("the schema lookup")
-    }
-}
-
-impl Drop for Schema {
-    /// On a thread of its own: the blocking client cannot run inside the test's runtime.
-    fn drop(&mut self) {
-        let (url, name) = (self.url.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            if let Ok(mut client) = postgres::Client::connect(&url, postgres::NoTls) {
-                let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"));
-            }
-        });
-        let _ = dropped.join();
-    }
-}
+use common::store::{test_database, Schema};
 
 fn arg(path: &Path) -> &str {
     path.to_str().expect("a UTF-8 temp path")
@@ -83,9 +26,9 @@ fn verified_head(stdout: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sled_to_postgres_and_back_keeps_every_byte_and_the_head() {
-    let Some(url) = database_url() else { return };
+    let Some(url) = test_database() else { return };
     let (sled, _tokens, created) = ledger_with_a_key_of_each_kind();
-    let schema = Schema::new(&url);
+    let schema = Schema::new(&url, "migr");
     let files = tempfile::tempdir().expect("temp dir");
     let from_sled = files.path().join("from-sled.jsonl");
     let from_postgres = files.path().join("from-postgres.jsonl");
@@ -133,7 +76,7 @@ async fn sled_to_postgres_and_back_keeps_every_byte_and_the_head() {
 
 #[test]
 fn a_broken_file_leaves_no_schema_and_an_empty_schema_takes_a_good_one() {
-    let Some(url) = database_url() else { return };
+    let Some(url) = test_database() else { return };
     let data = DataDir::new();
     cli_ok(&["init", "--data", data.arg(), "--org", "acme", "--owner", "alice@acme.test"]);
     cli_ok(&["keys", "issue", "--data", data.arg(), "--user", "alice@acme.test", "--name", "ci", "--expires-in", "30d"]);
@@ -152,7 +95,7 @@ fn a_broken_file_leaves_no_schema_and_an_empty_schema_takes_a_good_one() {
     edited[last][at] = if edited[last][at] == b'x' { b'y' } else { b'x' };
     let broken = files.path().join("broken.jsonl");
     std::fs::write(&broken, edited.join(&b'\n')).expect("write the broken file");
-    let schema = Schema::new(&url);
+    let schema = Schema::new(&url, "migr");
     let refused = cli(&schema.with(&["import", arg(&broken)]));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success());

@@ -15,58 +15,20 @@ use std::time::{Duration, Instant};
 use common::http::*;
 use common::jsonapi::*;
 use common::server::*;
+use common::store::{test_database, Schema};
 use serde_json::{json, Value};
-
-const URL_VAR: &str = "KEYLEDGER_TEST_DATABASE_URL";
 
 /// How long another node may take to see a commit in eventual mode before the test fails:
 /// far above the measured bound (milliseconds; see bench/src/bin/follower_lag.rs), so a
 /// loaded CI machine does not fail it, while a follower that never follows does.
 const FOLLOW_DEADLINE: Duration = Duration::from_secs(10);
 
-fn database_url() -> Option<String> {
-    let url = std::env::var(URL_VAR).ok();
-    if url.is_none() {
-        eprintln!("skipped: set {URL_VAR} (e.g. postgres://postgres@127.0.0.1:5432/test) to run the PostgreSQL tests");
-    }
-    url
-}
-
-/// A schema of its own, dropped when the test ends (also when it fails).
-struct Schema {
-    url: String,
-    name: String,
-}
-
-impl Schema {
-    fn new(url: &str) -> Self {
-        Schema { url: url.to_owned(), name: format!("kl_nodes_{}", uuid::Uuid::new_v4().simple()) }
-    }
-
-    fn args(&self) -> Vec<&str> {
-        vec!["--database-url", &self.url, "--database-schema", &self.name]
-    }
-
-    /// `keyledger init` once, for every node: the owner's token.
-    fn init(&self) -> String {
-        let mut args = vec!["init"];
-        args.extend(self.args());
-        args.extend(["--org", "Acme", "--owner", "owner@acme.test"]);
-        cli_ok(&args)
-    }
-}
-
-impl Drop for Schema {
-    /// On a thread of its own: the blocking client cannot run inside the test's runtime.
-    fn drop(&mut self) {
-        let (url, name) = (self.url.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            if let Ok(mut client) = postgres::Client::connect(&url, postgres::NoTls) {
-                let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"));
-            }
-        });
-        let _ = dropped.join();
-    }
+/// `keyledger init` once, for every node: the owner's token.
+fn init(schema: &Schema) -> String {
+    let mut args = vec!["init"];
+    args.extend(schema.args());
+    args.extend(["--org", "Acme", "--owner", "owner@acme.test"]);
+    cli_ok(&args)
 }
 
 /// A node: `serve` on the schema, on 127.0.0.1:0, with `--consistency`.
@@ -121,9 +83,9 @@ async fn until_status(node: &Node, token: &str, id: &str, want: u16) {
 
 #[tokio::test]
 async fn eventual_nodes_follow_each_other_and_one_name_is_taken_once_across_both() {
-    let Some(url) = database_url() else { return };
-    let schema = Schema::new(&url);
-    let owner = schema.init();
+    let Some(url) = test_database() else { return };
+    let schema = Schema::new(&url, "nodes");
+    let owner = init(&schema);
     let a = Node::start(&schema, "eventual");
     let b = Node::start(&schema, "eventual");
 
@@ -162,9 +124,9 @@ async fn eventual_nodes_follow_each_other_and_one_name_is_taken_once_across_both
 /// during and after b's start is known on b.
 #[tokio::test]
 async fn a_node_started_while_another_writes_knows_every_key() {
-    let Some(url) = database_url() else { return };
-    let schema = Schema::new(&url);
-    let owner = schema.init();
+    let Some(url) = test_database() else { return };
+    let schema = Schema::new(&url, "nodes");
+    let owner = init(&schema);
     let a = Node::start(&schema, "eventual");
     let writing = std::sync::atomic::AtomicBool::new(true);
     let writes = async {
@@ -201,9 +163,9 @@ async fn a_node_started_while_another_writes_knows_every_key() {
 
 #[tokio::test]
 async fn a_strict_node_refuses_a_key_revoked_on_another_node_at_the_very_next_request() {
-    let Some(url) = database_url() else { return };
-    let schema = Schema::new(&url);
-    let owner = schema.init();
+    let Some(url) = test_database() else { return };
+    let schema = Schema::new(&url, "nodes");
+    let owner = init(&schema);
     let a = Node::start(&schema, "eventual");
     let b = Node::start(&schema, "strict");
 
@@ -272,8 +234,8 @@ fn a_grace_periods_end_is_recorded_once_with_both_nodes_scheduling_it() {
     use keyledger::service::{Policy, Service};
     use keyledger_projections::Event;
 
-    let Some(url) = database_url() else { return };
-    let schema = Schema::new(&url);
+    let Some(url) = test_database() else { return };
+    let schema = Schema::new(&url, "nodes");
     let clock = Arc::new(ManualClock::new(Utc::now().trunc_subsecs(6)));
     let tokens = TokenFormat::new("rootly").unwrap();
     // Opened here, outside the runtime: the store blocks.

@@ -8,50 +8,16 @@ mod common;
 use common::http::*;
 use common::jsonapi::*;
 use common::server::*;
-use common::store::sled_only;
+use common::store::{sled_only, test_database, Schema};
 use serde_json::json;
-
-const URL_VAR: &str = "KEYLEDGER_TEST_DATABASE_URL";
-
-/// A schema of its own, dropped when the test ends (also when it fails).
-struct Schema {
-    url: String,
-    name: String,
-}
-
-impl Schema {
-    fn new(url: &str) -> Self {
-        Schema { url: url.to_owned(), name: format!("kl_node_{}", uuid::Uuid::new_v4().simple()) }
-    }
-
-    fn args(&self) -> [&str; 4] {
-        ["--database-url", &self.url, "--database-schema", &self.name]
-    }
-}
-
-impl Drop for Schema {
-    /// On a thread of its own: the blocking client cannot run inside the test's runtime.
-    fn drop(&mut self) {
-        let (url, name) = (self.url.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            if let Ok(mut client) = postgres::Client::connect(&url, postgres::NoTls) {
-                let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"));
-            }
-        });
-        let _ = dropped.join();
-    }
-}
 
 #[tokio::test]
 async fn one_node_on_postgres_keeps_keys_across_a_restart_and_exports_what_sled_would() {
     if sled_only("names its own schema and compares with a sled import: runs in the sled half") {
         return;
     }
-    let Ok(url) = std::env::var(URL_VAR) else {
-        eprintln!("skipped: set {URL_VAR} (e.g. postgres://postgres@127.0.0.1:5432/test) to run the PostgreSQL test");
-        return;
-    };
-    let schema = Schema::new(&url);
+    let Some(url) = test_database() else { return };
+    let schema = Schema::new(&url, "node");
     // --data is given too (the harness always passes one) and must be left alone.
     let unused = DataDir::new();
 
@@ -78,7 +44,7 @@ async fn one_node_on_postgres_keeps_keys_across_a_restart_and_exports_what_sled_
     let from_postgres = files.path().join("postgres.jsonl");
     let from_sled = files.path().join("sled.jsonl");
     let sled_data = files.path().join("sled-data");
-    let [flag, url_arg, schema_flag, schema_name] = schema.args();
+    let [flag, url_arg, schema_flag, schema_name] = ["--database-url", schema.url.as_str(), "--database-schema", schema.name.as_str()];
     cli_ok(&["audit", "verify", flag, url_arg, schema_flag, schema_name]);
     cli_ok(&["export", flag, url_arg, schema_flag, schema_name, "--output", path_arg(&from_postgres)]);
     cli_ok(&["import", "--data", path_arg(&sled_data), path_arg(&from_postgres)]);

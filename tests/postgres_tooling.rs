@@ -10,57 +10,12 @@
 mod common;
 
 use std::process::{Command, Output};
-use std::sync::Once;
 
 use common::fixtures::fixture;
 use common::http::{create, in_days, Resp};
 use common::server::{cli, cli_ok, DataDir, Server, BIN};
+use common::store::{test_database, Schema};
 use serde_json::json;
-
-const URL_VAR: &str = "KEYLEDGER_TEST_DATABASE_URL";
-
-/// The test database, or `None` (said once per test binary) when none is given.
-fn database_url() -> Option<String> {
-    static SKIPPED: Once = Once::new();
-    let url = std::env::var(URL_VAR).ok().filter(|url| !url.is_empty());
-    if url.is_none() {
-        SKIPPED
-            .call_once(|| eprintln!("PostgreSQL tests skipped: set {URL_VAR} (e.g. postgres://postgres@127.0.0.1:5432/test) to run them"));
-    }
-    url
-}
-
-/// A schema of its own, dropped when the test ends (also when it fails).
-struct Schema {
-    url: String,
-    name: String,
-}
-
-impl Schema {
-    fn new(url: &str) -> Self {
-        Schema { url: url.to_owned(), name: format!("kl_tool_{}", uuid::Uuid::new_v4().simple()) }
-    }
-
-    /// `args` followed by this schema's flags.
-    fn with<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
-        let mut all = args.to_vec();
-        all.extend(["--database-url", &self.url, "--database-schema", &self.name]);
-        all
-    }
-}
-
-impl Drop for Schema {
-    /// On a thread of its own: the blocking client cannot run inside the test's runtime.
-    fn drop(&mut self) {
-        let (url, name) = (self.url.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            if let Ok(mut client) = postgres::Client::connect(&url, postgres::NoTls) {
-                let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"));
-            }
-        });
-        let _ = dropped.join();
-    }
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -91,8 +46,8 @@ fn with_audit_key(args: &[&str], key: Option<&str>) -> Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_run_beside_a_serving_node_and_changes_wait_until_it_stops() {
-    let Some(url) = database_url() else { return };
-    let schema = Schema::new(&url);
+    let Some(url) = test_database() else { return };
+    let schema = Schema::new(&url, "tool");
     let unused = DataDir::new();
     let server = Server::start_with(&unused, &schema.with(&[]));
     let owner = server.owner_token().expect("banner with the owner's token");
@@ -177,8 +132,8 @@ fn audit_keygen_prints_a_fresh_key_that_signs_checkpoints_on_postgres() {
     let second = with_audit_key(&["audit", "keygen"], None);
     assert_ne!(String::from_utf8_lossy(&second.stdout).trim(), key, "every key is new");
 
-    let Some(url) = database_url() else { return };
-    let schema = Schema::new(&url);
+    let Some(url) = test_database() else { return };
+    let schema = Schema::new(&url, "tool");
     // Without a key, init says how to make one, and checkpoint refuses saying why.
     let init = with_audit_key(&schema.with(&["init", "--org", "acme", "--owner", "alice@acme.test"]), None);
     assert!(init.status.success(), "{}", stderr(&init));

@@ -219,3 +219,70 @@ fn sweep_schemas(url: &str) {
         }
     });
 }
+
+/// The test database of the tests about PostgreSQL itself (`tests/postgres_*.rs`: they run
+/// in either half, each in schemas of its own), or `None` when `KEYLEDGER_TEST_DATABASE_URL`
+/// is unset: then they return at once, and the first to do so says why.
+pub fn test_database() -> Option<String> {
+    static SKIPPED: std::sync::Once = std::sync::Once::new();
+    let url = std::env::var(URL_VAR).ok().filter(|url| !url.is_empty());
+    if url.is_none() {
+        SKIPPED.call_once(|| {
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: set {URL_VAR} (e.g. postgres://postgres@127.0.0.1:5432/test) to run the PostgreSQL tests"
+            );
+        });
+    }
+    url
+}
+
+/// A schema of its own on the test database, dropped when the test ends (also when it fails).
+pub struct Schema {
+    pub url: String,
+    pub name: String,
+}
+
+impl Schema {
+    /// `kl_<purpose>_<random>`: what made a schema left behind by a killed run is readable.
+    pub fn new(url: &str, purpose: &str) -> Self {
+        Schema { url: url.to_owned(), name: format!("kl_{purpose}_{}", uuid::Uuid::new_v4().simple()) }
+    }
+
+    /// The flags that put a command's ledger in this schema.
+    pub fn args(&self) -> Vec<&str> {
+        vec!["--database-url", &self.url, "--database-schema", &self.name]
+    }
+
+    /// `args` followed by this schema's flags.
+    pub fn with<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut all = args.to_vec();
+        all.extend(self.args());
+        all
+    }
+
+    /// Whether the schema exists at all. On a thread of its own: the blocking client cannot
+    /// run inside a test's runtime.
+    pub fn exists(&self) -> bool {
+        let (url, name) = (self.url.clone(), self.name.clone());
+        std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect to the test database");
+            let row = client.query_one("SELECT count(*) FROM pg_namespace WHERE nspname = $1", &[&name]).expect("look for the schema");
+            row.get::<_, i64>(0) == 1
+        })
+        .join()
+        .expect("the schema lookup")
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let (url, name) = (self.url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            if let Ok(mut client) = postgres::Client::connect(&url, postgres::NoTls) {
+                let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"));
+            }
+        });
+        let _ = dropped.join();
+    }
+}
