@@ -12,7 +12,7 @@
 //! holds no ledger: an import never mixes with events already there.
 
 use super::pool::database;
-use super::{position_param, PostgresStorage};
+use super::PostgresStorage;
 use crate::ledger::transfer::TransferError;
 use crate::ledger::{journal, Commit, LedgerError};
 
@@ -41,14 +41,7 @@ impl PostgresStorage {
         }
         let filled = fill(&mut |commit| {
             if !commit.events.is_empty() {
-                let positions = commit.events.iter().map(|event| position_param(event.position)).collect::<Result<Vec<i64>, _>>()?;
-                let hashes: Vec<&[u8]> = commit.events.iter().map(|event| event.hash.as_bytes().as_slice()).collect();
-                let canonical: Vec<&[u8]> = commit.events.iter().map(|event| event.canonical.as_slice()).collect();
-                tx.execute(
-                    "INSERT INTO events (position, hash, canonical) SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[])",
-                    &[&positions, &hashes, &canonical],
-                )
-                .map_err(database("importing events"))?;
+                PostgresStorage::insert_events(&mut tx, &commit.events, "importing events")?;
             }
             if !commit.rows.is_empty() {
                 PostgresStorage::insert_record(&mut tx, &journal::encode(&commit.rows)?)?;

@@ -230,6 +230,19 @@ impl PostgresStorage {
         Ok(())
     }
 
+    /// Inserts `events` (one statement for all of them); `doing` names the work in an error.
+    fn insert_events(tx: &mut impl GenericClient, events: &[StoredEvent], doing: &'static str) -> Result<(), LedgerError> {
+        let positions = events.iter().map(|event| position_param(event.position)).collect::<Result<Vec<i64>, _>>()?;
+        let hashes: Vec<&[u8]> = events.iter().map(|event| event.hash.as_bytes().as_slice()).collect();
+        let canonical: Vec<&[u8]> = events.iter().map(|event| event.canonical.as_slice()).collect();
+        tx.execute(
+            "INSERT INTO events (position, hash, canonical) SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[])",
+            &[&positions, &hashes, &canonical],
+        )
+        .map_err(database(doing))?;
+        Ok(())
+    }
+
     fn insert_record(tx: &mut impl GenericClient, bytes: &[u8]) -> Result<(), LedgerError> {
         tx.execute("INSERT INTO journal (record, rows) SELECT coalesce(max(record), 0) + 1, $1 FROM journal", &[&bytes])
             .map_err(database("journaling rows"))?;
@@ -255,14 +268,7 @@ impl PostgresStorage {
             if first.position != head + 1 {
                 return Err(LedgerError::NotNext { position: first.position, head });
             }
-            let positions = commit.events.iter().map(|event| position_param(event.position)).collect::<Result<Vec<i64>, _>>()?;
-            let hashes: Vec<&[u8]> = commit.events.iter().map(|event| event.hash.as_bytes().as_slice()).collect();
-            let canonical: Vec<&[u8]> = commit.events.iter().map(|event| event.canonical.as_slice()).collect();
-            tx.execute(
-                "INSERT INTO events (position, hash, canonical) SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[])",
-                &[&positions, &hashes, &canonical],
-            )
-            .map_err(database("appending events"))?;
+            Self::insert_events(tx, &commit.events, "appending events")?;
             let last = commit.events.last().map_or(head, |event| event.position);
             // Delivered to listeners only if and when the transaction commits.
             tx.execute("SELECT pg_notify($1, $2)", &[&format!("{}_appended", self.schema), &last.to_string()])
