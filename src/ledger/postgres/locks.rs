@@ -136,29 +136,15 @@ mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
+    use super::super::tests::{database_url, Schemas};
     use super::*;
 
-    /// A fresh schema's ledger, or `None` without `KEYLEDGER_TEST_DATABASE_URL` (the skip is
-    /// said by the backend's own tests).
-    fn ledger() -> Option<(PostgresStorage, DropSchema)> {
-        let url = std::env::var("KEYLEDGER_TEST_DATABASE_URL").ok().filter(|url| !url.is_empty())?;
-        let schema = format!("kl_lock_{}", uuid::Uuid::new_v4().simple());
-        let dropped = DropSchema { url: url.clone(), schema: schema.clone() };
-        let storage = PostgresStorage::open(&url, &schema).unwrap_or_else(|e| panic!("{e}"));
-        Some((storage, dropped))
-    }
-
-    struct DropSchema {
-        url: String,
-        schema: String,
-    }
-
-    impl Drop for DropSchema {
-        fn drop(&mut self) {
-            if let Ok(mut client) = Client::connect(&self.url, NoTls) {
-                let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
-            }
-        }
+    /// A fresh schema's ledger (dropped with the `Schemas`), or `None` without
+    /// `KEYLEDGER_TEST_DATABASE_URL`.
+    fn ledger() -> Option<(PostgresStorage, Schemas)> {
+        let mut schemas = Schemas::new(&database_url()?);
+        let storage = schemas.open();
+        Some((storage, schemas))
     }
 
     #[test]

@@ -135,6 +135,15 @@ fn position_param(position: u64) -> Result<i64, LedgerError> {
     i64::try_from(position).map_err(|_| LedgerError::TooLarge { what: format!("position {position}"), bytes: 8 })
 }
 
+/// A projection's checkpoint from its row; none stored is position 0.
+fn checkpoint_of(row: Option<&Row>) -> Result<u64, LedgerError> {
+    let position: i64 = match row {
+        Some(row) => row.try_get(0).map_err(database("reading a checkpoint"))?,
+        None => 0,
+    };
+    Ok(u64::try_from(position).unwrap_or(0))
+}
+
 fn decode_event(row: &Row) -> Result<StoredEvent, LedgerError> {
     let position: i64 = row.try_get(0).map_err(database("reading an event"))?;
     let position = u64::try_from(position)
@@ -353,11 +362,7 @@ impl Storage for PostgresStorage {
             let row = client
                 .query_opt("SELECT position FROM checkpoints WHERE projection = $1", &[&projection.name()])
                 .map_err(database("reading a checkpoint"))?;
-            let position: i64 = match row {
-                Some(row) => row.try_get(0).map_err(database("reading a checkpoint"))?,
-                None => 0,
-            };
-            Ok(u64::try_from(position).unwrap_or(0))
+            checkpoint_of(row.as_ref())
         })
     }
 

@@ -16,7 +16,7 @@ use ::postgres::{Client, IsolationLevel, NoTls, Row};
 use keyledger_projections::ProjectionId;
 
 use super::pool::{close, database, Scan};
-use super::{decode_event, decode_record, PostgresStorage, EVENTS_PER_FETCH, RECORDS_PER_FETCH};
+use super::{checkpoint_of, decode_event, decode_record, PostgresStorage, EVENTS_PER_FETCH, RECORDS_PER_FETCH};
 use crate::ledger::{journal, Commit, LedgerError, RowChange, Storage, StoredEvent};
 
 /// The ledger as it stood when the snapshot was taken: a read-only [`Storage`].
@@ -123,13 +123,12 @@ impl Storage for PostgresSnapshot {
     }
 
     fn checkpoint(&self, projection: ProjectionId) -> Result<u64, LedgerError> {
-        self.query_opt("reading a checkpoint", "SELECT position FROM checkpoints WHERE projection = $1", &[&projection.name()], |row| {
-            let position: i64 = match row {
-                Some(row) => row.try_get(0).map_err(database("reading a checkpoint"))?,
-                None => 0,
-            };
-            Ok(u64::try_from(position).unwrap_or(0))
-        })
+        self.query_opt(
+            "reading a checkpoint",
+            "SELECT position FROM checkpoints WHERE projection = $1",
+            &[&projection.name()],
+            checkpoint_of,
+        )
     }
 
     fn replace_journal(
@@ -143,21 +142,9 @@ impl Storage for PostgresSnapshot {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{database_url, Schemas};
     use super::*;
     use crate::ledger::chain::sample;
-
-    struct DropSchema {
-        url: String,
-        schema: String,
-    }
-
-    impl Drop for DropSchema {
-        fn drop(&mut self) {
-            if let Ok(mut client) = Client::connect(&self.url, NoTls) {
-                let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
-            }
-        }
-    }
 
     fn row(key: &str) -> RowChange {
         RowChange { projection: ProjectionId::KeysView, key: key.to_owned(), value: Some(b"1".to_vec()) }
@@ -167,12 +154,9 @@ mod tests {
     /// checkpoints read through one snapshot agree, whatever is committed after it.
     #[test]
     fn every_read_of_a_snapshot_sees_the_same_moment() {
-        // Without KEYLEDGER_TEST_DATABASE_URL, skipped (the backend's own tests say so).
-        let Some(url) = std::env::var("KEYLEDGER_TEST_DATABASE_URL").ok().filter(|url| !url.is_empty()) else {
-            return;
-        };
-        let schema = format!("kl_snap_{}", uuid::Uuid::new_v4().simple());
-        let _dropped = DropSchema { url: url.clone(), schema: schema.clone() };
+        let Some(url) = database_url() else { return };
+        let mut schemas = Schemas::new(&url);
+        let schema = schemas.unique();
         let writer = PostgresStorage::open(&url, &schema).unwrap_or_else(|e| panic!("{e}"));
         let mut events = sample::log(5);
         let later = events.split_off(3);

@@ -11,7 +11,7 @@ use crate::ledger::conformance;
 const URL_VAR: &str = "KEYLEDGER_TEST_DATABASE_URL";
 
 /// The test database's URL, or `None` (said once per test binary) when none is given.
-fn database_url() -> Option<String> {
+pub(super) fn database_url() -> Option<String> {
     static SKIPPED: Once = Once::new();
     let url = std::env::var(URL_VAR).ok().filter(|url| !url.is_empty());
     if url.is_none() {
@@ -22,23 +22,23 @@ fn database_url() -> Option<String> {
 }
 
 /// Schemas made for one test, dropped when it ends (also when it fails).
-struct Schemas {
+pub(super) struct Schemas {
     url: String,
     names: Vec<String>,
 }
 
 impl Schemas {
-    fn new(url: &str) -> Self {
+    pub(super) fn new(url: &str) -> Self {
         Schemas { url: url.to_owned(), names: Vec::new() }
     }
 
-    fn unique(&mut self) -> String {
+    pub(super) fn unique(&mut self) -> String {
         let name = format!("kl_test_{}", Uuid::new_v4().simple());
         self.names.push(name.clone());
         name
     }
 
-    fn open(&mut self) -> PostgresStorage {
+    pub(super) fn open(&mut self) -> PostgresStorage {
         let schema = self.unique();
         PostgresStorage::open(&self.url, &schema).unwrap_or_else(|e| panic!("{e}"))
     }
