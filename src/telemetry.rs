@@ -31,9 +31,12 @@ pub const AUTHENTICATION_FAILURES: &str = "keyledger_authentication_failures_tot
 /// Requests refused with a 429, by `limit`: `key` (the key's requests a minute) or
 /// `client_address` (an address's requests without a valid token).
 pub const RATE_LIMITED: &str = "keyledger_rate_limited_total";
-/// Failed store operations, by `operation`: `append` and `sync` (each stops the writer until
-/// restart), `probe` (a readiness check) and `record_last_uses`.
+/// Failed store operations, by `operation`: `append` and `sync` (each makes the writer refuse
+/// changes until it has reopened the store), `reopen` (a failed attempt at that), `probe` (a
+/// readiness check) and `record_last_uses`.
 pub const STORE_ERRORS: &str = "keyledger_store_errors_total";
+/// Times the writer reopened the store after a failed append or sync and resumed.
+pub const STORE_RECOVERIES: &str = "keyledger_store_recoveries_total";
 /// Events committed to the shared log that this node has not folded yet.
 pub const FOLLOWER_LAG_EVENTS: &str = "keyledger_follower_lag_events";
 /// Age of the oldest committed event this node has not folded yet, in seconds.
@@ -87,7 +90,8 @@ fn register_zeros() {
     for limit in ["key", "client_address"] {
         metrics::counter!(RATE_LIMITED, "limit" => limit).increment(0);
     }
-    for operation in ["append", "sync", "probe", "record_last_uses"] {
+    metrics::counter!(STORE_RECOVERIES).increment(0);
+    for operation in ["append", "sync", "reopen", "probe", "record_last_uses"] {
         metrics::counter!(STORE_ERRORS, "operation" => operation).increment(0);
     }
     metrics::gauge!(FOLLOWER_LAG_EVENTS).set(0.0);
@@ -105,6 +109,7 @@ fn describe() {
     describe_counter!(AUTHENTICATION_FAILURES, Unit::Count, "Requests to an authenticated route without a valid token, by reason.");
     describe_counter!(RATE_LIMITED, Unit::Count, "Requests refused with 429, by the limit that refused them.");
     describe_counter!(STORE_ERRORS, Unit::Count, "Failed store operations, by operation.");
+    describe_counter!(STORE_RECOVERIES, Unit::Count, "Times the writer reopened the store after a failed append or sync and resumed.");
     describe_gauge!(FOLLOWER_LAG_EVENTS, Unit::Count, "Committed events this node has not folded yet (always 0 with sled: no follower).");
     describe_gauge!(
         FOLLOWER_LAG_SECONDS,

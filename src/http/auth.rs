@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::errors::ApiError;
@@ -36,10 +35,8 @@ impl FromRequestParts<AppState> for Authenticated {
             // Strict consistency: never authenticate against a state behind the shared log.
             state.service.catch_up_if_strict().await.map_err(|e| {
                 tracing::warn!(error = %e, "strict consistency: cannot confirm this node is up to date; answering 503");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Service unavailable",
-                    "This node cannot confirm it has every change to the ledger right now; nothing was read or changed. Try again later.",
+                ApiError::unavailable(
+                    "This node cannot confirm it has every change to the ledger right now; nothing was read or changed. Try again shortly.",
                 )
                 .into_response()
             })?;

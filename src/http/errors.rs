@@ -1,6 +1,7 @@
 //! JSON:API error documents.
 
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -8,7 +9,7 @@ use utoipa::ToSchema;
 use super::document;
 use crate::service::rules::{Problem, Rejection};
 use crate::service::writer::CommandError;
-use crate::service::ServiceError;
+use crate::service::{ServiceError, RECOVERY_RETRY};
 
 /// A JSON:API error document: one entry per problem.
 #[derive(Debug, Serialize, ToSchema)]
@@ -70,6 +71,12 @@ impl ApiError {
         )
     }
 
+    /// A 503: the ledger cannot do this right now, and the client should try again after
+    /// the `Retry-After` every 503 carries.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable", detail)
+    }
+
     pub fn not_found() -> Self {
         ApiError::new(StatusCode::NOT_FOUND, "Not found or unauthorized", "No such resource is visible to this token.")
     }
@@ -129,11 +136,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Command(CommandError::Panicked) => ApiError::internal(),
             other => {
                 tracing::error!(error = %other, "request could not be recorded");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Service unavailable",
-                    "The ledger cannot record changes right now; nothing was changed. Try again later.",
-                )
+                ApiError::unavailable("The ledger cannot record changes right now; nothing was changed. Try again shortly.")
             }
         }
     }
@@ -142,6 +145,26 @@ impl From<ServiceError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // Plain data with string keys: serialization cannot fail.
-        document(self.status, serde_json::to_vec(&ErrorDocument { errors: self.errors }).unwrap_or_default())
+        let mut response = document(self.status, serde_json::to_vec(&ErrorDocument { errors: self.errors }).unwrap_or_default());
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // The writer tries to reopen a failing store this often: sooner is refused again.
+            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(RECOVERY_RETRY.as_secs().max(1)));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every 503 tells the client when to try again; no other error does.
+    #[test]
+    fn a_503_carries_retry_after_and_other_errors_do_not() {
+        let unavailable = ApiError::from(ServiceError::Command(CommandError::Unavailable("the disk failed".into()))).into_response();
+        assert_eq!(unavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(unavailable.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("1"));
+        let not_found = ApiError::not_found().into_response();
+        assert_eq!(not_found.headers().get(RETRY_AFTER), None);
     }
 }

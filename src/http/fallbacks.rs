@@ -33,9 +33,7 @@ pub(super) fn panicked(_payload: Box<dyn Any + Send + 'static>) -> Response {
 /// timeout is the only error the routes' layers can raise: the routes themselves cannot fail.)
 pub(super) async fn cut_off(_elapsed: BoxError) -> ApiError {
     tracing::warn!("a request was cut at the request timeout");
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Service unavailable",
+    ApiError::unavailable(
         "The request took too long and was cut. A change it asked for may or may not have been recorded: \
          read the resource before trying again.",
     )

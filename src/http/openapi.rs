@@ -35,7 +35,8 @@ const BEARER: &str = "bearer";
         responses::PayloadTooLarge,
         responses::UnsupportedMediaType,
         responses::Invalid,
-        responses::TooManyRequests
+        responses::TooManyRequests,
+        responses::ServiceUnavailable
     )),
     modifiers(&BearerToken),
     security(("bearer" = [])),
@@ -62,7 +63,7 @@ const RATE_LIMIT_HEADERS: [(&str, &str); 3] = [
     ("RateLimit-Reset", "Seconds until the current window ends."),
 ];
 
-/// Rate limiting in the finished document: a 429 on every `/v1` operation, and the
+/// Rate limiting in the finished document: a 429 and a 503 on every `/v1` operation, and the
 /// `RateLimit-*` headers on each of its responses but the 401 (which answers no key). Done
 /// over the whole document, once every route's entry is in, so that a new route cannot be
 /// left without them.
@@ -81,6 +82,7 @@ pub(super) fn with_rate_limits(mut document: utoipa::openapi::OpenApi) -> utoipa
         }
     }
     let too_many = RefOr::Ref(Ref::from_response_name("TooManyRequests"));
+    let unavailable = RefOr::Ref(Ref::from_response_name("ServiceUnavailable"));
     for (path, item) in &mut document.paths.paths {
         if !path.starts_with("/v1/") {
             continue;
@@ -93,6 +95,7 @@ pub(super) fn with_rate_limits(mut document: utoipa::openapi::OpenApi) -> utoipa
                 }
             }
             operation.responses.responses.insert("429".to_owned(), too_many.clone());
+            operation.responses.responses.insert("503".to_owned(), unavailable.clone());
         }
     }
     document
@@ -237,4 +240,14 @@ pub(super) mod responses {
         headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))
     )]
     pub(in crate::http) struct TooManyRequests(ErrorDocument);
+
+    /// The ledger cannot do this right now (its store is failing or recovering, the request
+    /// ran past the timeout, or a strict node cannot confirm it is up to date); nothing was
+    /// changed unless the detail says it may have been. Try again after `Retry-After` seconds.
+    #[derive(ToResponse)]
+    #[response(
+        content_type = "application/vnd.api+json",
+        headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))
+    )]
+    pub(in crate::http) struct ServiceUnavailable(ErrorDocument);
 }

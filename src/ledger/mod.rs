@@ -126,6 +126,14 @@ pub trait Storage: Send + Sync {
         None
     }
 
+    /// Lets go of whatever this handle holds that a failed append or sync may have left
+    /// out of step with what is durable, so that the next calls read and write what is: a
+    /// writer calls it before it resumes after such a failure. By default nothing: a store
+    /// whose every call goes to durable storage has nothing to let go of.
+    fn reopen(&self) -> Result<(), LedgerError> {
+        Ok(())
+    }
+
     /// Appends and syncs.
     fn commit(&self, commit: Commit) -> Result<(), LedgerError> {
         self.append(commit)?;

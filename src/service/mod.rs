@@ -48,6 +48,13 @@ use crate::ledger::{LastUseStore, LedgerError};
 /// make the first caller of a batch wait for the last one's decision.
 pub const MAX_BATCH: usize = 512;
 
+/// How often a failing writer tries to reopen the store; also what a refused caller is told
+/// to wait (`Retry-After`).
+pub const RECOVERY_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How often a failing writer looks for commands to refuse between attempts.
+const RECOVERY_TICK: std::time::Duration = std::time::Duration::from_millis(20);
+
 struct Job {
     command: Command,
     provenance: Provenance,
@@ -136,9 +143,36 @@ impl WriterThread {
 
 /// Decides and appends batches while the syncer makes the previous ones durable: a batch
 /// forms from whatever queued up during the last decision, and while the disk syncs, the
-/// next one is already being decided.
+/// next one is already being decided. While the writer is failing, it tries to recover
+/// every [`RECOVERY_RETRY`] and answers what comes meanwhile as unavailable.
 fn run_writer(mut writer: Writer, mut jobs: mpsc::Receiver<Job>, staged: std::sync::mpsc::Sender<(Staged, Replies)>) {
-    while let Some(first) = jobs.blocking_recv() {
+    let mut next_recovery = std::time::Instant::now();
+    loop {
+        let first = if writer.failure().is_some() {
+            if std::time::Instant::now() >= next_recovery {
+                match writer.recover() {
+                    Ok(()) => continue,
+                    Err(e) => {
+                        metrics::counter!(crate::telemetry::STORE_ERRORS, "operation" => "reopen").increment(1);
+                        tracing::warn!(error = %e, "cannot reopen the store yet; trying again");
+                        next_recovery = std::time::Instant::now() + RECOVERY_RETRY;
+                    }
+                }
+            }
+            match jobs.try_recv() {
+                Ok(job) => job,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    std::thread::sleep(RECOVERY_TICK);
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            }
+        } else {
+            match jobs.blocking_recv() {
+                Some(job) => job,
+                None => break,
+            }
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match jobs.try_recv() {

@@ -52,7 +52,7 @@ impl Readiness {
 }
 
 pub const WRITER_STOPPED: &str = "stopped";
-pub const WRITER_REFUSING: &str = "refusing changes until restart after a failed append or sync (see the log)";
+pub const WRITER_REFUSING: &str = "recovering from a failed append or sync: reopening the store (see the log)";
 pub const STORE_FAILED: &str = "unreachable (see the log)";
 pub const STORE_SLOW: &str = "no answer in time";
 pub const STORE_STUCK: &str = "an earlier probe has not returned";
@@ -229,7 +229,7 @@ mod tests {
     }
 
     #[test]
-    fn a_writer_poisoned_by_a_failed_sync_is_not_ready_and_says_so_without_the_cause() {
+    fn a_writer_failed_by_a_sync_is_not_ready_and_says_so_without_the_cause() {
         let (mut writer, initialized) = writer_over(store(true, Probe::Answers));
         assert!(initialized.is_err(), "the sync failed, so did the initialization");
         assert!(writer.durability().refusing_writes().is_some());

@@ -11,8 +11,16 @@
 //! [`Durability::complete`] syncs everything appended so far, publishes it and produces the
 //! answers. The service runs them on two threads, so the next batch is decided while the
 //! previous one is being synced; offline commands run both in turn ([`Writer::execute`]).
-//! A failed append or sync poisons the writer: whether the disk holds the batch is then
-//! unknown, and only a restart, which recovers from what is on disk, can tell.
+//!
+//! A failed append or sync fails the writer: whether the store holds the batch is then
+//! unknown, and every batch appended after it is in doubt too. Until it recovers, every
+//! command is answered [`CommandError::Unavailable`] (nothing recorded, try again), and
+//! `/readyz` says not ready. [`Writer::recover`] then does what a restart would, without
+//! one: the store lets go of what it held in memory and opens again from what is durable
+//! ([`Storage::reopen`]); the writer's state becomes the published one (durable events
+//! only) plus whatever the log holds past it (a batch whose sync failed but reached the
+//! disk after all is folded and published, though its callers were told it failed); and
+//! batches staged before the failure are answered as failed, never synced again.
 
 use std::collections::BTreeSet;
 use std::ops::Range;
@@ -75,7 +83,8 @@ pub enum CommandError {
     Rejected(#[from] Rejection),
     #[error(transparent)]
     Directory(#[from] DirectoryError),
-    /// Nothing of the command was recorded; the ledger needs a restart to go on.
+    /// Nothing of the command was recorded (or, after a failed sync, it is not known to be):
+    /// the store is failing or recovering; the same command may be tried again shortly.
     #[error("the ledger cannot record changes: {0}")]
     Unavailable(String),
     /// Deciding the command panicked (a bug): nothing of it was recorded, and the writer
@@ -98,10 +107,25 @@ pub struct Writer {
 
 /// A batch appended to the store but not yet known to be durable.
 pub struct Staged {
+    /// The [`Health::epoch`] it was staged in: a batch staged before the store was reopened
+    /// is never synced.
+    epoch: u64,
     /// Events other nodes committed before the batch, which the writer folded first.
     foreign: Vec<RecordedEvent>,
     events: Vec<RecordedEvent>,
     outcomes: Vec<Result<Range<usize>, CommandError>>,
+}
+
+impl Staged {
+    /// A batch of `count` commands, none of them recorded, for `reason`.
+    fn refused(epoch: u64, reason: &str, count: usize) -> Self {
+        Staged {
+            epoch,
+            foreign: Vec::new(),
+            events: Vec::new(),
+            outcomes: (0..count).map(|_| Err(CommandError::Unavailable(reason.to_owned()))).collect(),
+        }
+    }
 }
 
 /// The syncing stage: makes appended batches durable, publishes them, answers them.
@@ -112,18 +136,27 @@ pub struct Durability {
     /// Woken each time events are published, for whoever waits on the state to change
     /// (the expiry schedule).
     publications: Arc<Notify>,
-    poisoned: Arc<Mutex<Option<String>>>,
+    health: Arc<Mutex<Health>>,
+}
+
+/// Whether the writer may record, and which opening of the store it records into.
+#[derive(Debug, Default)]
+struct Health {
+    /// Counts the store's reopenings: a batch staged in an earlier epoch is in doubt.
+    epoch: u64,
+    /// Why the writer refuses changes until it recovers (after a failed append or sync).
+    failure: Option<String>,
 }
 
 impl Durability {
-    fn poisoned(&self) -> Option<String> {
-        self.poisoned.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether the writer refuses every change until restart (after a failed append or
-    /// sync), and why: a node in that state must not be sent requests (`GET /readyz`).
+    /// Why the writer refuses every change until it has recovered (after a failed append or
+    /// sync), if it does: a node in that state must not be sent requests (`GET /readyz`).
     pub fn refusing_writes(&self) -> Option<String> {
-        self.poisoned()
+        self.health().failure.clone()
     }
 
     /// Asks the store for one small thing (a checkpoint): an answer means it is reachable.
@@ -133,12 +166,12 @@ impl Durability {
         self.storage.checkpoint(PROJECTIONS[0]).map(drop)
     }
 
-    fn poison(&self, e: &LedgerError, operation: &'static str) -> String {
+    /// Fails the writer until it recovers; returns the reason commands are given.
+    fn fail(&self, e: &LedgerError, operation: &'static str) -> String {
         metrics::counter!(telemetry::STORE_ERRORS, "operation" => operation).increment(1);
-        let reason = format!("{e}; restart keyledger to recover from what is on disk");
-        tracing::error!(error = %e, "the ledger could not record a batch; refusing further changes until restart");
-        *self.poisoned.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason.clone());
-        reason
+        let reason = format!("{e}; recovering from what is durable, try again shortly");
+        tracing::error!(error = %e, operation, "the ledger could not record a batch; refusing changes until the store is reopened");
+        self.health().failure.get_or_insert(reason).clone()
     }
 
     /// Folds durable `events` into the published state, strictly by position: the one place
@@ -185,22 +218,32 @@ impl Durability {
 
     /// Syncs once for all of `staged` (in the order they were staged), then publishes their
     /// events and returns each batch's answers.
+    /// A batch staged while the writer was failing, or before the store was reopened, is
+    /// not synced: its appends went to a store that failed, and it is answered as failed.
     pub fn complete(&self, staged: Vec<Staged>) -> Vec<Vec<Answer>> {
-        let failure = if staged.iter().all(|s| s.events.is_empty()) {
+        let (epoch, failed) = {
+            let health = self.health();
+            (health.epoch, health.failure.clone())
+        };
+        let failure = if failed.is_some() {
+            failed
+        } else if staged.iter().all(|batch| batch.events.is_empty() || batch.epoch != epoch) {
             None
         } else {
             let started = Instant::now();
             let synced = self.storage.sync();
             metrics::histogram!(telemetry::SYNC_DURATION).record(started.elapsed().as_secs_f64());
-            synced.err().map(|e| self.poison(&e, "sync"))
+            synced.err().map(|e| self.fail(&e, "sync"))
         };
         if failure.is_none() {
-            self.publish(staged.iter().flat_map(|batch| batch.foreign.iter().chain(&batch.events)));
+            self.publish(staged.iter().filter(|batch| batch.epoch == epoch).flat_map(|batch| batch.foreign.iter().chain(&batch.events)));
             self.publications.notify_waiters();
         }
+        let stale = "the store was reopened after a failure before this batch was synced; try again".to_owned();
         staged
             .into_iter()
             .map(|batch| {
+                let failure = failure.clone().or_else(|| (batch.epoch != epoch).then(|| stale.clone()));
                 batch
                     .outcomes
                     .into_iter()
@@ -291,7 +334,7 @@ impl Writer {
             storage: Arc::clone(&storage),
             published: Arc::new(RwLock::new(published_copy(&state))),
             publications: Arc::new(Notify::new()),
-            poisoned: Arc::new(Mutex::new(None)),
+            health: Arc::new(Mutex::new(Health::default())),
         };
         Ok(Writer { storage, state, head, durability, clock: Arc::new(SystemClock) })
     }
@@ -333,23 +376,59 @@ impl Writer {
 
     /// Decides a batch and appends it, without waiting for it to be durable.
     pub fn stage(&mut self, batch: Vec<(Command, Provenance)>) -> Staged {
-        let unavailable = |reason: &str, count: usize| Staged {
-            foreign: Vec::new(),
-            events: Vec::new(),
-            outcomes: (0..count).map(|_| Err(CommandError::Unavailable(reason.to_owned()))).collect(),
+        let (epoch, failure) = {
+            let health = self.durability.health();
+            (health.epoch, health.failure.clone())
         };
-        if let Some(reason) = self.durability.poisoned() {
-            return unavailable(&reason, batch.len());
+        if let Some(reason) = failure {
+            return Staged::refused(epoch, &reason, batch.len());
         }
         let count = batch.len();
         metrics::histogram!(telemetry::BATCH_SIZE).record(count as f64);
-        match self.record(batch) {
+        match self.record(batch, epoch) {
             Ok(staged) => staged,
-            Err(e) => unavailable(&self.durability.poison(&e, "append"), count),
+            Err(e) => Staged::refused(epoch, &self.durability.fail(&e, "append"), count),
         }
     }
 
-    fn record(&mut self, batch: Vec<(Command, Provenance)>) -> Result<Staged, LedgerError> {
+    /// Why the writer refuses changes until [`Writer::recover`] succeeds, if it does.
+    pub fn failure(&self) -> Option<String> {
+        self.durability.refusing_writes()
+    }
+
+    /// Resumes after a failed append or sync, as a restart would: the store opens again
+    /// from what is durable; the writer's state becomes the published one (only durable
+    /// events, never the failed batch's) with whatever the log holds past it folded in and
+    /// published; then the writer accepts changes again, in a new epoch, so that no batch
+    /// staged before is synced. On an error nothing changed and it may be tried again.
+    pub fn recover(&mut self) -> Result<(), LedgerError> {
+        self.storage.reopen()?;
+        let mut state = published_copy(&self.durability.published.read().unwrap_or_else(PoisonError::into_inner));
+        let mut head = crate::ledger::head_at(&*self.storage, state.position)?;
+        let mut durable = Vec::new();
+        for stored in self.storage.events_from(state.position + 1) {
+            let stored = stored?;
+            durable.push(chain::open(&stored, head)?);
+            head = ChainHead { position: stored.position, hash: stored.hash };
+        }
+        state.fold(&durable);
+        self.durability.publish(&durable);
+        self.durability.notify_publications();
+        self.state = state;
+        self.head = head;
+        let mut health = self.durability.health();
+        health.epoch += 1;
+        health.failure = None;
+        metrics::counter!(telemetry::STORE_RECOVERIES).increment(1);
+        tracing::info!(
+            position = head.position,
+            recovered = durable.len(),
+            "the store was reopened from what is durable; accepting changes again"
+        );
+        Ok(())
+    }
+
+    fn record(&mut self, batch: Vec<(Command, Provenance)>, epoch: u64) -> Result<Staged, LedgerError> {
         let count = batch.len();
         // Another node's events are folded under the same lock as this batch's append: no
         // one commits in between, so this batch is decided against the whole log.
@@ -361,12 +440,7 @@ impl Writer {
                 // one tries again (no restart needed, unlike a failed append).
                 metrics::counter!(telemetry::STORE_ERRORS, "operation" => "append").increment(1);
                 tracing::warn!(error = %e, "cannot begin an append; the batch is refused");
-                let reason = format!("{e}; nothing was recorded, try again");
-                return Ok(Staged {
-                    foreign: Vec::new(),
-                    events: Vec::new(),
-                    outcomes: (0..count).map(|_| Err(CommandError::Unavailable(reason.clone()))).collect(),
-                });
+                return Ok(Staged::refused(epoch, &format!("{e}; nothing was recorded, try again"), count));
             }
         };
         let foreign = self.catch_up(&foreign)?;
@@ -422,7 +496,7 @@ impl Writer {
             metrics::counter!(telemetry::EVENTS_APPENDED).increment(recorded.len() as u64);
             self.head = head;
         }
-        Ok(Staged { foreign, events: recorded, outcomes })
+        Ok(Staged { epoch, foreign, events: recorded, outcomes })
     }
 
     /// Folds events other nodes committed after this writer's head into its state, checking
@@ -441,7 +515,7 @@ impl Writer {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
 
     use super::super::operator;
     use super::super::recovery::load_state;
@@ -450,6 +524,7 @@ mod tests {
     use super::super::token::TokenFormat;
     use super::*;
     use crate::ledger::memory::MemoryStorage;
+    use crate::ledger::{Commit, RowChange};
 
     fn create(name: &str) -> Command {
         Command::CreateApiKey(CreateApiKey {
@@ -507,5 +582,164 @@ mod tests {
         let next = writer.execute(vec![(create("third"), "d".into())]);
         assert!(next[0].is_ok(), "the writer takes the next command: {:?}", next[0]);
         assert!(writer.published().read().unwrap().keys.iter().any(|k| k.name == "third"), "and publishes it");
+    }
+
+    /// A disk in memory: appends wait in `unsynced` until a sync makes them durable, and a
+    /// reopen loses whatever was not synced. While `failing`, appends, syncs and reopens fail;
+    /// a sync may fail after writing (`lands_anyway`), as a disk that reports an error for
+    /// data it did store.
+    #[derive(Default)]
+    struct Disk {
+        durable: MemoryStorage,
+        unsynced: Mutex<Vec<Commit>>,
+        failing: std::sync::atomic::AtomicBool,
+        lands_anyway: std::sync::atomic::AtomicBool,
+    }
+
+    impl Disk {
+        fn fail(&self, failing: bool) {
+            self.failing.store(failing, std::sync::atomic::Ordering::SeqCst);
+        }
+
+        fn check(&self, what: &str) -> Result<(), LedgerError> {
+            if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(LedgerError::Storage { context: what.into(), source: "injected by the test".into() });
+            }
+            Ok(())
+        }
+
+        fn write_unsynced(&self) -> Result<(), LedgerError> {
+            for commit in std::mem::take(&mut *self.unsynced.lock().unwrap()) {
+                self.durable.append(commit)?;
+            }
+            Ok(())
+        }
+    }
+
+    impl Storage for Disk {
+        fn append(&self, commit: Commit) -> Result<(), LedgerError> {
+            self.check("append")?;
+            self.unsynced.lock().unwrap().push(commit);
+            Ok(())
+        }
+        fn sync(&self) -> Result<(), LedgerError> {
+            if self.lands_anyway.load(std::sync::atomic::Ordering::SeqCst) {
+                self.write_unsynced()?;
+            }
+            self.check("sync")?;
+            self.write_unsynced()
+        }
+        fn reopen(&self) -> Result<(), LedgerError> {
+            self.check("reopen")?;
+            self.unsynced.lock().unwrap().clear();
+            Ok(())
+        }
+        fn events_from(&self, position: u64) -> Box<dyn Iterator<Item = Result<StoredEvent, LedgerError>> + '_> {
+            self.durable.events_from(position)
+        }
+        fn last_event(&self) -> Result<Option<StoredEvent>, LedgerError> {
+            self.durable.last_event()
+        }
+        fn journal(&self) -> Box<dyn Iterator<Item = Result<crate::ledger::journal::Record, LedgerError>> + '_> {
+            self.durable.journal()
+        }
+        fn checkpoint(&self, projection: ProjectionId) -> Result<u64, LedgerError> {
+            self.durable.checkpoint(projection)
+        }
+        fn replace_journal(
+            &self,
+            rows: &mut dyn Iterator<Item = RowChange>,
+            checkpoints: Vec<(ProjectionId, u64)>,
+        ) -> Result<usize, LedgerError> {
+            self.durable.replace_journal(rows, checkpoints)
+        }
+    }
+
+    fn writer_on_disk() -> (Arc<Disk>, Writer) {
+        let disk = Arc::new(Disk::default());
+        let mut writer = Writer::new(Arc::clone(&disk) as Arc<dyn Storage>, State::default()).unwrap();
+        let tokens = TokenFormat::new("rootly").unwrap();
+        operator::initialize(&mut writer, &[DirectoryFile::single_owner("Acme", "owner@acme.test")], &tokens).unwrap();
+        (disk, writer)
+    }
+
+    /// The names of the keys readers see, sorted, but the owner's key `initialize` made.
+    fn published_names(writer: &Writer) -> Vec<String> {
+        let mut names: Vec<String> = writer.published().read().unwrap().keys.iter().map(|k| k.name.clone()).collect();
+        names.retain(|name| name != "Initial owner key");
+        names.sort();
+        names
+    }
+
+    /// The log as durable, checked link by link from genesis: the state it folds to.
+    fn durable_state(disk: &Disk) -> State {
+        let mut state = State::default();
+        for event in chain::Replay::new(disk.events_from(1), ChainHead::genesis()) {
+            state.fold([&event.unwrap()]);
+        }
+        state
+    }
+
+    #[test]
+    fn after_a_failed_sync_the_writer_refuses_until_the_store_reopens_then_resumes_from_what_is_durable() {
+        let (disk, mut writer) = writer_on_disk();
+        assert!(writer.execute(vec![(create("kept"), "a".into())])[0].is_ok());
+
+        disk.fail(true);
+        let failed = writer.execute(vec![(create("lost"), "b".into())]);
+        assert!(matches!(failed[0], Err(CommandError::Unavailable(_))), "{:?}", failed[0]);
+        assert!(writer.failure().is_some(), "the writer says it is failing");
+        let refused = writer.execute(vec![(create("refused"), "c".into())]);
+        assert!(matches!(refused[0], Err(CommandError::Unavailable(_))), "nothing is recorded while failing: {:?}", refused[0]);
+        assert!(writer.recover().is_err(), "the store does not reopen while the disk fails");
+        assert!(writer.failure().is_some());
+        assert_eq!(published_names(&writer), ["kept"], "readers never saw the failed batch");
+
+        disk.fail(false);
+        writer.recover().unwrap();
+        assert_eq!(writer.failure(), None);
+        let again = writer.execute(vec![(create("lost"), "d".into())]);
+        assert!(again[0].is_ok(), "the lost batch's name is free, the writer records again: {:?}", again[0]);
+        assert_eq!(published_names(&writer), ["kept", "lost"]);
+        assert_eq!(durable_state(&disk), *writer.published().read().unwrap(), "what readers see is exactly what is durable");
+        assert_eq!(writer.state(), &durable_state(&disk), "and so is the writer's own state");
+    }
+
+    /// A sync that reports failure for data that reached the disk: the callers were told it
+    /// failed, but after the reopen the writer and the readers hold what the log holds.
+    #[test]
+    fn a_batch_whose_failed_sync_reached_the_disk_is_folded_and_published_at_recovery() {
+        let (disk, mut writer) = writer_on_disk();
+        disk.lands_anyway.store(true, std::sync::atomic::Ordering::SeqCst);
+        let staged = writer.stage(vec![(create("landed"), "a".into())]);
+        disk.fail(true);
+        assert!(writer.durability().complete(vec![staged])[0][0].is_err());
+        assert!(published_names(&writer).is_empty());
+        disk.fail(false);
+        writer.recover().unwrap();
+        assert_eq!(published_names(&writer), ["landed"]);
+        let taken = writer.execute(vec![(create("landed"), "b".into())]);
+        assert!(matches!(taken[0], Err(CommandError::Rejected(_))), "the name is taken, as the log says: {:?}", taken[0]);
+        assert_eq!(durable_state(&disk), *writer.published().read().unwrap());
+    }
+
+    /// Batches staged behind the one whose sync failed were appended to the failed store:
+    /// they are never synced, not even once the store works again.
+    #[test]
+    fn batches_staged_before_a_recovery_are_answered_as_failed_and_never_published() {
+        let (disk, mut writer) = writer_on_disk();
+        let first = writer.stage(vec![(create("first"), "a".into())]);
+        let second = writer.stage(vec![(create("second"), "b".into())]);
+        disk.fail(true);
+        let answers = writer.durability().complete(vec![first]);
+        assert!(matches!(answers[0][0], Err(CommandError::Unavailable(_))));
+        disk.fail(false);
+        writer.recover().unwrap();
+        let answers = writer.durability().complete(vec![second]);
+        assert!(matches!(answers[0][0], Err(CommandError::Unavailable(_))), "staged before the reopen: {:?}", answers[0][0]);
+        assert!(published_names(&writer).is_empty());
+        assert!(writer.execute(vec![(create("second"), "c".into())])[0].is_ok());
+        assert_eq!(published_names(&writer), ["second"]);
+        assert_eq!(durable_state(&disk), *writer.published().read().unwrap());
     }
 }

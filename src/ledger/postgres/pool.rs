@@ -82,6 +82,12 @@ impl Pool {
         }
     }
 
+    /// Closes every idle connection.
+    pub(super) fn close_idle(&self) {
+        let closing = std::mem::take(&mut *self.idle());
+        closing.into_iter().for_each(close);
+    }
+
     /// Runs `work` on a connection. A connection that failed is closed rather than reused:
     /// it may be broken, or inside a transaction that failed.
     pub(super) fn with<T>(&self, work: impl FnOnce(&mut Client) -> Result<T, LedgerError>) -> Result<T, LedgerError> {

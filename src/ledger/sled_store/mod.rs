@@ -42,7 +42,7 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
 use keyledger_projections::ProjectionId;
@@ -53,7 +53,20 @@ use pages::{decode_legacy_event, key_position, last_of_page, PagedEvents};
 use walk::{Walk, LOG_ENTRIES_PER_ITERATOR, PIECES_PER_ITERATOR};
 
 /// The sled-backed [`Storage`]. Holds the data directory's lock for as long as it lives.
+///
+/// The sled database inside can be dropped and opened again from what is on disk
+/// ([`Storage::reopen`]): after a failed write or sync, what sled holds in memory may not
+/// be what the disk holds, and only a fresh open tells what is durable (as PostgreSQL
+/// restarts from its WAL after a failed fsync).
 pub struct SledStorage {
+    dir: PathBuf,
+    /// `None` between dropping a failed database and opening it again.
+    opened: RwLock<Option<Arc<Opened>>>,
+    _lock: File,
+}
+
+/// One opening of the sled database.
+struct Opened {
     db: sled::Db,
     ledger: sled::Tree,
     last_used: sled::Tree,
@@ -63,7 +76,6 @@ pub struct SledStorage {
     data_path: PathBuf,
     blobs_dir: PathBuf,
     synced_blobs: Mutex<HashSet<std::ffi::OsString>>,
-    _lock: File,
 }
 
 fn sled_error(source: sled::Error) -> LedgerError {
@@ -133,6 +145,22 @@ impl SledStorage {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
         let lock = lock::lock(dir)?;
+        let opened = Opened::open(dir)?;
+        Ok(SledStorage { dir: dir.to_owned(), opened: RwLock::new(Some(Arc::new(opened))), _lock: lock })
+    }
+
+    /// The database as now opened.
+    fn opened(&self) -> Result<Arc<Opened>, LedgerError> {
+        self.opened.read().unwrap_or_else(PoisonError::into_inner).clone().ok_or_else(|| LedgerError::Storage {
+            context: "sled".into(),
+            source: "the database was dropped after a failure and is not open again yet".into(),
+        })
+    }
+}
+
+impl Opened {
+    /// Opens (or creates) sled's database in `dir`, whose `keyledger.lock` the caller holds.
+    fn open(dir: &Path) -> Result<Self, LedgerError> {
         let data_path = dir.join("sled").join("db");
         let config = sled::Config::new()
             .path(dir.join("sled"))
@@ -170,7 +198,7 @@ impl SledStorage {
         for created in [dir.join("sled"), dir.to_owned()] {
             File::open(created).and_then(|d| d.sync_all()).map_err(open_err)?;
         }
-        let storage = SledStorage {
+        let storage = Opened {
             ledger,
             last_used,
             db,
@@ -179,7 +207,6 @@ impl SledStorage {
             blobs_dir: dir.join("sled").join("blobs"),
             synced_blobs: Mutex::new(HashSet::new()),
             next_record: AtomicU64::new(1),
-            _lock: lock,
         };
         storage.finish_interrupted_replacement()?;
         let next_record = match storage.ledger.scan_prefix([JOURNAL]).next_back().transpose().map_err(sled_error)? {
@@ -248,7 +275,7 @@ impl SledStorage {
     }
 }
 
-impl Storage for SledStorage {
+impl Opened {
     fn append(&self, commit: Commit) -> Result<(), LedgerError> {
         let mut batch = sled::Batch::default();
         for (first, page) in pages::pages(&commit.events)? {
@@ -273,7 +300,7 @@ impl Storage for SledStorage {
     }
 
     /// The legacy `e` range first, then the pages from the one holding `position`.
-    fn events_from(&self, position: u64) -> Box<dyn Iterator<Item = Result<StoredEvent, LedgerError>> + '_> {
+    fn events_from(&self, position: u64) -> Box<dyn Iterator<Item = Result<StoredEvent, LedgerError>>> {
         // Every event key is its range's byte and eight more, so the next byte ends the range.
         let legacy =
             Walk::new(&self.ledger, &position_key(LEGACY_EVENT, position), &[LEGACY_EVENT + 1], LOG_ENTRIES_PER_ITERATOR).map(|item| {
@@ -305,7 +332,7 @@ impl Storage for SledStorage {
         }
     }
 
-    fn journal(&self) -> Box<dyn Iterator<Item = Result<journal::Record, LedgerError>> + '_> {
+    fn journal(&self) -> Box<dyn Iterator<Item = Result<journal::Record, LedgerError>>> {
         let bounds = self.meta(JOURNAL_FLOOR).and_then(|floor| Ok((floor.unwrap_or(0), self.meta(JOURNAL_PENDING)?.unwrap_or(u64::MAX))));
         let (floor, end) = match bounds {
             Ok(bounds) => bounds,
@@ -386,7 +413,7 @@ impl Storage for SledStorage {
     }
 }
 
-impl LastUseStore for SledStorage {
+impl Opened {
     /// An entry that does not decode is skipped with a warning: a lost hint must not keep the
     /// service from starting.
     fn last_uses(&self) -> Result<Vec<(Uuid, DateTime<Utc>)>, LedgerError> {
@@ -414,10 +441,81 @@ impl LastUseStore for SledStorage {
     }
 }
 
+impl Storage for SledStorage {
+    fn append(&self, commit: Commit) -> Result<(), LedgerError> {
+        self.opened()?.append(commit)
+    }
+
+    fn sync(&self) -> Result<(), LedgerError> {
+        self.opened()?.sync()
+    }
+
+    fn events_from(&self, position: u64) -> Box<dyn Iterator<Item = Result<StoredEvent, LedgerError>> + '_> {
+        match self.opened() {
+            Ok(opened) => opened.events_from(position),
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        }
+    }
+
+    fn last_event(&self) -> Result<Option<StoredEvent>, LedgerError> {
+        self.opened()?.last_event()
+    }
+
+    fn journal(&self) -> Box<dyn Iterator<Item = Result<journal::Record, LedgerError>> + '_> {
+        match self.opened() {
+            Ok(opened) => opened.journal(),
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        }
+    }
+
+    fn checkpoint(&self, projection: ProjectionId) -> Result<u64, LedgerError> {
+        self.opened()?.checkpoint(projection)
+    }
+
+    fn replace_journal(
+        &self,
+        rows: &mut dyn Iterator<Item = RowChange>,
+        checkpoints: Vec<(ProjectionId, u64)>,
+    ) -> Result<usize, LedgerError> {
+        self.opened()?.replace_journal(rows, checkpoints)
+    }
+
+    /// Drops the database, and with it whatever it held only in memory, then opens it again
+    /// from the disk. Until that succeeds every call fails; a failed open is tried again at
+    /// the next call. Iterators still reading the dropped database keep it (and sled's lock
+    /// on its file) alive: the open waits for them briefly, then fails, to be tried again.
+    fn reopen(&self) -> Result<(), LedgerError> {
+        let mut opened = self.opened.write().unwrap_or_else(PoisonError::into_inner);
+        drop(opened.take());
+        *opened = Some(Arc::new(Opened::open(&self.dir)?));
+        Ok(())
+    }
+}
+
+impl LastUseStore for SledStorage {
+    fn last_uses(&self) -> Result<Vec<(Uuid, DateTime<Utc>)>, LedgerError> {
+        self.opened()?.last_uses()
+    }
+
+    fn record_last_uses(&self, uses: &[(Uuid, DateTime<Utc>)]) -> Result<(), LedgerError> {
+        self.opened()?.record_last_uses(uses)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::pages::{HASH_BYTES, LENGTH_BYTES};
     use super::*;
+
+    impl SledStorage {
+        fn opened_now(&self) -> Arc<Opened> {
+            self.opened().unwrap_or_else(|e| panic!("{e}"))
+        }
+
+        fn ledger(&self) -> sled::Tree {
+            self.opened_now().ledger.clone()
+        }
+    }
     use crate::ledger::chain::sample;
     use crate::ledger::verify::{self, VerifyError};
 
@@ -441,7 +539,7 @@ mod tests {
 
     fn page_entries(storage: &SledStorage) -> Vec<(u64, sled::IVec)> {
         storage
-            .ledger
+            .ledger()
             .scan_prefix([PAGE])
             .map(|entry| entry.map(|(k, v)| (key_position(&k), v)).unwrap_or_else(|e| panic!("{e}")))
             .collect()
@@ -481,7 +579,7 @@ mod tests {
         let events: Vec<StoredEvent> = (1..=12).map(|p| sized(p, 200)).collect();
         for event in &events[..5] {
             let value = [event.hash.as_bytes().as_slice(), &event.canonical].concat();
-            storage.ledger.insert(position_key(LEGACY_EVENT, event.position), value).unwrap_or_else(|e| panic!("{e}"));
+            storage.ledger().insert(position_key(LEGACY_EVENT, event.position), value).unwrap_or_else(|e| panic!("{e}"));
         }
         assert_eq!(storage.last_event().ok().flatten().as_ref(), events.get(4), "a legacy store's last event");
         append(&storage, &events[5..]);
@@ -499,7 +597,7 @@ mod tests {
         append(&storage, &events);
         let [(first, page)] = page_entries(&storage).try_into().unwrap_or_else(|p: Vec<_>| panic!("one page expected, got {}", p.len()));
         let record = LENGTH_BYTES + HASH_BYTES + 100;
-        let write = |bytes: &[u8]| storage.ledger.insert(position_key(PAGE, first), bytes).unwrap_or_else(|e| panic!("{e}"));
+        let write = |bytes: &[u8]| storage.ledger().insert(position_key(PAGE, first), bytes).unwrap_or_else(|e| panic!("{e}"));
         let first_unreadable = |position: u64| {
             let read: Vec<_> = storage.events_from(position).collect();
             let (last, intact) = read.split_last().unwrap_or_else(|| panic!("nothing read"));
@@ -542,7 +640,7 @@ mod tests {
             append(&storage, commit);
         }
         assert!(verify::verify(&storage, &|_| {}).is_ok());
-        storage.ledger.remove(position_key(PAGE, 11)).unwrap_or_else(|e| panic!("{e}"));
+        storage.ledger().remove(position_key(PAGE, 11)).unwrap_or_else(|e| panic!("{e}"));
         let positions: Vec<u64> = read_from(&storage, 5).iter().map(|e| e.position).collect();
         assert_eq!(positions, [5, 6, 7, 8, 9, 10].into_iter().chain(21..=30).collect::<Vec<_>>());
         match verify::verify(&storage, &|_| {}) {
@@ -576,10 +674,10 @@ mod tests {
         }
         let numbers: Vec<u64> = storage.journal().map(|r| r.map(|record| record.number).unwrap_or_else(|e| panic!("{e}"))).collect();
         assert_eq!(numbers.len(), commits.len(), "one record per commit: {numbers:?}");
-        let pieces = |record: u64| storage.ledger.scan_prefix(&journal_key(record, 0)[..9]).count();
+        let pieces = |record: u64| storage.ledger().scan_prefix(&journal_key(record, 0)[..9]).count();
         assert!(pieces(numbers[0]) > 1 && pieces(numbers[3]) > 1, "the big records span several pieces");
-        for piece in storage.ledger.scan_prefix(&journal_key(numbers[2], 0)[..9]).keys() {
-            storage.ledger.remove(piece.unwrap_or_else(|e| panic!("{e}"))).unwrap_or_else(|e| panic!("{e}"));
+        for piece in storage.ledger().scan_prefix(&journal_key(numbers[2], 0)[..9]).keys() {
+            storage.ledger().remove(piece.unwrap_or_else(|e| panic!("{e}"))).unwrap_or_else(|e| panic!("{e}"));
         }
         let expected: Vec<RowChange> = [&commits[0], &commits[1], &commits[3], &commits[4]].into_iter().flatten().cloned().collect();
         assert_eq!(journal_rows(&storage), expected, "every record whole, the missing one skipped");
@@ -600,7 +698,10 @@ mod tests {
         assert_eq!(journal_rows(&storage), fresh, "only the new generation, in order, across several records");
         assert_eq!(storage.checkpoint(ProjectionId::KeysView).ok(), Some(9));
         assert_eq!(
-            storage.ledger.range(journal_key(0, 0)..journal_key(storage.meta(JOURNAL_FLOOR).ok().flatten().unwrap_or(0), 0)).count(),
+            storage
+                .ledger()
+                .range(journal_key(0, 0)..journal_key(storage.opened_now().meta(JOURNAL_FLOOR).ok().flatten().unwrap_or(0), 0))
+                .count(),
             0
         );
     }
@@ -613,16 +714,16 @@ mod tests {
             let commit = Commit { events: Vec::new(), rows: vec![row("old", "x")], checkpoints: Vec::new() };
             storage.commit(commit).unwrap_or_else(|e| panic!("{e}"));
             // What a crash leaves after the marker and one record of the replacement.
-            let first = storage.next_record.fetch_add(1, Ordering::Relaxed);
-            storage.ledger.insert(meta_key(JOURNAL_PENDING), &first.to_be_bytes()).unwrap_or_else(|e| panic!("{e}"));
-            storage.ledger.insert(journal_key(first, 0), journal::encode(&[row("half", "y")]).unwrap()).unwrap_or_else(|e| panic!("{e}"));
+            let first = storage.opened_now().next_record.fetch_add(1, Ordering::Relaxed);
+            storage.ledger().insert(meta_key(JOURNAL_PENDING), &first.to_be_bytes()).unwrap_or_else(|e| panic!("{e}"));
+            storage.ledger().insert(journal_key(first, 0), journal::encode(&[row("half", "y")]).unwrap()).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(journal_rows(&storage), vec![row("old", "x")], "a pending generation is never read");
             storage.sync().unwrap_or_else(|e| panic!("{e}"));
         }
         let reopened = SledStorage::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(journal_rows(&reopened), vec![row("old", "x")]);
-        assert_eq!(reopened.meta(JOURNAL_PENDING).ok().flatten(), None, "the marker is cleared");
-        assert_eq!(reopened.ledger.scan_prefix([JOURNAL]).count(), 1, "the partial record is deleted");
+        assert_eq!(reopened.opened_now().meta(JOURNAL_PENDING).ok().flatten(), None, "the marker is cleared");
+        assert_eq!(reopened.ledger().scan_prefix([JOURNAL]).count(), 1, "the partial record is deleted");
     }
 
     #[test]
@@ -638,7 +739,7 @@ mod tests {
             |storage| {
                 // A torn write: the last page lost its last bytes.
                 let (first, page) = page_entries(storage).pop().unwrap_or_else(|| panic!("no page"));
-                storage.ledger.insert(position_key(PAGE, first), &page[..page.len() - 10]).unwrap_or_else(|e| panic!("{e}"));
+                storage.ledger().insert(position_key(PAGE, first), &page[..page.len() - 10]).unwrap_or_else(|e| panic!("{e}"));
             },
         );
     }
@@ -663,5 +764,28 @@ mod tests {
                 panic!("{e}");
             }
         });
+    }
+
+    /// What a writer does after a failed sync: the database is dropped and opened again from
+    /// the disk, holding every synced event, and takes appends again; a read still running
+    /// on the dropped database keeps it open, so the reopen fails until it ends.
+    #[test]
+    fn a_reopened_store_holds_what_was_synced_and_takes_appends_again() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let storage = open(&dir);
+        let events: Vec<StoredEvent> = (1..=3).map(|p| sized(p, 100)).collect();
+        append(&storage, &events[..2]);
+        storage.sync().unwrap_or_else(|e| panic!("{e}"));
+
+        let reading = storage.events_from(1);
+        assert!(storage.reopen().is_err(), "a reader still holds the old database");
+        assert!(storage.last_event().is_err(), "nothing is open until a reopen succeeds");
+        drop(reading);
+        storage.reopen().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read_from(&storage, 1), events[..2]);
+        append(&storage, &events[2..]);
+        storage.sync().unwrap_or_else(|e| panic!("{e}"));
+        drop(storage);
+        assert_eq!(read_from(&open(&dir), 1), events);
     }
 }
