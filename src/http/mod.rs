@@ -87,13 +87,25 @@ impl Default for Limits {
     }
 }
 
+/// What every handler is given: one pointer, since axum clones the state for each request
+/// (a clone per field showed in the GET path's profile).
 #[derive(Clone)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(Arc<Shared>);
+
+pub(crate) struct Shared {
     service: Arc<Service>,
     rate_limits: Arc<RateLimits>,
     metrics: PrometheusHandle,
     /// Key lists being computed at once (see [`list::list`]).
     lists: Arc<Semaphore>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// A JSON:API response: `body` with the JSON:API media type.
@@ -131,7 +143,12 @@ fn router(service: Arc<Service>, rate_limits: Arc<RateLimits>, metrics: Promethe
         .fallback(fallbacks::not_found)
         .method_not_allowed_fallback(fallbacks::method_not_allowed)
         .layer(axum::middleware::from_fn(rate_limit::standing_fields))
-        .with_state(AppState { service, rate_limits, metrics, lists: Arc::new(Semaphore::new(list::concurrent_lists())) });
+        .with_state(AppState(Arc::new(Shared {
+            service,
+            rate_limits,
+            metrics,
+            lists: Arc::new(Semaphore::new(list::concurrent_lists())),
+        })));
     harden(routes, limits).layer(axum::middleware::from_fn(exposition::count))
 }
 
