@@ -15,10 +15,16 @@
 //! - Reads take nothing: they read one snapshot (see `super::snapshot`).
 //!
 //! The lock dies with its session, so a node that crashes or loses its connection releases it
-//! without anyone cleaning up. Holders are named from `pg_stat_activity` by the
+//! without anyone cleaning up. A serving node that lives on after losing that connection (the
+//! database restarted, the network cut) takes its shared lock again as soon as it can: a
+//! keeper thread checks the session every [`KEEP`] and reconnects. Holders are named from `pg_stat_activity` by the
 //! `application_name` each sets on its lock connection (`keyledger serve <host>:<pid>`).
 
-use ::postgres::{Client, NoTls};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ::postgres::{Client, Config, NoTls};
 
 use super::pool::{close, database};
 use super::{lock_key, PostgresStorage};
@@ -27,16 +33,67 @@ use crate::ledger::LedgerError;
 /// What the lock's key is derived from, besides the schema.
 const SERVING: &str = "serving";
 
+/// How often a serving node's keeper checks its lock's session, and waits between attempts
+/// to take the lock again.
+const KEEP: Duration = Duration::from_secs(1);
+
 /// A held lock on the ledger: released when dropped (its connection closes).
 pub struct LedgerLock {
     /// Kept only to be closed on drop; the lock lives as long as this session.
     session: Option<Client>,
+    /// A serving lock's keeper: stopped (its sender dropped) and joined on drop.
+    keeper: Option<(Sender<()>, JoinHandle<()>)>,
 }
 
 impl Drop for LedgerLock {
     fn drop(&mut self) {
         if let Some(session) = self.session.take() {
             close(session);
+        }
+        if let Some((stop, keeper)) = self.keeper.take() {
+            drop(stop);
+            if keeper.join().is_err() {
+                tracing::error!("the serving lock's keeper panicked");
+            }
+        }
+    }
+}
+
+/// Takes the shared serving lock `key` on a new session; `None` while someone holds it alone.
+fn try_shared(config: &Config, target: &str, key: i64) -> Result<Option<Client>, LedgerError> {
+    let mut session =
+        config.connect(NoTls).map_err(|source| LedgerError::Unreachable { target: target.to_owned(), source: Box::new(source) })?;
+    let taken: bool = session
+        .query_one("SELECT pg_try_advisory_lock_shared($1)", &[&key])
+        .and_then(|row| row.try_get(0))
+        .map_err(database("taking the serving lock"))?;
+    Ok(taken.then_some(session))
+}
+
+/// Holds `session`'s shared lock until `stop` is dropped, taking it again on a new session
+/// whenever the old one is lost. Runs on a plain thread (the blocking client's calls).
+fn keep_serving(mut session: Option<Client>, config: &Config, target: &str, key: i64, stop: &mpsc::Receiver<()>) {
+    let mut lost = false;
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(KEEP) {
+        if session.as_mut().is_some_and(|held| held.is_valid(KEEP).is_ok()) {
+            continue;
+        }
+        session = None;
+        if !lost {
+            tracing::warn!("lost the connection that holds this node's serving lock; taking the lock again");
+            lost = true;
+        }
+        match try_shared(config, target, key) {
+            Ok(Some(taken)) => {
+                tracing::info!("holding the serving lock again");
+                session = Some(taken);
+                lost = false;
+            }
+            Ok(None) => tracing::error!(
+                "a command holds the ledger alone while this node serves (it started while the node's lock was lost); \
+                 the node serves on and takes its lock again when the command is done"
+            ),
+            Err(e) => tracing::debug!(error = %e, "cannot take the serving lock again yet"),
         }
     }
 }
@@ -54,17 +111,25 @@ fn this_process() -> String {
 }
 
 impl PostgresStorage {
-    /// A new session (not from the pool, whose connections come and go) named
-    /// `keyledger <role> <host>:<pid>`.
-    fn lock_session(&self, role: &str) -> Result<Client, LedgerError> {
+    /// How a lock session for `role` connects: not from the pool, whose connections come
+    /// and go, and named `keyledger <role> <host>:<pid>`.
+    fn lock_config(&self, role: &str) -> Config {
         let mut config = self.pool.config().clone();
         config.application_name(&format!("keyledger {role} {}", this_process()));
-        config.connect(NoTls).map_err(|source| LedgerError::Unreachable { target: self.target().to_owned(), source: Box::new(source) })
+        config
+    }
+
+    /// A new session for `role` (see [`PostgresStorage::lock_config`]).
+    fn lock_session(&self, role: &str) -> Result<Client, LedgerError> {
+        self.lock_config(role)
+            .connect(NoTls)
+            .map_err(|source| LedgerError::Unreachable { target: self.target().to_owned(), source: Box::new(source) })
     }
 
     /// Holds the ledger for `serve`, shared with the other nodes, for as long as the returned
     /// lock lives. Waits while a command holds it alone (a repair or an import must finish
-    /// before a node loads the ledger), saying so through `waiting` once.
+    /// before a node loads the ledger), saying so through `waiting` once. A keeper thread
+    /// takes the lock again if its session is lost.
     pub fn hold_serving(&self, waiting: &mut dyn FnMut(&str)) -> Result<LedgerLock, LedgerError> {
         let mut session = self.lock_session("serve")?;
         let key = lock_key(SERVING, self.schema());
@@ -76,7 +141,13 @@ impl PostgresStorage {
             waiting(&holders(&mut session, key, self.schema())?);
             session.execute("SELECT pg_advisory_lock_shared($1)", &[&key]).map_err(database("waiting for the serving lock"))?;
         }
-        Ok(LedgerLock { session: Some(session) })
+        let (config, target) = (self.lock_config("serve"), self.target().to_owned());
+        let (stop, stopped) = mpsc::channel();
+        let keeper = std::thread::Builder::new()
+            .name("keyledger-serving-lock".into())
+            .spawn(move || keep_serving(Some(session), &config, &target, key, &stopped))
+            .map_err(|source| LedgerError::Storage { context: "starting the serving lock's keeper".into(), source: Box::new(source) })?;
+        Ok(LedgerLock { session: None, keeper: Some((stop, keeper)) })
     }
 
     /// Holds the ledger alone, for a command (`role`) that changes it outside any node's
@@ -96,7 +167,7 @@ impl PostgresStorage {
                 holders: holders(&mut session, key, self.schema())?,
             });
         }
-        Ok(LedgerLock { session: Some(session) })
+        Ok(LedgerLock { session: Some(session), keeper: None })
     }
 }
 
@@ -194,5 +265,38 @@ mod tests {
         drop(alone);
         assert!(serving.recv_timeout(Duration::from_secs(10)).unwrap(), "and serves once it is done");
         drop(node.join().unwrap());
+    }
+
+    /// The database drops the node's lock session (as a restart or a cut would): the keeper
+    /// takes the lock again, and a command alone is refused again.
+    #[test]
+    fn a_serving_node_takes_its_lock_again_after_losing_its_session() {
+        let Some((storage, _dropped)) = ledger() else {
+            return;
+        };
+        let _serving = storage.hold_serving(&mut |_| panic!("nobody holds it alone")).unwrap();
+        let name = format!("keyledger serve {}", this_process());
+        let mut admin = storage.lock_session("test").unwrap();
+        let key = lock_key(SERVING, storage.schema());
+        let terminated: i64 = admin
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_locks \
+                 WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = $1",
+                &[&key],
+            )
+            .and_then(|row| row.try_get(0))
+            .unwrap();
+        assert_eq!(terminated, 1, "the node's one lock session");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match storage.hold_alone("import") {
+                Err(LedgerError::Serving { holders, .. }) if holders.contains(&name) => break,
+                other => {
+                    drop(other);
+                    assert!(std::time::Instant::now() < deadline, "the keeper did not take the lock again");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
     }
 }

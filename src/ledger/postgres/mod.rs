@@ -67,6 +67,10 @@ const RECORDS_PER_FETCH: usize = 16;
 const ROWS_PER_RECORD: usize = 20_000;
 /// How long a connection attempt may take unless the URL says (`connect_timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long sent data may go unacknowledged before the connection counts as dead, unless
+/// the URL says (`tcp_user_timeout`): a database behind a silently dropped route would
+/// otherwise hold the writer in a COMMIT for the kernel's retransmission limit (minutes).
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The PostgreSQL-backed [`Storage`] and [`LastUseStore`] of the ledger in one schema.
 pub struct PostgresStorage {
@@ -184,6 +188,9 @@ impl PostgresStorage {
         config.options(options.trim());
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
         }
         if config.get_application_name().is_none() {
             config.application_name("keyledger");
