@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::ledger::LedgerError;
 
-const LOCK_FILE: &str = "keyledger.lock";
+pub(super) const LOCK_FILE: &str = "keyledger.lock";
 
 /// Takes the directory's lock and records who holds it, so that a second process can say
 /// which one is in the way instead of failing obscurely inside sled.
@@ -38,11 +38,24 @@ pub(super) fn lock(dir: &Path) -> Result<File, LedgerError> {
             }
         }
     }
-    let me = format!("pid {}: {}", std::process::id(), std::env::args().collect::<Vec<_>>().join(" "));
-    file.set_len(0).map_err(open_err)?;
-    file.seek(SeekFrom::Start(0)).map_err(open_err)?;
-    file.write_all(me.as_bytes()).map_err(open_err)?;
+    record_holder(&mut file).map_err(open_err)?;
     Ok(file)
+}
+
+/// Writes this process into the lock file.
+fn record_holder(file: &mut File) -> std::io::Result<()> {
+    let me = format!("pid {}: {}", std::process::id(), std::env::args().collect::<Vec<_>>().join(" "));
+    file.set_len(0)?;
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(me.as_bytes())
+}
+
+/// Whether the directory's disk takes writes and syncs again: the holder is written into the
+/// lock file once more and synced. sled cannot be asked (after an I/O error it keeps
+/// answering that error), and dropping its database while syncs fail panics inside sled.
+pub(super) fn disk_works(file: &mut File) -> std::io::Result<()> {
+    record_holder(file)?;
+    file.sync_data()
 }
 
 /// Waits a moment for a lock that this process is letting go of, and says whether to try

@@ -62,7 +62,8 @@ pub struct SledStorage {
     dir: PathBuf,
     /// `None` between dropping a failed database and opening it again.
     opened: RwLock<Option<Arc<Opened>>>,
-    _lock: File,
+    /// `keyledger.lock`, held open (and locked) for as long as the store lives.
+    lock: Mutex<File>,
 }
 
 /// One opening of the sled database.
@@ -146,7 +147,7 @@ impl SledStorage {
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
         let lock = lock::lock(dir)?;
         let opened = Opened::open(dir)?;
-        Ok(SledStorage { dir: dir.to_owned(), opened: RwLock::new(Some(Arc::new(opened))), _lock: lock })
+        Ok(SledStorage { dir: dir.to_owned(), opened: RwLock::new(Some(Arc::new(opened))), lock: Mutex::new(lock) })
     }
 
     /// The database as now opened.
@@ -484,9 +485,20 @@ impl Storage for SledStorage {
     /// from the disk. Until that succeeds every call fails; a failed open is tried again at
     /// the next call. Iterators still reading the dropped database keep it (and sled's lock
     /// on its file) alive: the open waits for them briefly, then fails, to be tried again.
+    ///
+    /// Nothing is dropped before the disk takes a write and a sync again (see
+    /// [`lock::disk_works`]): sled 0.34.7 syncs its log file when its database is dropped and
+    /// panics if that fails. Should the disk fail again in between, the panic is caught here,
+    /// the database is let go all the same and the open tried.
     fn reopen(&self) -> Result<(), LedgerError> {
+        let mut lock = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        lock::disk_works(&mut lock).map_err(|source| LedgerError::Sync { file: self.dir.join(lock::LOCK_FILE), source })?;
         let mut opened = self.opened.write().unwrap_or_else(PoisonError::into_inner);
-        drop(opened.take());
+        if let Some(failed) = opened.take() {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(failed))).is_err() {
+                tracing::error!("sled panicked while letting go of the failed database; opening it again anyway");
+            }
+        }
         *opened = Some(Arc::new(Opened::open(&self.dir)?));
         Ok(())
     }
