@@ -1,6 +1,8 @@
 //! The one test kit of `tests/*.rs`: the real `keyledger` binary over temporary data
 //! directories, and what the tests do with it.
 //!
+//! - [`faultfs`]: a FUSE filesystem over a directory that fails writes and syncs on demand
+//!   (`EIO`, `ENOSPC`), for a store whose disk breaks under it.
 //! - [`fixtures`]: the fixture organizations (Acme, Globex): file paths, team ids, users.
 //! - [`server`]: `keyledger` processes: CLI runs, `serve` (started, signalled, stopped), the
 //!   data directory, and the Acme + Globex ledger built once per test binary and copied.
@@ -15,6 +17,7 @@
 //! Each test binary compiles the whole kit and uses part of it.
 #![allow(dead_code)]
 
+pub mod faultfs;
 pub mod fixtures;
 pub mod http;
 pub mod jsonapi;
