@@ -2,7 +2,8 @@
 //! injected below the real store by a FUSE filesystem (`common::faultfs`) that its data
 //! directory is mounted through.
 //!
-//! Two faults: writes and syncs failing (`EIO`), and a full disk (`ENOSPC`).
+//! Three faults: writes and syncs failing (`EIO`), only syncs failing (`EIO` from `fdatasync`
+//! after writes that landed: the batch may or may not be durable), and a full disk (`ENOSPC`).
 //! While the disk fails, the node must be safe and say so: changes answer 503 with
 //! `Retry-After` (never a 201 that a failed sync could not back), reads go on from memory,
 //! and `/readyz` answers 503 so that a supervisor takes it out of rotation. Once the disk
@@ -125,6 +126,14 @@ async fn an_io_error_is_refused_safely_and_recovered_from_without_a_restart() {
         return;
     }
     a_failing_disk_is_survived(Fault::Eio).await;
+}
+
+#[tokio::test]
+async fn a_failed_fdatasync_is_refused_safely_and_recovered_from_without_a_restart() {
+    if sled_only("the faults are injected under sled's files") {
+        return;
+    }
+    a_failing_disk_is_survived(Fault::SyncEio).await;
 }
 
 #[tokio::test]
