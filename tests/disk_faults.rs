@@ -32,6 +32,9 @@ use nix::libc;
 /// more often than this on any machine.
 const RECOVERY_DEADLINE: Duration = Duration::from_secs(30);
 
+/// How much of a server's log a failure shows.
+const LOG_LINES_SHOWN: usize = 30;
+
 /// The harness itself, before any server relies on it: files pass through to the backing
 /// directory, `flock` is exclusive across handles, and a fault fails writes and syncs with
 /// their errno — and only what each fault covers, and counted — until healed; a drop leaves no mount behind.
@@ -202,10 +205,13 @@ async fn a_failing_disk_is_survived(fault: Fault) {
         if started.elapsed() > RECOVERY_DEADLINE {
             server.signal("KILL");
             let (_, log) = server.wait_for_exit(Duration::from_secs(30));
+            // How it went wrong is at the start; the rest repeats the failed probes.
+            let shown = log.len().min(LOG_LINES_SHOWN);
             panic!(
-                "{fault:?}: not ready {RECOVERY_DEADLINE:?} after the disk was healed (it had failed {failed:?}): {}\nthe server's log:\n{}",
+                "{fault:?}: not ready {RECOVERY_DEADLINE:?} after the disk was healed (it had failed {failed:?}): {}\nthe server's log (first {shown} of {} lines):\n{}",
                 resp.text,
-                log.join("\n")
+                log.len(),
+                log[..shown].join("\n")
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
