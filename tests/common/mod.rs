@@ -11,6 +11,8 @@
 //! - [`ledger`]: a stopped ledger read or damaged behind the service's back, as a disk or an
 //!   intruder would.
 //! - [`load`]: concurrent clients creating keys, and what they saw acknowledged.
+//! - [`proxy`]: a TCP proxy between a node and PostgreSQL that cuts and restores its
+//!   connections (PostgreSQL tests only).
 //! - [`store`]: sled or PostgreSQL (`KEYLEDGER_TEST_STORE`), the schema of each data
 //!   directory on PostgreSQL, and the tests that skip there.
 //!
@@ -23,5 +25,6 @@ pub mod http;
 pub mod jsonapi;
 pub mod ledger;
 pub mod load;
+pub mod proxy;
 pub mod server;
 pub mod store;

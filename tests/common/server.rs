@@ -420,6 +420,13 @@ impl Server {
         assert!(status.success(), "kill -{name} failed");
     }
 
+    /// Everything the server has written on stderr so far (it goes on running).
+    pub fn stderr_so_far(&self) -> Vec<String> {
+        let mut taken = self.taken.lock().unwrap();
+        taken.extend(self.stderr.try_iter());
+        self.startup.iter().chain(taken.iter()).cloned().collect()
+    }
+
     /// Waits for the next stderr line containing `needle` (lines before it are passed over)
     /// and returns it; fails the test if none comes within 30 s.
     pub fn wait_for_stderr(&self, needle: &str) -> String {
