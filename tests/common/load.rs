@@ -27,32 +27,64 @@ impl Acked {
     }
 }
 
+/// A create answered 503 (only [`Load::start_through_outages`] goes on after one): the
+/// name, the `Retry-After` header as sent, and the body.
+#[derive(Clone, Debug)]
+pub struct Unavailable {
+    pub name: String,
+    pub retry_after: Option<String>,
+    pub body: Value,
+}
+
 /// What a load run saw.
 #[derive(Debug, Default)]
 pub struct LoadOutcome {
     pub acked: Vec<Acked>,
     /// Names whose create got no complete answer: the server went away under it.
     pub unanswered: Vec<String>,
-    /// Complete answers other than 201: (name, status, body). None are expected.
+    /// Complete answers other than 201 (and, through outages, 503): (name, status, body).
+    /// None are expected.
     pub refused: Vec<(String, u16, Value)>,
+    /// Creates answered 503 by a load that goes on through outages; each may or may not have
+    /// been recorded.
+    pub unavailable: Vec<Unavailable>,
 }
 
 /// `clients` tasks, each creating personal keys named `<prefix>-<client>-<n>` one after
-/// another, until told to stop or until a request gets no answer.
+/// another, until told to stop or until a request gets no answer (or, but for a 503 through
+/// outages, an answer other than 201).
 pub struct Load {
     acks: Arc<AtomicUsize>,
+    unavailable: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     tasks: JoinSet<LoadOutcome>,
 }
 
+/// How long a client through outages waits after a 503 without a usable `Retry-After`, and
+/// the most it waits whatever the header says: clients back off, but a test's outage
+/// windows are short.
+const OUTAGE_PAUSE: Duration = Duration::from_millis(50);
+const OUTAGE_PAUSE_MAX: Duration = Duration::from_secs(1);
+
 impl Load {
     pub fn start(at: &(impl Endpoint + ?Sized), token: &str, prefix: &str, clients: usize) -> Load {
+        Load::spawn(at, token, prefix, clients, false)
+    }
+
+    /// As [`Load::start`], but a client answered 503 notes it, waits as `Retry-After` says
+    /// (at most a second) and goes on with its next name: writers through a database outage.
+    pub fn start_through_outages(at: &(impl Endpoint + ?Sized), token: &str, prefix: &str, clients: usize) -> Load {
+        Load::spawn(at, token, prefix, clients, true)
+    }
+
+    fn spawn(at: &(impl Endpoint + ?Sized), token: &str, prefix: &str, clients: usize, through_outages: bool) -> Load {
         let acks = Arc::new(AtomicUsize::new(0));
+        let unavailable = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks = JoinSet::new();
         for client in 0..clients {
             let (base, token, prefix) = (at.base().to_owned(), token.to_owned(), prefix.to_owned());
-            let (acks, stop) = (Arc::clone(&acks), Arc::clone(&stop));
+            let (acks, unavailables, stop) = (Arc::clone(&acks), Arc::clone(&unavailable), Arc::clone(&stop));
             tasks.spawn(async move {
                 let mut outcome = LoadOutcome::default();
                 for n in 0.. {
@@ -64,6 +96,16 @@ impl Load {
                         Ok(resp) if resp.status == 201 => {
                             outcome.acked.push(Acked::from_created(&name, &resp.json));
                             acks.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Ok(resp) if resp.status == 503 && through_outages => {
+                            let retry_after = resp.headers.get("retry-after").map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+                            let pause = retry_after
+                                .as_deref()
+                                .and_then(|v| v.parse::<u64>().ok())
+                                .map_or(OUTAGE_PAUSE, |seconds| Duration::from_secs(seconds).min(OUTAGE_PAUSE_MAX));
+                            outcome.unavailable.push(Unavailable { name, retry_after, body: resp.json });
+                            unavailables.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(pause).await;
                         }
                         Ok(resp) => {
                             outcome.refused.push((name, resp.status, resp.json));
@@ -78,11 +120,25 @@ impl Load {
                 outcome
             });
         }
-        Load { acks, stop, tasks }
+        Load { acks, unavailable, stop, tasks }
     }
 
     pub fn acks(&self) -> usize {
         self.acks.load(Ordering::SeqCst)
+    }
+
+    /// How many creates were answered 503 so far (through outages).
+    pub fn unavailable(&self) -> usize {
+        self.unavailable.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` creates were answered 503; panics after `within`.
+    pub async fn wait_for_unavailable(&self, n: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.unavailable() < n {
+            assert!(Instant::now() < deadline, "only {} of {n} creates answered 503 within {within:?}", self.unavailable());
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     /// Waits until at least `n` creates were acknowledged; panics after `within`.
@@ -103,6 +159,7 @@ impl Load {
             all.acked.extend(outcome.acked);
             all.unanswered.extend(outcome.unanswered);
             all.refused.extend(outcome.refused);
+            all.unavailable.extend(outcome.unavailable);
         }
         all
     }
