@@ -317,6 +317,8 @@ async fn eight_writers_through_repeated_cuts_lose_no_acknowledged_key_and_the_lo
 
     let unsure: Vec<String> = outcome.unavailable.iter().map(|u| u.name.clone()).collect();
     let by_name = assert_logged(&schema, &outcome.acked, &unsure);
+    let committed = unsure.iter().filter(|name| by_name.contains_key(*name)).count();
+    eprintln!("{committed} of the creates answered 503 were committed nonetheless (a cut after their COMMIT)");
     assert_log_intact(&schema);
     assert_writer_agrees_with_log(&node, &owner, &unsure, &by_name, "the node that was cut off").await;
     let direct = Node::start(&url, &schema);
@@ -344,6 +346,8 @@ async fn kill_9_of_one_node_under_eight_writers_keeps_every_acknowledged_key_on_
     assert!(outcome.refused.is_empty(), "creates refused before the kill: {:?}", outcome.refused);
 
     let by_name = assert_logged(&schema, &outcome.acked, &outcome.unanswered);
+    let committed = outcome.unanswered.iter().filter(|name| by_name.contains_key(*name)).count();
+    eprintln!("{committed} of the unanswered creates were committed (whole) before the kill");
     assert_log_intact(&schema);
     // b follows what a committed (eventual: within a notification), then knows it whole.
     for key in &outcome.acked {
