@@ -416,3 +416,53 @@ fn the_proxy_forwards_cuts_and_restores() {
         }
     }
 }
+
+/// The serving lock (a session of its own, see `ledger::postgres::locks`) dies with the
+/// connection a cut ends; a node that serves again once the database is back must hold it
+/// again, or a command that needs the ledger alone (a repairing `rebuild`, an `import`) runs
+/// beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_holds_the_ledger_again_once_back() {
+    let Some(url) = test_database() else { return };
+    let schema = Schema::new(&url, "faults");
+    init(&schema);
+    let (proxy, through) = Proxy::for_database(&url);
+    let node = Node::start(&through, &schema);
+    let refused = |out: &std::process::Output| !out.status.success() && stderr_of(out).contains("is refused while nodes serve this ledger");
+    assert!(refused(&cli(&schema.with(&["rebuild"]))), "refused while the node serves");
+
+    proxy.cut();
+    until("not ready while cut off", || async {
+        let resp = readyz(&node).await;
+        if resp.status == 503 {
+            Ok(())
+        } else {
+            Err(format!("{} {}", resp.status, resp.text))
+        }
+    })
+    .await;
+    proxy.restore();
+    until("ready again after the restore", || async {
+        let resp = readyz(&node).await;
+        if resp.status == 200 {
+            Ok(())
+        } else {
+            Err(format!("{} {}", resp.status, resp.text))
+        }
+    })
+    .await;
+    let pid = format!(":{} from ", node.server().pid());
+    until("a repairing rebuild refused again, naming the node", || {
+        let out = cli(&schema.with(&["rebuild"]));
+        let named = refused(&out) && stderr_of(&out).contains(&pid);
+        async move {
+            if named {
+                Ok(())
+            } else {
+                Err(format!("rebuild exit {:?}: {}{}", out.status.code(), stdout_of(&out), stderr_of(&out)))
+            }
+        }
+    })
+    .await;
+    node.stop("the node behind the proxy");
+}
