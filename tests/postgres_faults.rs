@@ -39,7 +39,8 @@ fn init(schema: &Schema) -> String {
 }
 
 /// A `serve` process on `schema`, reaching the database at `url` (directly, or through a
-/// proxy), on 127.0.0.1:0. It logs warnings, and what the service says when it recovers.
+/// proxy), on 127.0.0.1:0. It logs warnings, and what the service and the store say when
+/// they recover.
 struct Node {
     /// `None` once stopped or killed.
     server: Option<Server>,
@@ -51,7 +52,7 @@ impl Node {
     fn start(url: &str, schema: &Schema) -> Node {
         let data = DataDir::new();
         let args = ["--database-url", url, "--database-schema", &schema.name, "--max-keys-per-scope", MANY_KEYS];
-        let server = Server::start_logging(&data, &args, "warn,keyledger::service=info");
+        let server = Server::start_logging(&data, &args, "warn,keyledger::service=info,keyledger::ledger=info");
         assert!(server.owner_token().is_none(), "the schema was initialized by `init`");
         Node { server: Some(server), _data: data }
     }
