@@ -91,6 +91,7 @@ impl LastUses {
 fn record(store: &dyn LastUseStore, notes: &Receiver<Note>, dropped: &AtomicU64) {
     let mut pending: HashMap<Uuid, DateTime<Utc>> = HashMap::new();
     let mut due = Instant::now();
+    let mut failing = false;
     loop {
         let received = if pending.is_empty() {
             notes.recv().map_err(|_| RecvTimeoutError::Disconnected)
@@ -108,9 +109,20 @@ fn record(store: &dyn LastUseStore, notes: &Receiver<Note>, dropped: &AtomicU64)
             Err(RecvTimeoutError::Disconnected) => break,
         }
         if !pending.is_empty() && Instant::now() >= due {
-            if let Err(e) = store_pending(store, &mut pending) {
-                tracing::error!(error = %e, keys = pending.len(), "cannot store last uses; trying again in a second");
-                due = Instant::now() + FLUSH_EVERY;
+            match store_pending(store, &mut pending) {
+                Ok(()) if failing => {
+                    tracing::info!("storing last uses again");
+                    failing = false;
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    // Once per outage: the store's own recovery says the rest.
+                    if !failing {
+                        tracing::error!(error = %e, keys = pending.len(), "cannot store last uses; trying again every second");
+                        failing = true;
+                    }
+                    due = Instant::now() + FLUSH_EVERY;
+                }
             }
         }
     }
