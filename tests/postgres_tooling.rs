@@ -1,8 +1,9 @@
 //! Commands beside serving nodes on PostgreSQL, with real processes: while `serve` runs on a
 //! schema, the commands that read (`audit verify`, `audit log`, `export`, `rebuild --check`)
-//! work, also while keys are being created; those that need the ledger alone (`keys issue`,
-//! `directory apply`, `init`, a repairing `rebuild`, `import`) are refused naming the node,
-//! and work once it has stopped. And the audit signing key: `audit keygen` prints one, which
+//! work, also while keys are being created; `directory apply` and `keys issue` record beside
+//! it (each one more writer under the append lock), and the node sees what they recorded;
+//! those that need the ledger alone (`init`, a repairing `rebuild`, `import`) are refused
+//! naming the node, and work once it has stopped. And the audit signing key: `audit keygen` prints one, which
 //! `KEYLEDGER_AUDIT_KEY` then takes. The PostgreSQL tests run only when
 //! `KEYLEDGER_TEST_DATABASE_URL` names a server (e.g. postgres://postgres@127.0.0.1:5432/test);
 //! the schemas they make are dropped afterwards.
@@ -12,8 +13,8 @@ mod common;
 use std::process::{Command, Output};
 
 use common::fixtures::fixture;
-use common::http::{create, in_days, Resp};
-use common::server::{cli, cli_ok, DataDir, Server, BIN};
+use common::http::{authenticates, create, in_days, Resp};
+use common::server::{cli, cli_ok, stdout_of, DataDir, Server, BIN};
 use common::store::{test_database, Schema};
 use serde_json::json;
 
@@ -45,7 +46,7 @@ fn with_audit_key(args: &[&str], key: Option<&str>) -> Output {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reads_run_beside_a_serving_node_and_changes_wait_until_it_stops() {
+async fn reads_and_writers_run_beside_a_serving_node_and_repairs_wait_until_it_stops() {
     let Some(url) = test_database() else { return };
     let schema = Schema::new(&url, "tool");
     let unused = DataDir::new();
@@ -84,24 +85,35 @@ async fn reads_run_beside_a_serving_node_and_changes_wait_until_it_stops() {
     let log = cli_ok(&schema.with(&["audit", "log"]));
     assert!(log.contains("ci-19"), "{log}");
 
-    // Changes that need the ledger alone are refused, naming the node.
+    // Writers beside the node: a directory change and a key issued to a user it adds, both
+    // seen by the node (its follower folds them) within a bound far above the measured lag.
     let directory = fixture("directory.example.json");
     let directory = directory.to_str().expect("utf-8 fixture path");
     let files = tempfile::tempdir().expect("temp dir");
     let export_file = files.path().join("ledger.jsonl");
     std::fs::write(&export_file, &exported.stdout).expect("write the export");
     let export_file = export_file.to_str().expect("utf-8 temp path");
-    let issue = ["keys", "issue", "--user", "owner@localhost", "--name", "offline", "--expires-in", "1d"];
-    assert_refused_while_serving(&schema.with(&issue), &server);
-    assert_refused_while_serving(&schema.with(&["directory", "apply", directory]), &server);
+    let applied = cli(&schema.with(&["directory", "apply", directory]));
+    assert!(applied.status.success(), "directory apply beside a node: {}", stderr(&applied));
+    assert!(stderr(&applied).contains("directory applied"), "{}", stderr(&applied));
+    let issue = ["keys", "issue", "--org", "Acme", "--user", "alice@acme.test", "--name", "offline", "--expires-in", "1d"];
+    let issued = cli_ok(&schema.with(&issue));
+    assert!(issued.starts_with("rootly_"), "{issued}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !authenticates(&server, &issued).await {
+        assert!(std::time::Instant::now() < deadline, "the node never saw the key issued beside it");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let taken = cli(&schema.with(&issue));
+    assert!(!taken.status.success(), "the same name again is refused, as the rules say: {}", stdout_of(&taken));
+
+    // Changes that need the ledger alone are refused, naming the node.
     assert_refused_while_serving(&schema.with(&["init", "--org", "other", "--owner", "bob@other.test"]), &server);
     assert_refused_while_serving(&schema.with(&["rebuild"]), &server);
     assert_refused_while_serving(&schema.with(&["import", export_file]), &server);
 
     // Once the node has stopped, they run.
     server.stop();
-    let token = cli_ok(&schema.with(&issue));
-    assert!(token.starts_with("rootly_"), "{token}");
     let rebuilt = cli_ok(&schema.with(&["rebuild"]));
     assert!(rebuilt.contains("already match the log"), "{rebuilt}");
     // A serve started again holds the ledger again.

@@ -73,17 +73,18 @@ pub fn writer_over(storage: Arc<dyn Storage>, place: &str) -> anyhow::Result<Wri
     Ok(Writer::new(storage, state)?)
 }
 
-/// Why `init`, `directory apply` and `keys issue` are refused while nodes serve a
-/// PostgreSQL ledger. Their writer folds the log once, at open, and appends under the append
-/// lock without first catching up with what other nodes committed since: it would decide
-/// against a stale state (a name just taken, a key just revoked) and record what the rules
-/// forbid. Once writers catch up inside the append transaction, these may run beside nodes.
-const WRITER_ALONE: &str = "a command's writer beside serving nodes is not yet tested, though it catches up with their commits as theirs do; use the HTTP API, or stop every `keyledger serve` on this ledger first";
+/// Why `init` is refused while nodes serve a PostgreSQL ledger: it is for a ledger nobody
+/// serves yet (a node initializes an empty one itself).
+const INIT_ALONE: &str = "`init` starts a ledger that no node serves yet; this one is served, so it has an owner already: issue keys with `keyledger keys issue` or the HTTP API";
 
-/// Opens the ledger with its projections loaded, ready to record as `command`; the lock (on
-/// PostgreSQL) keeps nodes from serving until it is dropped, after the last record.
+/// Opens the ledger with its projections loaded, ready to record as `command`. On
+/// PostgreSQL it runs beside serving nodes, as one more writer: each batch it records is
+/// decided under the append lock after folding what the nodes committed (see
+/// `Storage::begin_append`); only a command that holds the ledger alone (an import, a
+/// repair) is waited for.
 pub fn open_writer(store: &StoreArgs, mode: Open, command: &str) -> anyhow::Result<(Writer, Option<LedgerLock>)> {
-    let (ledger, lock) = store.open_alone(mode, command, WRITER_ALONE)?;
+    let mut waiting = |holders: &str| eprintln!("waiting for {holders} to finish with the ledger");
+    let (ledger, lock) = store.open_beside_nodes(mode, command, &mut waiting)?;
     Ok((writer_over(ledger.storage, &ledger.place)?, lock))
 }
 
@@ -94,7 +95,8 @@ pub fn init(args: InitArgs) -> anyhow::Result<()> {
         (None, Some(org), Some(owner)) => vec![DirectoryFile::single_owner(org, owner)],
         _ => bail!("give either --directory FILE or both --org NAME and --owner EMAIL"),
     };
-    let (mut writer, _alone) = open_writer(&args.store, Open::CreateIfMissing, "init")?;
+    let (ledger, _alone) = args.store.open_alone(Open::CreateIfMissing, "init", INIT_ALONE)?;
+    let mut writer = writer_over(ledger.storage, &ledger.place)?;
     super::verify::ensure_audit_key(&args.store)?;
     let token = operator::initialize(&mut writer, &files, &tokens)?;
     println!("{}", token.reveal());
@@ -103,7 +105,7 @@ pub fn init(args: InitArgs) -> anyhow::Result<()> {
 
 pub fn apply(args: ApplyArgs) -> anyhow::Result<()> {
     let files = read_directory(&args.file)?;
-    let (mut writer, _alone) = open_writer(&args.store, Open::Existing, "directory apply")?;
+    let (mut writer, _beside_nodes) = open_writer(&args.store, Open::Existing, "directory apply")?;
     let recorded = operator::apply_directory(&mut writer, &files)?;
     if recorded == 0 {
         eprintln!("directory unchanged: nothing recorded");
@@ -138,7 +140,7 @@ pub fn issue(args: IssueArgs) -> anyhow::Result<()> {
             .with_timezone(&Utc),
         (None, None) => bail!("give --expires-in or --expires-at"),
     };
-    let (mut writer, _alone) = open_writer(&args.store, Open::Existing, "keys issue")?;
+    let (mut writer, _beside_nodes) = open_writer(&args.store, Open::Existing, "keys issue")?;
     let token = operator::issue_personal_key(&mut writer, args.org.as_deref(), &args.user, &args.name, expires_at, &tokens)?;
     println!("{}", token.reveal());
     Ok(())

@@ -103,11 +103,18 @@ impl StoreArgs {
     /// the returned lock is dropped, so that no command that needs the ledger alone runs
     /// meanwhile (one running now is waited for, and `waiting` is told who it is).
     pub fn open_serving(&self, waiting: &mut dyn FnMut(&str)) -> anyhow::Result<(Ledger, Option<LedgerLock>)> {
+        self.open_beside_nodes(Open::CreateIfMissing, "serve", waiting)
+    }
+
+    /// Opens the ledger for `role`, which records through a writer of its own, as a node
+    /// does: on PostgreSQL held shared with the nodes (see [`StoreArgs::open_serving`]); on
+    /// sled the data directory's own lock keeps everyone else out.
+    pub fn open_beside_nodes(&self, mode: Open, role: &str, waiting: &mut dyn FnMut(&str)) -> anyhow::Result<(Ledger, Option<LedgerLock>)> {
         let Some(url) = &self.database_url else {
-            return Ok((self.open(Open::CreateIfMissing)?, None));
+            return Ok((self.open(mode)?, None));
         };
-        let storage = Arc::new(open_postgres(url, &self.database_schema, Open::CreateIfMissing)?);
-        let lock = storage.hold_serving(waiting)?;
+        let storage = Arc::new(open_postgres(url, &self.database_schema, mode)?);
+        let lock = storage.hold_serving(role, waiting)?;
         let ledger = Ledger { storage: Arc::clone(&storage) as Arc<dyn Storage>, last_uses: storage, place: self.place() };
         Ok((ledger, Some(lock)))
     }

@@ -7,11 +7,12 @@
 //! on a connection of its own for as long as the holder runs:
 //!
 //! - `serve` holds it **shared** ([`PostgresStorage::hold_serving`]): several nodes serve one
-//!   ledger together.
-//! - A command that changes the ledger outside a node's writer (`import`, a repairing
-//!   `rebuild`, and for now `init`, `directory apply` and `keys issue`, whose writer would not
-//!   see what the nodes append) **tries** it exclusively ([`PostgresStorage::hold_alone`]) and
-//!   is refused, naming the holders, while any node serves.
+//!   ledger together. So do `directory apply` and `keys issue`, whose writer, like a node's,
+//!   folds what the others committed under the append lock before it decides.
+//! - A command that changes the ledger outside every writer (`import`, a repairing `rebuild`)
+//!   or that is only for a ledger nobody serves yet (`init`) **tries** it exclusively
+//!   ([`PostgresStorage::hold_alone`]) and is refused, naming the holders, while any node
+//!   serves.
 //! - Reads take nothing: they read one snapshot (see `super::snapshot`).
 //!
 //! The lock dies with its session, so a node that crashes or loses its connection releases it
@@ -126,12 +127,13 @@ impl PostgresStorage {
             .map_err(|source| LedgerError::Unreachable { target: self.target().to_owned(), source: Box::new(source) })
     }
 
-    /// Holds the ledger for `serve`, shared with the other nodes, for as long as the returned
-    /// lock lives. Waits while a command holds it alone (a repair or an import must finish
-    /// before a node loads the ledger), saying so through `waiting` once. A keeper thread
-    /// takes the lock again if its session is lost.
-    pub fn hold_serving(&self, waiting: &mut dyn FnMut(&str)) -> Result<LedgerLock, LedgerError> {
-        let mut session = self.lock_session("serve")?;
+    /// Holds the ledger for `role` (`serve`, or a command that records through a writer as
+    /// a node does), shared with the nodes, for as long as the returned lock lives. Waits
+    /// while a command holds it alone (a repair or an import must finish before a node loads
+    /// the ledger), saying so through `waiting` once. A keeper thread takes the lock again if
+    /// its session is lost.
+    pub fn hold_serving(&self, role: &str, waiting: &mut dyn FnMut(&str)) -> Result<LedgerLock, LedgerError> {
+        let mut session = self.lock_session(role)?;
         let key = lock_key(SERVING, self.schema());
         let taken: bool = session
             .query_one("SELECT pg_try_advisory_lock_shared($1)", &[&key])
@@ -141,7 +143,7 @@ impl PostgresStorage {
             waiting(&holders(&mut session, key, self.schema())?);
             session.execute("SELECT pg_advisory_lock_shared($1)", &[&key]).map_err(database("waiting for the serving lock"))?;
         }
-        let (config, target) = (self.lock_config("serve"), self.target().to_owned());
+        let (config, target) = (self.lock_config(role), self.target().to_owned());
         let (stop, stopped) = mpsc::channel();
         let keeper = std::thread::Builder::new()
             .name("keyledger-serving-lock".into())
@@ -223,8 +225,8 @@ mod tests {
         let Some((storage, _dropped)) = ledger() else {
             return;
         };
-        let first = storage.hold_serving(&mut |_| panic!("nobody holds it alone")).unwrap();
-        let second = storage.hold_serving(&mut |_| panic!("nodes share it")).unwrap();
+        let first = storage.hold_serving("serve", &mut |_| panic!("nobody holds it alone")).unwrap();
+        let second = storage.hold_serving("serve", &mut |_| panic!("nodes share it")).unwrap();
         match storage.hold_alone("rebuild") {
             Err(LedgerError::Serving { holders, .. }) => {
                 let me = format!("keyledger serve {}", this_process());
@@ -252,7 +254,7 @@ mod tests {
         let node = {
             let storage = std::sync::Arc::clone(&storage);
             std::thread::spawn(move || {
-                let lock = storage.hold_serving(&mut |holders| {
+                let lock = storage.hold_serving("serve", &mut |holders| {
                     let _ = told.send(holders.to_owned());
                 });
                 let _ = served.send(lock.is_ok());
@@ -274,7 +276,7 @@ mod tests {
         let Some((storage, _dropped)) = ledger() else {
             return;
         };
-        let _serving = storage.hold_serving(&mut |_| panic!("nobody holds it alone")).unwrap();
+        let _serving = storage.hold_serving("serve", &mut |_| panic!("nobody holds it alone")).unwrap();
         let name = format!("keyledger serve {}", this_process());
         let mut admin = storage.lock_session("test").unwrap();
         let key = lock_key(SERVING, storage.schema());
