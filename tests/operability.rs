@@ -96,7 +96,10 @@ async fn healthz_and_readyz_answer_200_without_a_token_and_reveal_nothing() {
     let (status, content_type, body) = probe(&server, "/readyz").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(content_type, "application/json");
-    assert_eq!(serde_json::from_str::<Value>(&body).expect("JSON"), json!({"status": "ready", "checks": {"writer": "ok", "store": "ok"}}));
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).expect("JSON"),
+        json!({"status": "ready", "checks": {"writer": "ok", "store": "ok", "follower": "ok"}})
+    );
     assert!(!body.contains(&owner), "{body}");
 
     // Outside /v1: a token is not needed, and one that is wrong changes nothing.

@@ -3,8 +3,8 @@
 //!
 //! Alive means the process answers HTTP: restart it if not. Ready means it can do its work
 //! now (see [`crate::service::readiness`]): send it requests only then. A node whose writer
-//! refuses changes is alive but not ready, so it is taken out of rotation and its reads are
-//! not interrupted, while whoever restarts it reads the log to learn why.
+//! refuses changes (its store failed and it is reopening it) is alive but not ready, so it
+//! is taken out of rotation without interrupting its reads, and comes back by itself.
 
 use axum::extract::State;
 use axum::http::StatusCode;

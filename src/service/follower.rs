@@ -73,6 +73,26 @@ pub(super) enum Wake {
 pub(super) struct Follower {
     pub wakes: Sender<Wake>,
     pub thread: JoinHandle<()>,
+    pub last_look: LastLook,
+}
+
+/// When the follower last read the log successfully, for readiness.
+#[derive(Clone)]
+pub(super) struct LastLook(Arc<std::sync::Mutex<Instant>>);
+
+impl LastLook {
+    fn new() -> Self {
+        LastLook(Arc::new(std::sync::Mutex::new(Instant::now())))
+    }
+
+    fn mark(&self) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+    }
+
+    /// How long ago the follower last read the log.
+    pub(super) fn elapsed(&self) -> Duration {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).elapsed()
+    }
 }
 
 /// Starts the follower and its listener, if the store is shared (`None` for sled).
@@ -86,11 +106,13 @@ pub(super) fn start(durability: Durability) -> std::io::Result<Option<Follower>>
     let (to_follower, listener_stopped) = (wakes.clone(), Arc::clone(&stopped));
     // Not joined: it notices the follower is gone within a wait and ends by itself.
     std::thread::Builder::new().name("keyledger-listen".into()).spawn(move || listen(&*storage, &to_follower, &listener_stopped))?;
+    let last_look = LastLook::new();
+    let read_at = last_look.clone();
     let thread = std::thread::Builder::new().name("keyledger-follow".into()).spawn(move || {
-        follow(&durability, &woken);
+        follow(&durability, &woken, &read_at);
         stopped.store(true, Ordering::Release);
     })?;
-    Ok(Some(Follower { wakes, thread }))
+    Ok(Some(Follower { wakes, thread, last_look }))
 }
 
 /// Wakes the follower on each announced append, and after each (re)connect.
@@ -141,7 +163,7 @@ fn listen(storage: &dyn Storage, follower: &Sender<Wake>, stopped: &AtomicBool) 
 }
 
 /// Catches up on each wake and every [`POLL`], until told to stop.
-fn follow(durability: &Durability, woken: &Receiver<Wake>) {
+fn follow(durability: &Durability, woken: &Receiver<Wake>, read_at: &LastLook) {
     let mut last_look = Instant::now();
     let mut failing = false;
     loop {
@@ -167,6 +189,7 @@ fn follow(durability: &Durability, woken: &Receiver<Wake>) {
         match &looked {
             Ok(()) => {
                 last_look = Instant::now();
+                read_at.mark();
                 if failing {
                     tracing::info!("following other nodes' appends again");
                     failing = false;

@@ -107,6 +107,8 @@ pub struct Service {
     store_probe: StoreProbe,
     /// Wakes the follower (`None`: the store has no other writers to follow).
     follower: Option<std::sync::mpsc::Sender<follower::Wake>>,
+    /// When the follower last read the log (`None`: no follower).
+    follower_look: Option<follower::LastLook>,
     consistency: Consistency,
 }
 
@@ -216,9 +218,9 @@ impl Service {
         let publications = writer.publications();
         let durability = writer.durability();
         let store_probe = StoreProbe::new(durability.clone());
-        let (follower, follower_thread) = match follower::start(durability.clone())? {
-            Some(started) => (Some(started.wakes), Some(started.thread)),
-            None => (None, None),
+        let (follower, follower_thread, follower_look) = match follower::start(durability.clone())? {
+            Some(started) => (Some(started.wakes), Some(started.thread), Some(started.last_look)),
+            None => (None, None, None),
         };
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
         let (to_syncer, from_writer) = std::sync::mpsc::channel();
@@ -234,6 +236,7 @@ impl Service {
             clock,
             store_probe,
             follower,
+            follower_look,
             consistency: Consistency::default(),
         };
         Ok((service, WriterThread { writer, syncer, last_uses: last_use_recorder, follower: follower_thread }))
@@ -262,7 +265,11 @@ impl Service {
 
     /// Whether this node should be sent requests (see [`readiness`]).
     pub async fn readiness(&self) -> Readiness {
-        Readiness { writer: self.store_probe.writer(!self.jobs.is_closed()), store: self.store_probe.store().await }
+        Readiness {
+            writer: self.store_probe.writer(!self.jobs.is_closed()),
+            store: self.store_probe.store().await,
+            follower: readiness::follower_check(self.follower_look.as_ref().map(follower::LastLook::elapsed)),
+        }
     }
 
     /// Reads the published (durable) state.

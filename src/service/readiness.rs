@@ -1,7 +1,7 @@
 //! Readiness: whether this node should be sent requests now (`GET /readyz`). It is ready when
-//! its writer runs and accepts changes and its store answers. (DESIGN.md's third condition,
-//! being caught up with the log, always holds with sled: the node writes the only log it
-//! reads. A node over PostgreSQL will add it, from its follower's lag.)
+//! its writer runs and accepts changes, its store answers, and it is caught up with the log:
+//! always with sled (the node writes the only log it reads); over PostgreSQL, when its
+//! follower has read the others' commits within [`FOLLOWER_STALE`].
 //!
 //! What is not ready is named in fixed words: the endpoint needs no token, so the causes
 //! (store errors with paths, addresses or worse) go to the log, never into the answer.
@@ -43,11 +43,28 @@ pub struct Readiness {
     pub writer: Check,
     /// The store answers.
     pub store: Check,
+    /// The node has folded what other nodes committed, as of a recent look.
+    pub follower: Check,
 }
 
 impl Readiness {
     pub fn is_ready(&self) -> bool {
-        self.writer == Check::Ok && self.store == Check::Ok
+        [self.writer, self.store, self.follower].iter().all(|check| *check == Check::Ok)
+    }
+}
+
+/// How long a follower may go without reading the log before its node counts as not ready:
+/// three of its polls, so that one slow look does not take a node out of rotation.
+pub const FOLLOWER_STALE: Duration = Duration::from_secs(3 * super::follower::POLL.as_secs());
+
+pub const FOLLOWER_BEHIND: &str = "cannot read other nodes' commits; answers may be stale (see the log)";
+
+/// The follower's condition, from how long ago it last read the log (`None`: nothing to
+/// follow, the store has no other writers).
+pub fn follower_check(since_last_look: Option<Duration>) -> Check {
+    match since_last_look {
+        Some(since) if since > FOLLOWER_STALE => Check::NotReady(FOLLOWER_BEHIND),
+        _ => Check::Ok,
     }
 }
 
@@ -133,6 +150,15 @@ impl StoreProbe {
 mod tests {
     use std::sync::mpsc;
     use std::sync::Mutex;
+
+    #[test]
+    fn a_follower_that_has_not_read_the_log_for_three_polls_is_not_ready() {
+        assert_eq!(follower_check(None), Check::Ok, "sled: nothing to follow");
+        assert_eq!(follower_check(Some(Duration::from_millis(900))), Check::Ok);
+        assert_eq!(follower_check(Some(FOLLOWER_STALE + Duration::from_millis(1))), Check::NotReady(FOLLOWER_BEHIND));
+        let behind = Readiness { writer: Check::Ok, store: Check::Ok, follower: Check::NotReady(FOLLOWER_BEHIND) };
+        assert!(!behind.is_ready());
+    }
 
     use keyledger_projections::{ProjectionId, State};
 
@@ -235,7 +261,7 @@ mod tests {
         assert!(writer.durability().refusing_writes().is_some());
         let check = writer_check(true, &writer.durability());
         assert_eq!(check, Check::NotReady(WRITER_REFUSING));
-        let shown = serde_json::to_string(&Readiness { writer: check, store: Check::Ok }).unwrap();
+        let shown = serde_json::to_string(&Readiness { writer: check, store: Check::Ok, follower: Check::Ok }).unwrap();
         assert!(!shown.contains("injected"), "the cause goes to the log, not to /readyz: {shown}");
         // And it really refuses: the next command is answered "unavailable".
         let next = writer.execute(vec![(super::super::writer::Command::EndGracePeriods, "x".into())]);
