@@ -577,10 +577,10 @@ impl LastUseStore for PostgresStorage {
         let times: Vec<DateTime<Utc>> = latest.values().copied().collect();
         self.pool.with(|client| {
             client
-                .execute(
-                    "INSERT INTO last_used (key_id, at) SELECT * FROM unnest($1::uuid[], $2::timestamptz[]) \
+                .query_typed(
+                    "INSERT INTO last_used (key_id, at) SELECT * FROM unnest($1, $2) \
                      ON CONFLICT (key_id) DO UPDATE SET at = GREATEST(last_used.at, excluded.at)",
-                    &[&ids, &times],
+                    &[(&ids, Type::UUID_ARRAY), (&times, Type::TIMESTAMPTZ_ARRAY)],
                 )
                 .map_err(database("recording last uses"))?;
             Ok(())
