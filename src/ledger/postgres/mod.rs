@@ -17,6 +17,14 @@
 //! and commits. Positions never come from a sequence: sequence values commit out of order,
 //! and a follower reading "everything after my position" would skip an event for good.
 //!
+//! **Round trips.** An append runs under the append lock, so its round trips to the database
+//! bound how many commits all nodes together make per second. Each statement goes as one
+//! message (`query_typed`: parse, bind and execute at once, parameter types given) rather
+//! than a prepare and then an execute; the lock is taken in the same message as `BEGIN`, its
+//! key written as a literal; and the writes of a commit (head check, events, journal record,
+//! checkpoints, `NOTIFY`) are one statement ([`WRITE_COMMIT`]). An append from the writer is
+//! four round trips: `BEGIN` + lock, the read of other nodes' events, the writes, `COMMIT`.
+//!
 //! **Durability.** Every connection runs with `synchronous_commit = on`, so COMMIT returns
 //! only once the transaction's WAL is flushed on the server: [`Storage::sync`] has nothing
 //! left to do (it only checks that the database is still reachable). Whether the server
@@ -46,6 +54,7 @@ pub use snapshot::PostgresSnapshot;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use ::postgres::types::Type;
 use ::postgres::{Client, Config, GenericClient, Row};
 use chrono::{DateTime, Utc};
 use keyledger_projections::ProjectionId;
@@ -71,6 +80,31 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// the URL says (`tcp_user_timeout`): a database behind a silently dropped route would
 /// otherwise hold the writer in a COMMIT for the kernel's retransmission limit (minutes).
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A commit's writes as one statement, so that they cost one round trip under the append
+/// lock. Parameters: the events' positions, hashes and canonical bytes (`$1`–`$3`, empty
+/// arrays for none), the journal record (`$4`, NULL for none), the checkpoints' projections
+/// and positions (`$5`, `$6`, one per projection), the channel and payload of the `NOTIFY`
+/// (`$7`, `$8`, NULL payload for none). Answers the head before it and whether the commit
+/// followed it; one that did not wrote nothing.
+///
+/// Every part reads the snapshot the statement started with (the head and the last journal
+/// record before this commit's), and every part runs whether or not the last `SELECT` reads
+/// it (PostgreSQL runs each data-modifying `WITH` to completion); `go` has its one row only
+/// when the commit has no events or its first is at head + 1, and every write depends on it.
+/// `notified` is a plain `SELECT`, run only because the last one counts its rows.
+const WRITE_COMMIT: &str = "\
+WITH head AS (SELECT coalesce(max(position), 0) AS position FROM events),
+go AS (SELECT FROM head WHERE cardinality($1) = 0 OR $1[1] = head.position + 1),
+new_events AS (
+    INSERT INTO events (position, hash, canonical) SELECT e.* FROM unnest($1, $2, $3) AS e, go),
+new_record AS (
+    INSERT INTO journal (record, rows) SELECT (SELECT coalesce(max(record), 0) + 1 FROM journal), $4 FROM go WHERE $4 IS NOT NULL),
+new_checkpoints AS (
+    INSERT INTO checkpoints (projection, position) SELECT c.* FROM unnest($5, $6) AS c, go
+    ON CONFLICT (projection) DO UPDATE SET position = excluded.position),
+notified AS MATERIALIZED (SELECT pg_notify($7, $8) FROM go WHERE $8 IS NOT NULL)
+SELECT head.position, EXISTS (SELECT FROM go), (SELECT count(*) FROM notified) FROM head";
 
 /// The PostgreSQL-backed [`Storage`] and [`LastUseStore`] of the ledger in one schema.
 pub struct PostgresStorage {
@@ -137,6 +171,14 @@ pub fn server(url: &str) -> Option<String> {
 
 fn position_param(position: u64) -> Result<i64, LedgerError> {
     i64::try_from(position).map_err(|_| LedgerError::TooLarge { what: format!("position {position}"), bytes: 8 })
+}
+
+/// `checkpoints` as the projections' names and positions to upsert, one per projection: the
+/// last one named wins, as in sled, and one statement may not update a row twice.
+fn checkpoint_params(checkpoints: &[(ProjectionId, u64)]) -> Result<(Vec<&'static str>, Vec<i64>), LedgerError> {
+    let latest: BTreeMap<&'static str, u64> = checkpoints.iter().map(|(projection, position)| (projection.name(), *position)).collect();
+    let positions = latest.values().map(|position| position_param(*position)).collect::<Result<Vec<i64>, _>>()?;
+    Ok((latest.into_keys().collect(), positions))
 }
 
 /// A projection's checkpoint from its row; none stored is position 0.
@@ -222,25 +264,30 @@ impl PostgresStorage {
         self.pool.target()
     }
 
-    /// Takes the ledger's append lock for the rest of `tx`.
+    /// Takes the ledger's append lock for the rest of `tx`: one simple query, the key being
+    /// a number written as one.
     fn lock_appends(&self, tx: &mut impl GenericClient) -> Result<(), LedgerError> {
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&self.append_lock]).map_err(database("taking the append lock"))?;
-        Ok(())
+        tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({})", self.append_lock)).map_err(database("taking the append lock"))
+    }
+
+    /// Opens a transaction on `client` and takes the append lock in it, in one round trip
+    /// (two statements of one simple query). The transaction reads committed: each later
+    /// statement takes its snapshot after the lock was granted, so it sees every commit made
+    /// before. The caller ends the transaction with `COMMIT` or `ROLLBACK`, or drops the
+    /// connection.
+    fn begin_locked(&self, client: &mut Client) -> Result<(), LedgerError> {
+        client.batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({})", self.append_lock)).map_err(database("beginning an append"))
     }
 
     fn store_checkpoints(tx: &mut impl GenericClient, checkpoints: &[(ProjectionId, u64)]) -> Result<(), LedgerError> {
         if checkpoints.is_empty() {
             return Ok(());
         }
-        // The last one named per projection wins, as in sled; one statement may not update a
-        // row twice.
-        let latest: BTreeMap<&str, u64> = checkpoints.iter().map(|(projection, position)| (projection.name(), *position)).collect();
-        let names: Vec<&str> = latest.keys().copied().collect();
-        let positions = latest.values().map(|position| position_param(*position)).collect::<Result<Vec<i64>, _>>()?;
-        tx.execute(
-            "INSERT INTO checkpoints (projection, position) SELECT * FROM unnest($1::text[], $2::bigint[]) \
+        let (names, positions) = checkpoint_params(checkpoints)?;
+        tx.query_typed(
+            "INSERT INTO checkpoints (projection, position) SELECT * FROM unnest($1, $2) \
              ON CONFLICT (projection) DO UPDATE SET position = excluded.position",
-            &[&names, &positions],
+            &[(&names, Type::TEXT_ARRAY), (&positions, Type::INT8_ARRAY)],
         )
         .map_err(database("storing checkpoints"))?;
         Ok(())
@@ -251,49 +298,59 @@ impl PostgresStorage {
         let positions = events.iter().map(|event| position_param(event.position)).collect::<Result<Vec<i64>, _>>()?;
         let hashes: Vec<&[u8]> = events.iter().map(|event| event.hash.as_bytes().as_slice()).collect();
         let canonical: Vec<&[u8]> = events.iter().map(|event| event.canonical.as_slice()).collect();
-        tx.execute(
-            "INSERT INTO events (position, hash, canonical) SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[])",
-            &[&positions, &hashes, &canonical],
+        tx.query_typed(
+            "INSERT INTO events (position, hash, canonical) SELECT * FROM unnest($1, $2, $3)",
+            &[(&positions, Type::INT8_ARRAY), (&hashes, Type::BYTEA_ARRAY), (&canonical, Type::BYTEA_ARRAY)],
         )
         .map_err(database(doing))?;
         Ok(())
     }
 
     fn insert_record(tx: &mut impl GenericClient, bytes: &[u8]) -> Result<(), LedgerError> {
-        tx.execute("INSERT INTO journal (record, rows) SELECT coalesce(max(record), 0) + 1, $1 FROM journal", &[&bytes])
+        tx.query_typed("INSERT INTO journal (record, rows) SELECT coalesce(max(record), 0) + 1, $1 FROM journal", &[(&bytes, Type::BYTEA)])
             .map_err(database("journaling rows"))?;
         Ok(())
     }
 
-    /// Appends `commit` in one transaction on `client`.
+    /// Appends `commit` in one transaction on `client`; a failure leaves the transaction
+    /// open, for the caller to drop the connection (as [`Pool::with`] does).
     fn append_on(&self, client: &mut Client, commit: &Commit, record: Option<&[u8]>) -> Result<(), LedgerError> {
-        let mut tx = client.transaction().map_err(database("beginning an append"))?;
-        self.lock_appends(&mut tx)?;
-        self.write_commit(&mut tx, commit, record)?;
-        tx.commit().map_err(database("committing an append"))
+        self.begin_locked(client)?;
+        self.write_commit(client, commit, record)?;
+        client.batch_execute("COMMIT").map_err(database("committing an append"))
     }
 
-    /// Writes `commit` inside a transaction that holds the append lock.
+    /// Writes `commit` inside a transaction that holds the append lock: [`WRITE_COMMIT`],
+    /// one round trip, refused with [`LedgerError::NotNext`] (and nothing written) unless its
+    /// first event is at head + 1.
     fn write_commit(&self, tx: &mut impl GenericClient, commit: &Commit, record: Option<&[u8]>) -> Result<(), LedgerError> {
-        if let Some(first) = commit.events.first() {
-            let head: i64 = tx
-                .query_one("SELECT coalesce(max(position), 0) FROM events", &[])
-                .and_then(|row| row.try_get(0))
-                .map_err(database("reading the head"))?;
-            let head = u64::try_from(head).unwrap_or(0);
-            if first.position != head + 1 {
-                return Err(LedgerError::NotNext { position: first.position, head });
-            }
-            Self::insert_events(tx, &commit.events, "appending events")?;
-            let last = commit.events.last().map_or(head, |event| event.position);
-            // Delivered to listeners only if and when the transaction commits.
-            tx.execute("SELECT pg_notify($1, $2)", &[&format!("{}_appended", self.schema), &last.to_string()])
-                .map_err(database("notifying the append"))?;
+        let positions = commit.events.iter().map(|event| position_param(event.position)).collect::<Result<Vec<i64>, _>>()?;
+        let hashes: Vec<&[u8]> = commit.events.iter().map(|event| event.hash.as_bytes().as_slice()).collect();
+        let canonical: Vec<&[u8]> = commit.events.iter().map(|event| event.canonical.as_slice()).collect();
+        let (names, checkpoints) = checkpoint_params(&commit.checkpoints)?;
+        let channel = format!("{}_appended", self.schema);
+        let last = commit.events.last().map(|event| event.position.to_string());
+        let row = tx
+            .query_typed_one(
+                WRITE_COMMIT,
+                &[
+                    (&positions, Type::INT8_ARRAY),
+                    (&hashes, Type::BYTEA_ARRAY),
+                    (&canonical, Type::BYTEA_ARRAY),
+                    (&record, Type::BYTEA),
+                    (&names, Type::TEXT_ARRAY),
+                    (&checkpoints, Type::INT8_ARRAY),
+                    (&channel, Type::TEXT),
+                    (&last, Type::TEXT),
+                ],
+            )
+            .map_err(database("appending"))?;
+        let head: i64 = row.try_get(0).map_err(database("appending"))?;
+        let follows: bool = row.try_get(1).map_err(database("appending"))?;
+        match commit.events.first() {
+            Some(first) if !follows => Err(LedgerError::NotNext { position: first.position, head: u64::try_from(head).unwrap_or(0) }),
+            _ => Ok(()),
         }
-        if let Some(record) = record {
-            PostgresStorage::insert_record(tx, record)?;
-        }
-        PostgresStorage::store_checkpoints(tx, &commit.checkpoints)
     }
 
     /// The commit's checks before any round trip, and its journal record.
@@ -338,10 +395,12 @@ impl Storage for PostgresStorage {
     /// events handed back are all there is until then.
     fn begin_append(&self, after: u64) -> Result<(Vec<StoredEvent>, Box<dyn super::AppendSession + '_>), LedgerError> {
         let mut client = self.pool.get()?;
-        client.batch_execute("BEGIN").map_err(database("beginning an append"))?;
-        self.lock_appends(&mut client)?;
+        self.begin_locked(&mut client)?;
         let rows = client
-            .query("SELECT position, hash, canonical FROM events WHERE position > $1 ORDER BY position", &[&position_param(after)?])
+            .query_typed(
+                "SELECT position, hash, canonical FROM events WHERE position > $1 ORDER BY position",
+                &[(&position_param(after)?, Type::INT8)],
+            )
             .map_err(database("reading the events of other nodes"))?;
         let foreign = rows.iter().map(decode_event).collect::<Result<Vec<_>, _>>()?;
         Ok((foreign, Box::new(Session { storage: self, client: Some(client) })))
@@ -448,7 +507,7 @@ impl super::SharedLog for PostgresStorage {
     fn head(&self) -> Result<u64, LedgerError> {
         self.pool.with(|client| {
             let head: i64 = client
-                .query_one("SELECT coalesce(max(position), 0) FROM events", &[])
+                .query_typed_one("SELECT coalesce(max(position), 0) FROM events", &[])
                 .and_then(|row| row.try_get(0))
                 .map_err(database("reading the head"))?;
             Ok(u64::try_from(head).unwrap_or(0))
@@ -518,10 +577,10 @@ impl LastUseStore for PostgresStorage {
         let times: Vec<DateTime<Utc>> = latest.values().copied().collect();
         self.pool.with(|client| {
             client
-                .execute(
-                    "INSERT INTO last_used (key_id, at) SELECT * FROM unnest($1::uuid[], $2::timestamptz[]) \
+                .query_typed(
+                    "INSERT INTO last_used (key_id, at) SELECT * FROM unnest($1, $2) \
                      ON CONFLICT (key_id) DO UPDATE SET at = GREATEST(last_used.at, excluded.at)",
-                    &[&ids, &times],
+                    &[(&ids, Type::UUID_ARRAY), (&times, Type::TIMESTAMPTZ_ARRAY)],
                 )
                 .map_err(database("recording last uses"))?;
             Ok(())
