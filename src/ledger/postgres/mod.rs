@@ -27,7 +27,7 @@
 //!
 //! **Durability.** Every connection runs with `synchronous_commit = on`, so COMMIT returns
 //! only once the transaction's WAL is flushed on the server: [`Storage::sync`] has nothing
-//! left to do (it only checks that the database is still reachable). Whether the server
+//! left to do. Whether the server
 //! itself flushes (`fsync`) is its configuration; a server with `fsync = off` is warned about
 //! at open.
 //!
