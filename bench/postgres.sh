@@ -53,7 +53,6 @@ WITH_SLED=${WITH_SLED:-1}
 STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-60}
 BUILD_TIMEOUT=${BUILD_TIMEOUT:-3600}
 SKIP_BUILD=${SKIP_BUILD:-0}
-KEEP_TMP=${KEEP_TMP:-0}
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
@@ -70,39 +69,11 @@ SCHEMA="kl_bench_$(date +%s)_$$"
 # and 429s.
 NODE_FLAGS=(--rate-limit 0 --max-keys-per-scope 1000000000)
 
-log() { printf '[pg-bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+BENCH_NAME=pg-bench
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh"
 
-# ---------------------------------------------------------------- cleanup of what we started
-PIDS=()
-TMP=""
-TMP_CREATED=0
 SCHEMA_CREATED=0
-
-forget_pid() {
-    local keep=() p
-    for p in "${PIDS[@]:-}"; do
-        [[ -n "$p" && "$p" != "$1" ]] && keep+=("$p")
-    done
-    PIDS=("${keep[@]:-}")
-}
-
-stop_pid() {
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; forget_pid "$pid"; return 0; }
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "process $pid ignored SIGTERM for 5 s: SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-    # Forget it, so that cleanup never signals a recycled PID.
-    forget_pid "$pid"
-}
 
 drop_schema() {
     [[ "$SCHEMA_CREATED" == 1 ]] || return 0
@@ -118,40 +89,20 @@ drop_schema() {
 cleanup() {
     local rc=$?
     set +e
-    local pid
-    for pid in "${PIDS[@]:-}"; do
-        [[ -n "$pid" ]] && stop_pid "$pid"
-    done
+    stop_started
     drop_schema
-    if [[ -n "$TMP" && -d "$TMP" ]]; then
-        if [[ "$KEEP_TMP" == 1 || $rc -ne 0 ]]; then
-            log "kept $TMP (logs, wrk outputs, data dirs)"
-        elif [[ "$TMP_CREATED" == 1 ]]; then
-            rm -rf "$TMP"
-        fi
-    fi
+    remove_scratch "$rc"
     exit $rc
 }
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
 # ---------------------------------------------------------------- tools
-need() { command -v "$1" >/dev/null 2>&1 || die "$1 is required"; }
 need curl
 need python3
 need timeout
 need psql
-
-if ! command -v wrk >/dev/null 2>&1; then
-    log "wrk not found: installing the Debian package"
-    SUDO=""
-    if [[ $(id -u) -ne 0 ]]; then
-        command -v sudo >/dev/null 2>&1 || die "wrk missing and not root (install it: apt-get install -y wrk)"
-        SUDO="sudo"
-    fi
-    timeout 900 $SUDO apt-get update >&2 && timeout 900 $SUDO apt-get install -y wrk >&2 \
-        || die "could not install wrk"
-fi
+need_wrk
 
 timeout 10 psql -X -q -d "$DB_URL" -c 'SELECT 1' >/dev/null 2>&1 \
     || die "cannot reach PostgreSQL at $DB_URL (set KEYLEDGER_BENCH_DATABASE_URL)"
@@ -173,8 +124,6 @@ RESULTS="$TMP/results.env"
 : >"$RESULTS"
 log "scratch dir: $TMP"
 
-record() { printf '%s=%s\n' "$1" "$2" >>"$RESULTS"; }
-count_rustc() { local n; n=$(pgrep -c -x rustc 2>/dev/null) || true; echo "${n:-0}"; }
 pg() { timeout 60 psql -X -q -At -v ON_ERROR_STOP=1 -d "$DB_URL" -c "$1"; }
 
 RUN_STARTED=$(date +%s)
@@ -190,65 +139,6 @@ record rustc_running_before "$(count_rustc)"
 record pg_version "$(pg 'SHOW server_version' | cut -d' ' -f1)"
 record pg_settings "$(pg "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) FROM pg_settings
     WHERE name IN ('fsync', 'synchronous_commit', 'wal_sync_method', 'shared_buffers', 'max_connections')")"
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-# wait_listen ADDR PID SECONDS: bounded wait until ADDR answers HTTP (any status)
-wait_listen() {
-    local addr=$1 pid=$2 secs=$3 i
-    for i in $(seq 1 $((secs * 10))); do
-        kill -0 "$pid" 2>/dev/null || return 2
-        if curl -s -o /dev/null --max-time 1 "http://$addr/" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    return 1
-}
-
-# wrk_spawn LABEL CONNS THREADS SECONDS URL LUA-ARGS...: one bounded wrk run in the
-# background; its pid in WRK_PID. wrk_finish LABEL PID waits for it and records its RESULT.
-WRK_PID=""
-wrk_spawn() {
-    local label=$1 c=$2 t=$3 d=$4 url=$5
-    shift 5
-    log "wrk $label: -c$c -t$t -d${d}s $url"
-    timeout -k 5 $((d + 60)) wrk -c"$c" -t"$t" -d"${d}s" --timeout "$WRK_TIMEOUT" --latency \
-        -s "$LUA" "$url" -- "$@" >"$TMP/wrk-$label.txt" 2>&1 &
-    WRK_PID=$!
-    PIDS+=("$WRK_PID")
-}
-
-wrk_finish() {
-    local label=$1 pid=$2 out="$TMP/wrk-$1.txt"
-    if ! wait "$pid"; then
-        log "wrk $label failed or timed out; output:"
-        sed 's/^/    /' "$out" >&2 || true
-    fi
-    forget_pid "$pid"
-    local line
-    line=$(grep -m1 '^RESULT ' "$out" || true)
-    if [[ -z "$line" ]]; then
-        record "${label}_failed" 1
-        log "wrk $label produced no RESULT line"
-        return 0
-    fi
-    local kv
-    for kv in ${line#RESULT }; do
-        record "${label}_${kv%%=*}" "${kv#*=}"
-    done
-    log "  $line"
-    if grep -q '^SAMPLE ' "$out"; then
-        log "  $(grep -m1 '^SAMPLE ' "$out")"
-    fi
-}
-
-run_wrk() {
-    wrk_spawn "$@"
-    wrk_finish "$1" "$WRK_PID"
-}
 
 EXPIRES_AT=$(date -u -d '+30 days' +%Y-%m-%dT%H:%M:%SZ)
 RUN_TAG="$(date +%s)-$$"

@@ -33,7 +33,6 @@ STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-60}
 BUILD_TIMEOUT=${BUILD_TIMEOUT:-3600}
 BARE_ONLY=${BARE_ONLY:-0}
 SKIP_BUILD=${SKIP_BUILD:-0}
-KEEP_TMP=${KEEP_TMP:-0}
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
@@ -42,70 +41,24 @@ BIN_DIR="$ROOT/target/release"
 KEYLEDGER_BIN=${KEYLEDGER_BIN:-$BIN_DIR/keyledger}
 TOKEN_RE='rootly_[0-9a-f]{64}'
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-# ---------------------------------------------------------------- cleanup of what we started
-PIDS=()
-TMP=""
-TMP_CREATED=0
-
-stop_pid() {
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "process $pid ignored SIGTERM for 5 s: SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-    # Forget it, so that cleanup never signals a recycled PID.
-    local keep=() p
-    for p in "${PIDS[@]:-}"; do
-        [[ -n "$p" && "$p" != "$pid" ]] && keep+=("$p")
-    done
-    PIDS=("${keep[@]:-}")
-}
+BENCH_NAME=bench
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh"
 
 cleanup() {
     local rc=$?
     set +e
-    local pid
-    for pid in "${PIDS[@]:-}"; do
-        [[ -n "$pid" ]] && stop_pid "$pid"
-    done
-    if [[ -n "$TMP" && -d "$TMP" ]]; then
-        if [[ "$KEEP_TMP" == 1 || $rc -ne 0 ]]; then
-            log "kept $TMP (logs, wrk outputs, data dir)"
-        elif [[ "$TMP_CREATED" == 1 ]]; then
-            rm -rf "$TMP"
-        fi
-    fi
+    stop_started
+    remove_scratch "$rc"
     exit $rc
 }
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
-# ---------------------------------------------------------------- tools
-need() { command -v "$1" >/dev/null 2>&1 || die "$1 is required"; }
 need curl
 need python3
 need timeout
-
-if ! command -v wrk >/dev/null 2>&1; then
-    log "wrk not found: installing the Debian package"
-    SUDO=""
-    if [[ $(id -u) -ne 0 ]]; then
-        command -v sudo >/dev/null 2>&1 || die "wrk missing and not root (install it: apt-get install -y wrk)"
-        SUDO="sudo"
-    fi
-    timeout 900 $SUDO apt-get update >&2 && timeout 900 $SUDO apt-get install -y wrk >&2 \
-        || die "could not install wrk"
-fi
+need_wrk
 
 # ---------------------------------------------------------------- build
 cd "$ROOT"
@@ -136,9 +89,6 @@ RESULTS="$TMP/results.env"
 : >"$RESULTS"
 log "scratch dir: $TMP"
 
-record() { printf '%s=%s\n' "$1" "$2" >>"$RESULTS"; }
-count_rustc() { local n; n=$(pgrep -c -x rustc 2>/dev/null) || true; echo "${n:-0}"; }
-
 record duration_s "$DURATION"
 record lat_duration_s "$LAT_DURATION"
 record conns "$CONNS"
@@ -146,51 +96,6 @@ record threads "$THREADS"
 record nproc "$(nproc 2>/dev/null || echo '?')"
 record load_before "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null | tr ' ' '/')"
 record rustc_running_before "$(count_rustc)"
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-# wait_listen ADDR PID SECONDS: bounded wait until ADDR answers HTTP (any status)
-wait_listen() {
-    local addr=$1 pid=$2 secs=$3 i
-    for i in $(seq 1 $((secs * 10))); do
-        kill -0 "$pid" 2>/dev/null || return 2
-        if curl -s -o /dev/null --max-time 1 "http://$addr/" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    return 1
-}
-
-# run_wrk LABEL CONNS THREADS SECONDS URL LUA-ARGS...: one bounded wrk run, RESULT -> results
-run_wrk() {
-    local label=$1 c=$2 t=$3 d=$4 url=$5
-    shift 5
-    local out="$TMP/wrk-$label.txt"
-    log "wrk $label: -c$c -t$t -d${d}s $url"
-    if ! timeout -k 5 $((d + 60)) wrk -c"$c" -t"$t" -d"${d}s" --timeout "$WRK_TIMEOUT" --latency \
-        -s "$LUA" "$url" -- "$@" >"$out" 2>&1; then
-        log "wrk $label failed or timed out; output:"
-        sed 's/^/    /' "$out" >&2 || true
-    fi
-    local line
-    line=$(grep -m1 '^RESULT ' "$out" || true)
-    if [[ -z "$line" ]]; then
-        record "${label}_failed" 1
-        log "wrk $label produced no RESULT line"
-        return 0
-    fi
-    local kv
-    for kv in ${line#RESULT }; do
-        record "${label}_${kv%%=*}" "${kv#*=}"
-    done
-    log "  $line"
-    if grep -q '^SAMPLE ' "$out"; then
-        log "  $(grep -m1 '^SAMPLE ' "$out")"
-    fi
-}
 
 EXPIRES_AT=$(date -u -d '+30 days' +%Y-%m-%dT%H:%M:%SZ)
 RUN_TAG="$(date +%s)-$$"
