@@ -115,6 +115,122 @@ impl LastUseStore for MemoryStorage {
     }
 }
 
+/// The memory store as a disk that fails on demand, for the unit tests of what must survive
+/// storage faults (the writer's recovery, readiness), which a real sled store in a unit test
+/// cannot be made to have: appends wait in `unsynced` until a sync makes them durable, a
+/// reopen loses whatever was not synced, and reads see only what is durable.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct FaultyDisk {
+    durable: MemoryStorage,
+    unsynced: Mutex<Vec<Commit>>,
+    fault: Mutex<Fault>,
+    probe: Mutex<Probe>,
+}
+
+/// What a [`FaultyDisk`] fails.
+#[cfg(test)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Fault {
+    #[default]
+    None,
+    /// Appends, syncs and reopens fail: a disk that is gone.
+    Everything,
+    /// Syncs fail, and what they were to make durable stays unsynced.
+    Syncs,
+    /// Syncs fail after writing: a disk that reports an error for data it did store.
+    SyncsAfterWriting,
+}
+
+/// How a [`FaultyDisk`] answers a checkpoint read (what readiness probes with).
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) enum Probe {
+    #[default]
+    Answers,
+    Fails,
+    /// Blocks until the sender is dropped or sends: a store that stopped answering.
+    Hangs(std::sync::mpsc::Receiver<()>),
+}
+
+#[cfg(test)]
+impl FaultyDisk {
+    pub(crate) fn fail(&self, fault: Fault) {
+        *self.fault.lock().unwrap_or_else(PoisonError::into_inner) = fault;
+    }
+
+    pub(crate) fn answer_probes(&self, probe: Probe) {
+        *self.probe.lock().unwrap_or_else(PoisonError::into_inner) = probe;
+    }
+
+    fn fault(&self) -> Fault {
+        *self.fault.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn refuse(&self, what: &str, when: &[Fault]) -> Result<(), LedgerError> {
+        if when.contains(&self.fault()) {
+            return Err(LedgerError::Storage { context: what.into(), source: "injected by the test".into() });
+        }
+        Ok(())
+    }
+
+    fn write_unsynced(&self) -> Result<(), LedgerError> {
+        for commit in std::mem::take(&mut *self.unsynced.lock().unwrap_or_else(PoisonError::into_inner)) {
+            self.durable.append(commit)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl Storage for FaultyDisk {
+    fn append(&self, commit: Commit) -> Result<(), LedgerError> {
+        self.refuse("append", &[Fault::Everything])?;
+        self.unsynced.lock().unwrap_or_else(PoisonError::into_inner).push(commit);
+        Ok(())
+    }
+    fn sync(&self) -> Result<(), LedgerError> {
+        if self.fault() == Fault::SyncsAfterWriting {
+            self.write_unsynced()?;
+        }
+        self.refuse("sync", &[Fault::Everything, Fault::Syncs, Fault::SyncsAfterWriting])?;
+        self.write_unsynced()
+    }
+    fn reopen(&self) -> Result<(), LedgerError> {
+        self.refuse("reopen", &[Fault::Everything])?;
+        self.unsynced.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        Ok(())
+    }
+    fn events_from(&self, position: u64) -> Box<dyn Iterator<Item = Result<StoredEvent, LedgerError>> + '_> {
+        self.durable.events_from(position)
+    }
+    fn last_event(&self) -> Result<Option<StoredEvent>, LedgerError> {
+        self.durable.last_event()
+    }
+    fn journal(&self) -> Box<dyn Iterator<Item = Result<journal::Record, LedgerError>> + '_> {
+        self.durable.journal()
+    }
+    fn checkpoint(&self, projection: ProjectionId) -> Result<u64, LedgerError> {
+        match &*self.probe.lock().unwrap_or_else(PoisonError::into_inner) {
+            Probe::Answers => {}
+            Probe::Fails => {
+                return Err(LedgerError::Storage { context: "read a checkpoint".into(), source: "injected by the test".into() })
+            }
+            Probe::Hangs(release) => {
+                let _ = release.recv();
+            }
+        }
+        self.durable.checkpoint(projection)
+    }
+    fn replace_journal(
+        &self,
+        rows: &mut dyn Iterator<Item = RowChange>,
+        checkpoints: Vec<(ProjectionId, u64)>,
+    ) -> Result<usize, LedgerError> {
+        self.durable.replace_journal(rows, checkpoints)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

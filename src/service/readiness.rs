@@ -149,7 +149,32 @@ impl StoreProbe {
 #[cfg(test)]
 mod tests {
     use std::sync::mpsc;
-    use std::sync::Mutex;
+
+    use keyledger_projections::State;
+
+    use super::super::operator;
+    use super::super::rules::directory::DirectoryFile;
+    use super::super::token::TokenFormat;
+    use super::super::writer::{CommandError, Writer};
+    use super::*;
+    use crate::ledger::memory::{Fault, FaultyDisk, Probe};
+
+    /// A writer over `store` that has tried to initialize a ledger, and what that answered.
+    fn writer_over(store: FaultyDisk) -> (Writer, Result<(), String>) {
+        let mut writer = Writer::new(Arc::new(store), State::default()).unwrap();
+        let tokens = TokenFormat::new("rootly").unwrap();
+        let initialized = operator::initialize(&mut writer, &[DirectoryFile::single_owner("Acme", "owner@acme.test")], &tokens)
+            .map(drop)
+            .map_err(|e| e.to_string());
+        (writer, initialized)
+    }
+
+    fn store(fault: Fault, probe: Probe) -> FaultyDisk {
+        let store = FaultyDisk::default();
+        store.fail(fault);
+        store.answer_probes(probe);
+        store
+    }
 
     #[test]
     fn a_follower_that_has_not_read_the_log_for_three_polls_is_not_ready() {
@@ -160,95 +185,9 @@ mod tests {
         assert!(!behind.is_ready());
     }
 
-    use keyledger_projections::{ProjectionId, State};
-
-    use super::super::operator;
-    use super::super::recovery::load_state;
-    use super::super::rules::directory::DirectoryFile;
-    use super::super::token::TokenFormat;
-    use super::super::writer::{CommandError, Writer};
-    use super::*;
-    use crate::ledger::memory::MemoryStorage;
-    use crate::ledger::{journal, Commit, LedgerError, RowChange, Storage, StoredEvent};
-
-    /// How the test store answers a probe (a checkpoint read).
-    enum Probe {
-        Answers,
-        Fails,
-        /// Blocks until the test sends on the channel: a store that stopped answering.
-        Hangs(Mutex<mpsc::Receiver<()>>),
-    }
-
-    /// The memory store, with a sync that can fail and a probe that can fail or hang: the
-    /// disk and network faults readiness must report, which a real sled store in a test
-    /// cannot be made to have.
-    struct Faulty {
-        inner: MemoryStorage,
-        sync_fails: bool,
-        probe: Probe,
-    }
-
-    fn broken(what: &str) -> LedgerError {
-        LedgerError::Storage { context: what.into(), source: "injected by the test".into() }
-    }
-
-    impl Storage for Faulty {
-        fn append(&self, commit: Commit) -> Result<(), LedgerError> {
-            self.inner.append(commit)
-        }
-        fn sync(&self) -> Result<(), LedgerError> {
-            if self.sync_fails {
-                return Err(broken("sync"));
-            }
-            self.inner.sync()
-        }
-        fn events_from(&self, position: u64) -> Box<dyn Iterator<Item = Result<StoredEvent, LedgerError>> + '_> {
-            self.inner.events_from(position)
-        }
-        fn last_event(&self) -> Result<Option<StoredEvent>, LedgerError> {
-            self.inner.last_event()
-        }
-        fn journal(&self) -> Box<dyn Iterator<Item = Result<journal::Record, LedgerError>> + '_> {
-            self.inner.journal()
-        }
-        fn checkpoint(&self, projection: ProjectionId) -> Result<u64, LedgerError> {
-            match &self.probe {
-                Probe::Answers => {}
-                Probe::Fails => return Err(broken("read a checkpoint")),
-                Probe::Hangs(release) => {
-                    let _ = release.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
-                }
-            }
-            self.inner.checkpoint(projection)
-        }
-        fn replace_journal(
-            &self,
-            rows: &mut dyn Iterator<Item = RowChange>,
-            checkpoints: Vec<(ProjectionId, u64)>,
-        ) -> Result<usize, LedgerError> {
-            self.inner.replace_journal(rows, checkpoints)
-        }
-    }
-
-    /// A writer over `store` that has tried to initialize a ledger, and what that answered.
-    fn writer_over(store: Faulty) -> (Writer, Result<(), String>) {
-        let mut writer = Writer::new(Arc::new(store), State::default()).unwrap();
-        let tokens = TokenFormat::new("rootly").unwrap();
-        let initialized = operator::initialize(&mut writer, &[DirectoryFile::single_owner("Acme", "owner@acme.test")], &tokens)
-            .map(drop)
-            .map_err(|e| e.to_string());
-        (writer, initialized)
-    }
-
-    fn store(sync_fails: bool, probe: Probe) -> Faulty {
-        let inner = MemoryStorage::new();
-        assert_eq!(load_state(&inner).unwrap().position, 0);
-        Faulty { inner, sync_fails, probe }
-    }
-
     #[test]
     fn a_writer_that_records_is_ready_and_a_stopped_one_is_not() {
-        let (writer, initialized) = writer_over(store(false, Probe::Answers));
+        let (writer, initialized) = writer_over(store(Fault::None, Probe::Answers));
         initialized.unwrap();
         assert_eq!(writer_check(true, &writer.durability()), Check::Ok);
         assert_eq!(writer_check(false, &writer.durability()), Check::NotReady(WRITER_STOPPED));
@@ -256,7 +195,7 @@ mod tests {
 
     #[test]
     fn a_writer_failed_by_a_sync_is_not_ready_and_says_so_without_the_cause() {
-        let (mut writer, initialized) = writer_over(store(true, Probe::Answers));
+        let (mut writer, initialized) = writer_over(store(Fault::Syncs, Probe::Answers));
         assert!(initialized.is_err(), "the sync failed, so did the initialization");
         assert!(writer.durability().refusing_writes().is_some());
         let check = writer_check(true, &writer.durability());
@@ -270,15 +209,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_store_that_fails_or_does_not_answer_is_not_ready() {
-        let (writer, initialized) = writer_over(store(false, Probe::Answers));
+        let (writer, initialized) = writer_over(store(Fault::None, Probe::Answers));
         initialized.unwrap();
         assert_eq!(StoreProbe::new(writer.durability()).store().await, Check::Ok);
 
-        let (writer, _) = writer_over(store(false, Probe::Fails));
+        let (writer, _) = writer_over(store(Fault::None, Probe::Fails));
         assert_eq!(StoreProbe::new(writer.durability()).store().await, Check::NotReady(STORE_FAILED));
 
         let (release, hung) = mpsc::channel();
-        let (writer, _) = writer_over(store(false, Probe::Hangs(Mutex::new(hung))));
+        let (writer, _) = writer_over(store(Fault::None, Probe::Hangs(hung)));
         let probe = StoreProbe::new(writer.durability());
         assert_eq!(probe.store().await, Check::NotReady(STORE_SLOW));
         assert_eq!(probe.store().await, Check::NotReady(STORE_STUCK), "one hung probe at a time, not a thread per request");

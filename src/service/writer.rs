@@ -515,7 +515,7 @@ impl Writer {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     use super::super::operator;
     use super::super::recovery::load_state;
@@ -523,8 +523,7 @@ mod tests {
     use super::super::rules::directory::DirectoryFile;
     use super::super::token::TokenFormat;
     use super::*;
-    use crate::ledger::memory::MemoryStorage;
-    use crate::ledger::{Commit, RowChange};
+    use crate::ledger::memory::{Fault, FaultyDisk, MemoryStorage};
 
     fn create(name: &str) -> Command {
         Command::CreateApiKey(CreateApiKey {
@@ -584,79 +583,8 @@ mod tests {
         assert!(writer.published().read().unwrap().keys.iter().any(|k| k.name == "third"), "and publishes it");
     }
 
-    /// A disk in memory: appends wait in `unsynced` until a sync makes them durable, and a
-    /// reopen loses whatever was not synced. While `failing`, appends, syncs and reopens fail;
-    /// a sync may fail after writing (`lands_anyway`), as a disk that reports an error for
-    /// data it did store.
-    #[derive(Default)]
-    struct Disk {
-        durable: MemoryStorage,
-        unsynced: Mutex<Vec<Commit>>,
-        failing: std::sync::atomic::AtomicBool,
-        lands_anyway: std::sync::atomic::AtomicBool,
-    }
-
-    impl Disk {
-        fn fail(&self, failing: bool) {
-            self.failing.store(failing, std::sync::atomic::Ordering::SeqCst);
-        }
-
-        fn check(&self, what: &str) -> Result<(), LedgerError> {
-            if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
-                return Err(LedgerError::Storage { context: what.into(), source: "injected by the test".into() });
-            }
-            Ok(())
-        }
-
-        fn write_unsynced(&self) -> Result<(), LedgerError> {
-            for commit in std::mem::take(&mut *self.unsynced.lock().unwrap()) {
-                self.durable.append(commit)?;
-            }
-            Ok(())
-        }
-    }
-
-    impl Storage for Disk {
-        fn append(&self, commit: Commit) -> Result<(), LedgerError> {
-            self.check("append")?;
-            self.unsynced.lock().unwrap().push(commit);
-            Ok(())
-        }
-        fn sync(&self) -> Result<(), LedgerError> {
-            if self.lands_anyway.load(std::sync::atomic::Ordering::SeqCst) {
-                self.write_unsynced()?;
-            }
-            self.check("sync")?;
-            self.write_unsynced()
-        }
-        fn reopen(&self) -> Result<(), LedgerError> {
-            self.check("reopen")?;
-            self.unsynced.lock().unwrap().clear();
-            Ok(())
-        }
-        fn events_from(&self, position: u64) -> Box<dyn Iterator<Item = Result<StoredEvent, LedgerError>> + '_> {
-            self.durable.events_from(position)
-        }
-        fn last_event(&self) -> Result<Option<StoredEvent>, LedgerError> {
-            self.durable.last_event()
-        }
-        fn journal(&self) -> Box<dyn Iterator<Item = Result<crate::ledger::journal::Record, LedgerError>> + '_> {
-            self.durable.journal()
-        }
-        fn checkpoint(&self, projection: ProjectionId) -> Result<u64, LedgerError> {
-            self.durable.checkpoint(projection)
-        }
-        fn replace_journal(
-            &self,
-            rows: &mut dyn Iterator<Item = RowChange>,
-            checkpoints: Vec<(ProjectionId, u64)>,
-        ) -> Result<usize, LedgerError> {
-            self.durable.replace_journal(rows, checkpoints)
-        }
-    }
-
-    fn writer_on_disk() -> (Arc<Disk>, Writer) {
-        let disk = Arc::new(Disk::default());
+    fn writer_on_disk() -> (Arc<FaultyDisk>, Writer) {
+        let disk = Arc::new(FaultyDisk::default());
         let mut writer = Writer::new(Arc::clone(&disk) as Arc<dyn Storage>, State::default()).unwrap();
         let tokens = TokenFormat::new("rootly").unwrap();
         operator::initialize(&mut writer, &[DirectoryFile::single_owner("Acme", "owner@acme.test")], &tokens).unwrap();
@@ -672,7 +600,7 @@ mod tests {
     }
 
     /// The log as durable, checked link by link from genesis: the state it folds to.
-    fn durable_state(disk: &Disk) -> State {
+    fn durable_state(disk: &FaultyDisk) -> State {
         let mut state = State::default();
         for event in chain::Replay::new(disk.events_from(1), ChainHead::genesis()) {
             state.fold([&event.unwrap()]);
@@ -685,7 +613,7 @@ mod tests {
         let (disk, mut writer) = writer_on_disk();
         assert!(writer.execute(vec![(create("kept"), "a".into())])[0].is_ok());
 
-        disk.fail(true);
+        disk.fail(Fault::Everything);
         let failed = writer.execute(vec![(create("lost"), "b".into())]);
         assert!(matches!(failed[0], Err(CommandError::Unavailable(_))), "{:?}", failed[0]);
         assert!(writer.failure().is_some(), "the writer says it is failing");
@@ -695,7 +623,7 @@ mod tests {
         assert!(writer.failure().is_some());
         assert_eq!(published_names(&writer), ["kept"], "readers never saw the failed batch");
 
-        disk.fail(false);
+        disk.fail(Fault::None);
         writer.recover().unwrap();
         assert_eq!(writer.failure(), None);
         let again = writer.execute(vec![(create("lost"), "d".into())]);
@@ -710,12 +638,11 @@ mod tests {
     #[test]
     fn a_batch_whose_failed_sync_reached_the_disk_is_folded_and_published_at_recovery() {
         let (disk, mut writer) = writer_on_disk();
-        disk.lands_anyway.store(true, std::sync::atomic::Ordering::SeqCst);
         let staged = writer.stage(vec![(create("landed"), "a".into())]);
-        disk.fail(true);
+        disk.fail(Fault::SyncsAfterWriting);
         assert!(writer.durability().complete(vec![staged])[0][0].is_err());
         assert!(published_names(&writer).is_empty());
-        disk.fail(false);
+        disk.fail(Fault::None);
         writer.recover().unwrap();
         assert_eq!(published_names(&writer), ["landed"]);
         let taken = writer.execute(vec![(create("landed"), "b".into())]);
@@ -730,10 +657,10 @@ mod tests {
         let (disk, mut writer) = writer_on_disk();
         let first = writer.stage(vec![(create("first"), "a".into())]);
         let second = writer.stage(vec![(create("second"), "b".into())]);
-        disk.fail(true);
+        disk.fail(Fault::Everything);
         let answers = writer.durability().complete(vec![first]);
         assert!(matches!(answers[0][0], Err(CommandError::Unavailable(_))));
-        disk.fail(false);
+        disk.fail(Fault::None);
         writer.recover().unwrap();
         let answers = writer.durability().complete(vec![second]);
         assert!(matches!(answers[0][0], Err(CommandError::Unavailable(_))), "staged before the reopen: {:?}", answers[0][0]);
