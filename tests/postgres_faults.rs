@@ -120,6 +120,19 @@ where
     }
 }
 
+/// Waits until `node`'s `/readyz` answers `status`.
+async fn until_readyz(node: &Node, status: u16, what: &str) {
+    until(what, || async {
+        let resp = readyz(node).await;
+        if resp.status == status {
+            Ok(())
+        } else {
+            Err(format!("{} {}", resp.status, resp.text))
+        }
+    })
+    .await;
+}
+
 /// Waits until `node` shows key `id` to its own `token`.
 async fn until_known(node: &Node, token: &str, id: &str, what: &str) {
     until(what, || async {
@@ -224,15 +237,7 @@ async fn a_node_cut_off_from_the_database_refuses_writes_with_retry_after_reads_
 
     proxy.restore();
     let restored_at = Instant::now();
-    until("ready again after the restore", || async {
-        let resp = readyz(&cut_off).await;
-        if resp.status == 200 {
-            Ok(())
-        } else {
-            Err(format!("{} {}", resp.status, resp.text))
-        }
-    })
-    .await;
+    until_readyz(&cut_off, 200, "ready again after the restore").await;
     let ready_after = restored_at.elapsed();
     // It catches up by itself (its follower), before it records anything of its own.
     until_known(&cut_off, &elsewhere.1, &elsewhere.0, "the key made elsewhere during the cut, on the node that was cut off").await;
@@ -433,25 +438,9 @@ async fn a_node_cut_off_holds_the_ledger_again_once_back() {
     assert!(refused(&cli(&schema.with(&["rebuild"]))), "refused while the node serves");
 
     proxy.cut();
-    until("not ready while cut off", || async {
-        let resp = readyz(&node).await;
-        if resp.status == 503 {
-            Ok(())
-        } else {
-            Err(format!("{} {}", resp.status, resp.text))
-        }
-    })
-    .await;
+    until_readyz(&node, 503, "not ready while cut off").await;
     proxy.restore();
-    until("ready again after the restore", || async {
-        let resp = readyz(&node).await;
-        if resp.status == 200 {
-            Ok(())
-        } else {
-            Err(format!("{} {}", resp.status, resp.text))
-        }
-    })
-    .await;
+    until_readyz(&node, 200, "ready again after the restore").await;
     let pid = format!(":{} from ", node.server().pid());
     until("a repairing rebuild refused again, naming the node", || {
         let out = cli(&schema.with(&["rebuild"]));
