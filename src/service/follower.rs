@@ -164,7 +164,6 @@ fn listen(storage: &dyn Storage, follower: &Sender<Wake>, stopped: &AtomicBool) 
 
 /// Catches up on each wake and every [`POLL`], until told to stop.
 fn follow(durability: &Durability, woken: &Receiver<Wake>, read_at: &LastLook) {
-    let mut last_look = Instant::now();
     let mut failing = false;
     loop {
         let first = match woken.recv_timeout(POLL) {
@@ -188,7 +187,6 @@ fn follow(durability: &Durability, woken: &Receiver<Wake>, read_at: &LastLook) {
         let looked = catch_up(durability);
         match &looked {
             Ok(()) => {
-                last_look = Instant::now();
                 read_at.mark();
                 if failing {
                     tracing::info!("following other nodes' appends again");
@@ -196,7 +194,7 @@ fn follow(durability: &Durability, woken: &Receiver<Wake>, read_at: &LastLook) {
                 }
             }
             Err(e) => {
-                metrics::gauge!(telemetry::FOLLOWER_LAG_SECONDS).set(last_look.elapsed().as_secs_f64());
+                metrics::gauge!(telemetry::FOLLOWER_LAG_SECONDS).set(read_at.elapsed().as_secs_f64());
                 if !failing {
                     tracing::warn!(error = %e, "cannot read other nodes' appends; readers answer from what was folded until the store is back");
                     failing = true;

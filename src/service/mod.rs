@@ -21,6 +21,7 @@ pub mod writer;
 
 use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use keyledger_projections::keys_view::ApiKey;
@@ -50,10 +51,10 @@ pub const MAX_BATCH: usize = 512;
 
 /// How often a failing writer tries to reopen the store; also what a refused caller is told
 /// to wait (`Retry-After`).
-pub const RECOVERY_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+pub const RECOVERY_RETRY: Duration = Duration::from_secs(1);
 
 /// How often a failing writer looks for commands to refuse between attempts.
-const RECOVERY_TICK: std::time::Duration = std::time::Duration::from_millis(20);
+const RECOVERY_TICK: Duration = Duration::from_millis(20);
 
 struct Job {
     command: Command,
@@ -148,16 +149,16 @@ impl WriterThread {
 /// next one is already being decided. While the writer is failing, it tries to recover
 /// every [`RECOVERY_RETRY`] and answers what comes meanwhile as unavailable.
 fn run_writer(mut writer: Writer, mut jobs: mpsc::Receiver<Job>, staged: std::sync::mpsc::Sender<(Staged, Replies)>) {
-    let mut next_recovery = std::time::Instant::now();
+    let mut next_recovery = Instant::now();
     loop {
         let first = if writer.failure().is_some() {
-            if std::time::Instant::now() >= next_recovery {
+            if Instant::now() >= next_recovery {
                 match writer.recover() {
                     Ok(()) => continue,
                     Err(e) => {
                         metrics::counter!(crate::telemetry::STORE_ERRORS, "operation" => "reopen").increment(1);
                         tracing::warn!(error = %e, "cannot reopen the store yet; trying again");
-                        next_recovery = std::time::Instant::now() + RECOVERY_RETRY;
+                        next_recovery = Instant::now() + RECOVERY_RETRY;
                     }
                 }
             }

@@ -116,6 +116,9 @@ pub struct Staged {
     outcomes: Vec<Result<Range<usize>, CommandError>>,
 }
 
+/// Why a batch staged before the store was reopened is refused.
+const STAGED_BEFORE_REOPEN: &str = "the store was reopened after a failure before this batch was synced; try again";
+
 impl Staged {
     /// A batch of `count` commands, none of them recorded, for `reason`.
     fn refused(epoch: u64, reason: &str, count: usize) -> Self {
@@ -151,6 +154,12 @@ struct Health {
 impl Durability {
     fn health(&self) -> std::sync::MutexGuard<'_, Health> {
         self.health.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The current epoch, and why the writer is failing if it is.
+    fn standing(&self) -> (u64, Option<String>) {
+        let health = self.health();
+        (health.epoch, health.failure.clone())
     }
 
     /// Why the writer refuses every change until it has recovered (after a failed append or
@@ -221,10 +230,7 @@ impl Durability {
     /// A batch staged while the writer was failing, or before the store was reopened, is
     /// not synced: its appends went to a store that failed, and it is answered as failed.
     pub fn complete(&self, staged: Vec<Staged>) -> Vec<Vec<Answer>> {
-        let (epoch, failed) = {
-            let health = self.health();
-            (health.epoch, health.failure.clone())
-        };
+        let (epoch, failed) = self.standing();
         let failure = if failed.is_some() {
             failed
         } else if staged.iter().all(|batch| batch.events.is_empty() || batch.epoch != epoch) {
@@ -239,11 +245,10 @@ impl Durability {
             self.publish(staged.iter().filter(|batch| batch.epoch == epoch).flat_map(|batch| batch.foreign.iter().chain(&batch.events)));
             self.publications.notify_waiters();
         }
-        let stale = "the store was reopened after a failure before this batch was synced; try again".to_owned();
         staged
             .into_iter()
             .map(|batch| {
-                let failure = failure.clone().or_else(|| (batch.epoch != epoch).then(|| stale.clone()));
+                let failure = failure.clone().or_else(|| (batch.epoch != epoch).then(|| STAGED_BEFORE_REOPEN.to_owned()));
                 batch
                     .outcomes
                     .into_iter()
@@ -376,10 +381,7 @@ impl Writer {
 
     /// Decides a batch and appends it, without waiting for it to be durable.
     pub fn stage(&mut self, batch: Vec<(Command, Provenance)>) -> Staged {
-        let (epoch, failure) = {
-            let health = self.durability.health();
-            (health.epoch, health.failure.clone())
-        };
+        let (epoch, failure) = self.durability.standing();
         if let Some(reason) = failure {
             return Staged::refused(epoch, &reason, batch.len());
         }

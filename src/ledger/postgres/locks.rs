@@ -60,15 +60,26 @@ impl Drop for LedgerLock {
     }
 }
 
+/// A new lock session (not from the pool, whose connections come and go).
+fn connect(config: &Config, target: &str) -> Result<Client, LedgerError> {
+    config.connect(NoTls).map_err(|source| LedgerError::Unreachable { target: target.to_owned(), source: Box::new(source) })
+}
+
+/// Tries the serving lock `key` on `session`, shared or alone, without waiting: whether it
+/// was taken.
+fn try_lock(session: &mut Client, shared: bool, key: i64) -> Result<bool, LedgerError> {
+    let (sql, context) = if shared {
+        ("SELECT pg_try_advisory_lock_shared($1)", "taking the serving lock")
+    } else {
+        ("SELECT pg_try_advisory_lock($1)", "taking the ledger alone")
+    };
+    session.query_one(sql, &[&key]).and_then(|row| row.try_get(0)).map_err(database(context))
+}
+
 /// Takes the shared serving lock `key` on a new session; `None` while someone holds it alone.
 fn try_shared(config: &Config, target: &str, key: i64) -> Result<Option<Client>, LedgerError> {
-    let mut session =
-        config.connect(NoTls).map_err(|source| LedgerError::Unreachable { target: target.to_owned(), source: Box::new(source) })?;
-    let taken: bool = session
-        .query_one("SELECT pg_try_advisory_lock_shared($1)", &[&key])
-        .and_then(|row| row.try_get(0))
-        .map_err(database("taking the serving lock"))?;
-    Ok(taken.then_some(session))
+    let mut session = connect(config, target)?;
+    Ok(try_lock(&mut session, true, key)?.then_some(session))
 }
 
 /// Holds `session`'s shared lock until `stop` is dropped, taking it again on a new session
@@ -122,9 +133,7 @@ impl PostgresStorage {
 
     /// A new session for `role` (see [`PostgresStorage::lock_config`]).
     fn lock_session(&self, role: &str) -> Result<Client, LedgerError> {
-        self.lock_config(role)
-            .connect(NoTls)
-            .map_err(|source| LedgerError::Unreachable { target: self.target().to_owned(), source: Box::new(source) })
+        connect(&self.lock_config(role), self.target())
     }
 
     /// Holds the ledger for `role` (`serve`, or a command that records through a writer as
@@ -133,17 +142,13 @@ impl PostgresStorage {
     /// the ledger), saying so through `waiting` once. A keeper thread takes the lock again if
     /// its session is lost.
     pub fn hold_serving(&self, role: &str, waiting: &mut dyn FnMut(&str)) -> Result<LedgerLock, LedgerError> {
-        let mut session = self.lock_session(role)?;
+        let (config, target) = (self.lock_config(role), self.target().to_owned());
+        let mut session = connect(&config, &target)?;
         let key = lock_key(SERVING, self.schema());
-        let taken: bool = session
-            .query_one("SELECT pg_try_advisory_lock_shared($1)", &[&key])
-            .and_then(|row| row.try_get(0))
-            .map_err(database("taking the serving lock"))?;
-        if !taken {
+        if !try_lock(&mut session, true, key)? {
             waiting(&holders(&mut session, key, self.schema())?);
             session.execute("SELECT pg_advisory_lock_shared($1)", &[&key]).map_err(database("waiting for the serving lock"))?;
         }
-        let (config, target) = (self.lock_config(role), self.target().to_owned());
         let (stop, stopped) = mpsc::channel();
         let keeper = std::thread::Builder::new()
             .name("keyledger-serving-lock".into())
@@ -158,11 +163,7 @@ impl PostgresStorage {
     pub fn hold_alone(&self, role: &str) -> Result<LedgerLock, LedgerError> {
         let mut session = self.lock_session(role)?;
         let key = lock_key(SERVING, self.schema());
-        let taken: bool = session
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
-            .and_then(|row| row.try_get(0))
-            .map_err(database("taking the ledger alone"))?;
-        if !taken {
+        if !try_lock(&mut session, false, key)? {
             return Err(LedgerError::Serving {
                 schema: self.schema().to_owned(),
                 target: self.target().to_owned(),
